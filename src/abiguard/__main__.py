@@ -1,0 +1,3 @@
+from abiguard.cli import main
+
+raise SystemExit(main())

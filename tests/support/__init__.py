@@ -1,0 +1,1 @@
+"""Helpers that make the real things tests need: compiled extension modules, PyPI wheels, venvs."""

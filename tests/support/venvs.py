@@ -1,0 +1,60 @@
+"""Real virtual environments made with uv, from the same cached index downloads uv keeps."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.cache import cache_root
+
+
+def uv() -> str:
+    found = shutil.which("uv", path=os.path.dirname(sys.executable)) or shutil.which("uv")
+    if found is None:
+        from uv import find_uv_bin  # the uv wheel is a dependency of abiguard
+
+        found = find_uv_bin()
+    return found
+
+
+def uv_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("UV_CACHE_DIR", str(cache_root() / "uv-cache"))
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def make_venv(path: Path, *requirements: str) -> Path:
+    """Create a venv at `path` with `requirements` installed by uv; returns its python."""
+    subprocess.run([uv(), "venv", "--quiet", "--seed", "--python", sys.executable, str(path)],
+                   check=True, env=uv_env())
+    python = path / "bin" / "python"
+    if requirements:
+        subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), *requirements],
+                       check=True, env=uv_env())
+    return python
+
+
+def cached_venv(name: str, *requirements: str) -> Path:
+    """A venv kept in the test cache across runs; tests must not change it (copy it with `clone`)."""
+    root = cache_root() / "venvs"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = path / ".abiguard-test-requirements"
+        if not (stamp.exists() and stamp.read_text() == "\n".join(requirements)):
+            shutil.rmtree(path, ignore_errors=True)
+            make_venv(path, *requirements)
+            stamp.write_text("\n".join(requirements))
+    return path / "bin" / "python"
+
+
+def site_packages(python: Path) -> Path:
+    out = subprocess.run([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
