@@ -13,15 +13,29 @@ from pathlib import Path
 from tests.support.cache import cache_root
 from tests.support.wheels import fetch_wheel
 
-LINUX = "manylinux2014_x86_64"
+# Accepts every manylinux wheel up to glibc 2.28 (numpy >= 2.3 ships only manylinux_2_28 for x86_64).
+LINUX = "manylinux_2_28_x86_64"
 
 
 def numpy_include(version: str) -> Path:
-    """numpy's C include directory, unpacked from the real numpy wheel of that version."""
+    """numpy's C include directory, unpacked from the real numpy wheel of that version.
+
+    The headers are the same in every CPython build of a release, so when this interpreter has no wheel of
+    that numpy (numpy 1.26 has none for 3.13) we take the one for a Python that has.
+    """
     target = cache_root() / "numpy-headers" / version
     marker = target / ".done"
     if not marker.exists():
-        wheel = fetch_wheel(f"numpy=={version}", LINUX, f"{sys.version_info[0]}.{sys.version_info[1]}")
+        wheel = None
+        errors = []
+        for python in dict.fromkeys([f"{sys.version_info[0]}.{sys.version_info[1]}", "3.12", "3.11", "3.10"]):
+            try:
+                wheel = fetch_wheel(f"numpy=={version}", LINUX, python)
+                break
+            except subprocess.CalledProcessError as exc:
+                errors.append(f"{python}: {exc}")
+        if wheel is None:
+            raise FileNotFoundError(f"no numpy {version} wheel for {LINUX}: {errors}")
         with zipfile.ZipFile(wheel) as zf:
             for name in zf.namelist():
                 if "/include/numpy/" in name:

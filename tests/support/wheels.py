@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import fcntl
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.support.cache import cache_root
+
+_MANYLINUX = re.compile(r"manylinux_2_(\d+)_(\w+)")
+
+
+def compatible_platforms(platform: str) -> list[str]:
+    """The tags a machine with `platform` accepts, best first, as pip would compute them on that machine.
+
+    pip's `--platform` takes a `manylinux_2_N` tag literally, so `manylinux_2_28_x86_64` alone would miss
+    wheels tagged only `manylinux_2_17`/`manylinux2014`; we spell out every older glibc level. Other tags
+    (manylinux2014, macosx_*, win_*) pip expands itself.
+    """
+    match = _MANYLINUX.fullmatch(platform)
+    if not match:
+        return [platform]
+    glibc, arch = int(match.group(1)), match.group(2)
+    tags = [f"manylinux_2_{n}_{arch}" for n in range(glibc, 16, -1)]
+    return [*tags, f"manylinux2014_{arch}"]
 
 
 def fetch_wheel(requirement: str, platform: str, python_version: str = "3.11") -> Path:
@@ -19,10 +37,10 @@ def fetch_wheel(requirement: str, platform: str, python_version: str = "3.11") -
         fcntl.flock(lock, fcntl.LOCK_EX)
         found = sorted(target.glob("*.whl"))
         if not found:
+            platforms = [arg for tag in compatible_platforms(platform) for arg in ("--platform", tag)]
             subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                 "--platform", platform, "--python-version", python_version, "--dest", str(target),
-                 requirement],
+                 *platforms, "--python-version", python_version, "--dest", str(target), requirement],
                 check=True,
             )
             found = sorted(target.glob("*.whl"))

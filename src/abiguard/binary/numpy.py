@@ -144,4 +144,7 @@ def _producer(hits: _Hits) -> Producer:
         return Producer.CYTHON
     if "R1" in hits or "R4" in hits or "R4a" in hits or "R4b" in hits:
         return Producer.C_API
+    if "R6" in hits or "R7" in hits:
+        # Python-level import strings without numpy's C-level import: Cython's `cimport numpy`.
+        return Producer.CYTHON
     return Producer.UNKNOWN

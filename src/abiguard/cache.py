@@ -1,0 +1,321 @@
+"""A small SQLite cache of binary facts, so a second scan costs little more than listing the files.
+
+Two kinds of rows:
+- local binaries, keyed by file identity (path, size, mtime_ns, inode): a rewritten file gets a new key;
+- members of remote wheels, keyed by the wheel's sha256 and the member's name: a wheel never changes.
+
+Design choices, briefly:
+- Opening is lazy: `Cache.open()` touches nothing; the first lookup connects. A command that finds
+  nothing to look up pays nothing.
+- Lookups are batched (`lookup_files` takes many keys, one query per 500 paths).
+- Several processes may share the file: WAL journal, a busy timeout, and a few retries on
+  "database is locked".
+- The cache is an optimisation, never a reason to fail: a corrupt file is moved aside and recreated, any
+  other database error disables the cache for the rest of the run; both leave a line in `warnings`.
+- Rows carry no version; the database records one generation (schema number and abiguard version) and
+  is emptied when it differs, so a new release never reads facts an older rule set produced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from abiguard.model import BinaryFacts
+
+SCHEMA_VERSION = 1
+_CHUNK = 500  # keys per query; well under SQLite's bound-parameter limit
+_LOCK_RETRIES = 5
+_BUSY_TIMEOUT_S = 5.0
+
+log = logging.getLogger("abiguard.cache")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """Identity of a local file: any rewrite changes its size, mtime or inode."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @staticmethod
+    def from_stat(path: str | os.PathLike[str], st: os.stat_result) -> FileKey:
+        return FileKey(os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+    @staticmethod
+    def from_path(path: str | os.PathLike[str]) -> FileKey:
+        return FileKey.from_stat(path, os.stat(path))
+
+
+def default_path() -> Path:
+    """`$ABIGUARD_CACHE_DIR/cache.sqlite3`, else the platform's user cache directory."""
+    base = os.environ.get("ABIGUARD_CACHE_DIR")
+    if not base:
+        import platformdirs  # imported here: only needed when the cache is really used
+
+        base = platformdirs.user_cache_dir("abiguard")
+    return Path(base) / "cache.sqlite3"
+
+
+def _generation() -> str:
+    try:
+        from importlib.metadata import version
+
+        release = version("abiguard")
+    except Exception:  # not installed (running from a source tree): the schema number alone
+        release = "dev"
+    return f"{SCHEMA_VERSION}/{release}"
+
+
+class Cache:
+    """Facts of local binaries and remote wheel members. Use `Cache.open()`; `enabled=False` is a no-op."""
+
+    def __init__(self, path: Path | None, enabled: bool = True) -> None:
+        self.path = path
+        self.enabled = enabled and path is not None
+        self.warnings: list[str] = []
+        self.hits = 0
+        self.misses = 0
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, enabled: bool = True) -> Cache:
+        """A cache at `path` (default: `default_path()`); connects on first use, never raises."""
+        if not enabled:
+            return cls(None, enabled=False)
+        return cls(Path(path) if path is not None else default_path())
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def lookup_files(self, keys: Iterable[FileKey]) -> dict[FileKey, BinaryFacts]:
+        """Cached facts for those keys that have a row; `bytes_read` is 0 and `size` the key's size."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[FileKey, BinaryFacts] = {}
+        if not wanted or not self._ready():
+            self.misses += len(wanted)
+            return found
+        by_path: dict[str, list[FileKey]] = {}
+        for key in wanted:
+            by_path.setdefault(key.path, []).append(key)
+        paths = list(by_path)
+        for chunk in _chunks(paths):
+            sql = f"SELECT path, size, mtime_ns, inode, facts FROM files WHERE path IN ({_marks(chunk)})"
+            for path, size, mtime_ns, inode, facts in self._select(sql, chunk):
+                key = FileKey(path, size, mtime_ns, inode)
+                if key in by_path.get(path, ()):
+                    parsed = _parse(facts, key.size)
+                    if parsed is not None:
+                        found[key] = parsed
+        self.hits += len(found)
+        self.misses += len(wanted) - len(found)
+        return found
+
+    def store_files(self, results: Mapping[FileKey, BinaryFacts]) -> None:
+        """Remember facts for local files; older rows for the same paths are replaced."""
+        if not results or not self._ready():
+            return
+        rows = [(k.path, k.size, k.mtime_ns, k.inode, json.dumps(f.to_json())) for k, f in results.items()]
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.executemany("DELETE FROM files WHERE path = ?", [(r[0],) for r in rows])
+                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+
+        self._run(write)
+
+    # The lead's `check` asked for these names; same functions.
+    get_many = lookup_files
+    put_many = store_files
+
+    def lookup_members(self, sha256: str, members: Iterable[str]) -> dict[str, BinaryFacts]:
+        """Cached facts for members of the wheel with this sha256."""
+        names = list(dict.fromkeys(members))
+        found: dict[str, BinaryFacts] = {}
+        if not names or not sha256 or not self._ready():
+            self.misses += len(names)
+            return found
+        for chunk in _chunks(names):
+            sql = f"SELECT member, size, facts FROM members WHERE sha256 = ? AND member IN ({_marks(chunk)})"
+            for member, size, facts in self._select(sql, [sha256.lower(), *chunk]):
+                parsed = _parse(facts, size)
+                if parsed is not None:
+                    found[member] = parsed
+        self.hits += len(found)
+        self.misses += len(names) - len(found)
+        return found
+
+    def lookup_member(self, sha256: str, member: str) -> BinaryFacts | None:
+        return self.lookup_members(sha256, [member]).get(member)
+
+    def store_members(self, sha256: str, results: Mapping[str, BinaryFacts]) -> None:
+        if not results or not sha256 or not self._ready():
+            return
+        rows = [(sha256.lower(), m, f.size, json.dumps(f.to_json())) for m, f in results.items()]
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.executemany("INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)", rows)
+
+        self._run(write)
+
+    def store_member(self, sha256: str, member: str, facts: BinaryFacts) -> None:
+        self.store_members(sha256, {member: facts})
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection management --------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        if not self.enabled:
+            return False
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn is not None
+
+    def _connect(self) -> sqlite3.Connection | None:
+        assert self.path is not None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._with_lock_retries(lambda: self._setup(self.path))
+        except sqlite3.DatabaseError as exc:
+            if _is_corrupt(exc) or not isinstance(exc, sqlite3.OperationalError):
+                return self._recreate(exc)
+            self._disable(f"cache disabled ({exc}): {self.path}")
+        except OSError as exc:
+            self._disable(f"cache disabled: cannot create {self.path.parent}: {exc.strerror or exc}")
+        return None
+
+    def _setup(self, path: Path | None) -> sqlite3.Connection:
+        assert path is not None
+        conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None:
+                raise sqlite3.DatabaseError("file is not a database")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            with conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS files (path TEXT, size INTEGER, mtime_ns INTEGER,"
+                    " inode INTEGER, facts TEXT, PRIMARY KEY (path, size, mtime_ns, inode)) WITHOUT ROWID"
+                )
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS members (sha256 TEXT, member TEXT, size INTEGER, facts TEXT,"
+                    " PRIMARY KEY (sha256, member)) WITHOUT ROWID"
+                )
+                self._check_generation(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _check_generation(conn: sqlite3.Connection) -> None:
+        """Empty the tables when the rows were written by another schema or abiguard release."""
+        wanted = _generation()
+        row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        if row is None or row[0] != wanted:
+            conn.execute("DELETE FROM files")
+            conn.execute("DELETE FROM members")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (wanted,))
+
+    def _recreate(self, exc: BaseException) -> sqlite3.Connection | None:
+        assert self.path is not None
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")
+        try:
+            self.path.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                with suppress(FileNotFoundError):
+                    Path(f"{self.path}{suffix}").unlink()
+            conn = self._setup(self.path)
+        except (OSError, sqlite3.Error) as again:
+            self._disable(f"cache disabled: {self.path} is unreadable ({exc}), cannot replace it ({again})")
+            return None
+        self._warn(f"cache file was corrupt ({exc}); moved it to {aside.name} and started a new one")
+        return conn
+
+    def _disable(self, message: str) -> None:
+        self._warn(message)
+        self.enabled = False
+        self.close()
+        return None
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        log.warning(message)
+
+    def _select(self, sql: str, args: list[str]) -> list[tuple[Any, ...]]:
+        rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
+        return rows or []
+
+    def _run(self, action: Callable[[sqlite3.Connection], T]) -> T | None:
+        """Run one statement group; a failing cache is disabled, never raised to the caller."""
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            return self._with_lock_retries(lambda: action(conn))
+        except sqlite3.Error as exc:
+            self._disable(f"cache disabled after an error: {exc}")
+            return None
+
+    @staticmethod
+    def _with_lock_retries(action: Callable[[], T]) -> T:
+        delay = 0.05
+        for attempt in range(_LOCK_RETRIES):
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc) or attempt == _LOCK_RETRIES - 1:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def _parse(text: str, size: int) -> BinaryFacts | None:
+    try:
+        return BinaryFacts.from_json(json.loads(text), bytes_read=0, size=size)
+    except (ValueError, KeyError, TypeError):
+        return None  # a row we cannot read is a miss, not an error
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _marks(items: list[T]) -> str:
+    return ", ".join("?" * len(items))

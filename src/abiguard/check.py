@@ -1,0 +1,187 @@
+"""`check`: every shared object of an environment, inspected statically and judged against its numpy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from packaging.version import InvalidVersion, Version
+
+from abiguard.binary import inspect_path
+from abiguard.model import (
+    BinaryFacts,
+    BinaryFinding,
+    CheckReport,
+    DistributionFinding,
+    TargetEnvironment,
+    Verdict,
+)
+from abiguard.rules import declared as declared_rule
+from abiguard.rules import numpy as numpy_rule
+from abiguard.sources import environment as envsource
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class _Binary:
+    dist: envsource.InstalledDistribution | None
+    site_dir: str
+    relpath: str
+    fullpath: str
+
+
+class CheckError(Exception):
+    """A user-facing failure of the whole check (bad --python, bad --numpy)."""
+
+
+def parse_numpy(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise CheckError(f"--numpy {text!r} is not a version (try 2, 2.1 or 1.26.4)") from None
+
+
+def check(
+    python: str | None = None,
+    numpy: str | None = None,
+    *,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> CheckReport:
+    """Scan the environment of `python`; `numpy` asks "what if this numpy were installed"."""
+    try:
+        env = envsource.probe(python)
+    except envsource.EnvironmentError_ as exc:
+        raise CheckError(str(exc)) from None
+    hypothetical = parse_numpy(numpy) if numpy is not None else None
+    return check_environment(env, hypothetical, use_cache=use_cache, progress=progress)
+
+
+def check_environment(
+    env: TargetEnvironment,
+    hypothetical: Version | None = None,
+    *,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    dists: list[envsource.InstalledDistribution] | None = None,
+) -> CheckReport:
+    if dists is None:
+        dists = list(envsource.iter_distributions(env))
+    installed_numpy = envsource.numpy_version(dists)
+    judged_numpy = hypothetical if hypothetical is not None else _version(installed_numpy)
+
+    binaries = _binaries(env, dists)
+    facts = inspect_all([b.fullpath for b in binaries], {b.fullpath for b in binaries if _is_numpy(b)},
+                        use_cache=use_cache, progress=progress)
+
+    findings: dict[str, list[BinaryFinding]] = {}
+    unowned: list[BinaryFinding] = []
+    for b in binaries:
+        f = facts[b.fullpath]
+        verdict, consequence = numpy_rule.judge(f, judged_numpy)
+        finding = BinaryFinding(
+            path=b.relpath,
+            module=envsource.module_name(b.relpath, env.ext_suffixes),
+            facts=f,
+            verdict=verdict,
+            consequence=consequence,
+        )
+        if b.dist is None:
+            unowned.append(finding)
+        else:
+            findings.setdefault(b.dist.key, []).append(finding)
+
+    distributions = []
+    for d in dists:
+        if d.key not in findings:
+            continue
+        found = tuple(findings[d.key])
+        distributions.append(
+            DistributionFinding(
+                name=d.name,
+                version=d.version,
+                verdict=Verdict.worst([b.verdict for b in found]),
+                binaries=found,
+                numpy_requirement=declared_rule.numpy_requirement(d, env.marker_env),
+            )
+        )
+    distributions.sort(key=lambda d: (-d.verdict.rank, d.name.lower()))
+
+    versions = {d.key: d.version for d in dists}
+    if hypothetical is not None:
+        versions["numpy"] = str(hypothetical)
+    problems = declared_rule.check_declared(dists, env.marker_env, versions)
+
+    return CheckReport(
+        environment=env,
+        numpy=str(judged_numpy) if judged_numpy is not None else None,
+        numpy_installed=installed_numpy,
+        hypothetical=hypothetical is not None,
+        distributions=tuple(distributions),
+        unowned=tuple(unowned),
+        declared=tuple(problems),
+        bytes_read=sum(f.bytes_read for f in facts.values()),
+        bytes_total=sum(f.size for f in facts.values()),
+    )
+
+
+def _version(text: str | None) -> Version | None:
+    if text is None:
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _is_numpy(b: _Binary) -> bool:
+    return b.dist is not None and b.dist.key == "numpy"
+
+
+def _binaries(env: TargetEnvironment, dists: list[envsource.InstalledDistribution]) -> list[_Binary]:
+    out: list[_Binary] = []
+    owned: set[str] = set()
+    for d in dists:
+        for rel in d.shared_objects():
+            full = os.path.normpath(os.path.join(d.site_dir, rel))
+            if full in owned or not os.path.isfile(full):
+                continue
+            owned.add(full)
+            out.append(_Binary(d, d.site_dir, rel, full))
+    for site, rel in envsource.unowned_shared_objects(env, owned):
+        out.append(_Binary(None, site, rel, os.path.join(site, rel)))
+    return out
+
+
+def inspect_all(
+    paths: list[str], numpy_own: set[str], *, use_cache: bool = True, progress: Progress | None = None
+) -> dict[str, BinaryFacts]:
+    """Facts for local files; results are cached by file identity so an unchanged file is read once."""
+    from abiguard import cache as cache_mod
+
+    store = cache_mod.Cache.open(enabled=use_cache)
+    keys = {}
+    for p in paths:
+        try:
+            keys[p] = cache_mod.FileKey.from_stat(p, os.stat(p))
+        except OSError:
+            continue
+    hits = store.lookup_files(list(keys.values()))
+    out: dict[str, BinaryFacts] = {}
+    fresh: dict[cache_mod.FileKey, BinaryFacts] = {}
+    for i, p in enumerate(paths):
+        key = keys.get(p)
+        cached = hits.get(key) if key is not None else None
+        if cached is not None:
+            out[p] = cached
+        else:
+            out[p] = inspect_path(p, numpy_itself=p in numpy_own)
+            if key is not None:
+                fresh[key] = out[p]
+        if progress is not None:
+            progress(i + 1, len(paths))
+    if fresh:
+        store.store_files(fresh)
+    return out

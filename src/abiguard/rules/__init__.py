@@ -1,0 +1,1 @@
+"""Rules turn binary facts and a (real or hypothetical) environment into verdicts."""

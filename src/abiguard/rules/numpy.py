@@ -1,0 +1,46 @@
+"""Judge a binary's NumPy facts against the numpy version of a real or hypothetical environment."""
+
+from __future__ import annotations
+
+from packaging.version import Version
+
+from abiguard.model import BinaryFacts, BuiltFor, Producer, Verdict
+
+NUMPY2 = Version("2")
+
+
+def judge(facts: BinaryFacts, numpy: Version | None) -> tuple[Verdict, str | None]:
+    """The verdict for one binary and, when it is not ok, the consequence in one sentence."""
+    if facts.built_for is BuiltFor.UNKNOWN:
+        return Verdict.UNKNOWN, facts.reason
+    if facts.built_for is BuiltFor.NONE:
+        return Verdict.OK, None
+    if numpy is None:
+        return Verdict.BROKEN, "uses NumPy's C-API but numpy is not installed: fails at import"
+    if facts.built_for is BuiltFor.NUMPY1:
+        if numpy < NUMPY2:
+            return Verdict.OK, None
+        if facts.producer is Producer.PYBIND11_OLD:
+            return Verdict.AT_RISK, (
+                f"pybind11 < 2.12 built on NumPy 1.x: imports under numpy {numpy} but reads NumPy 1.x "
+                "structures and can return wrong results"
+            )
+        if any(e.marker == "R6" for e in facts.evidence) and not any(
+            e.marker in ("R4", "R4a", "R4b") for e in facts.evidence
+        ):
+            return Verdict.BROKEN, f"fails at import under numpy {numpy}: 'numpy.dtype size changed'"
+        return Verdict.BROKEN, (
+            f"fails at import under numpy {numpy}: 'A module that was compiled using NumPy 1.x cannot be "
+            "run in NumPy 2'"
+        )
+    floor = min_version(facts)
+    if floor is not None and numpy < floor:
+        return Verdict.BROKEN, (
+            f"built for NumPy >= {facts.min_numpy}: fails at import under numpy {numpy} "
+            "('module was compiled against NumPy C-API version ...')"
+        )
+    return Verdict.OK, None
+
+
+def min_version(facts: BinaryFacts) -> Version | None:
+    return Version(facts.min_numpy) if facts.min_numpy else None

@@ -1,0 +1,1 @@
+"""Where binaries come from: installed environments, local wheels, remote wheels and the package index."""

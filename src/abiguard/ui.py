@@ -1,0 +1,37 @@
+"""Terminal niceties that must stay out of pipes, CI logs and JSON mode."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+
+
+def interactive() -> bool:
+    """Progress is shown only to a person: stderr is a terminal and this is not CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def progress(label: str, enabled: bool) -> Callable[[int, int], None] | None:
+    """A throttled one-line counter on stderr, or None when nobody is watching."""
+    if not enabled:
+        return None
+    last = [0.0]
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < 0.1:
+            return
+        last[0] = now
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{label} {done}/{total}{end}")
+        sys.stderr.flush()
+
+    return update
+
+
+def error(message: str, hint: str | None = None) -> None:
+    sys.stderr.write(f"abiguard: error: {message}\n")
+    if hint:
+        sys.stderr.write(f"  hint: {hint}\n")

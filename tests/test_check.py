@@ -1,0 +1,254 @@
+"""`abiguard check` end to end: real venvs built with uv, real pandas wheels, real compiled modules."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.build import numpy_extension
+from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
+
+pytestmark = [pytest.mark.venv, pytest.mark.network]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_result_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test run gets its own result cache: results from an older abiguard must not leak in."""
+    old = os.environ.get("ABIGUARD_CACHE_DIR")
+    os.environ["ABIGUARD_CACHE_DIR"] = str(tmp_path_factory.mktemp("result-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ABIGUARD_CACHE_DIR")
+    else:
+        os.environ["ABIGUARD_CACHE_DIR"] = old
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "abiguard", *args], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+def check_json(python: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    proc = run("check", "--python", str(python), "--format", "json", *extra)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def dist(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [d for d in doc["distributions"] if d["name"].lower() == name]
+    assert found, [d["name"] for d in doc["distributions"]]
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def broken_env() -> Path:
+    return cached_venv("np2-pandas203", "numpy==2.0.2", "pandas==2.0.3")
+
+
+@pytest.fixture(scope="module")
+def good_env() -> Path:
+    return cached_venv("np126-pandas203", "numpy==1.26.4", "pandas==2.0.3")
+
+
+def test_numpy2_with_pandas_built_for_numpy1_is_broken(broken_env: Path) -> None:
+    code, doc = check_json(broken_env)
+    assert code == 1
+    assert doc["schema"] == 1
+    assert doc["environment"]["numpy"] == "2.0.2"
+    assert doc["environment"]["python"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}")
+    assert doc["environment"]["executable"]
+    pandas = dist(doc, "pandas")
+    assert pandas["version"] == "2.0.3"
+    assert pandas["verdict"] == "broken"
+    broken = [b for b in pandas["binaries"] if b["verdict"] == "broken"]
+    assert len(broken) > 20
+    modules = {b["module"] for b in broken}
+    assert "pandas._libs.algos" in modules
+    for b in broken:
+        assert b["built_for"] == "numpy1"
+        assert not b["path"].startswith("/")
+        assert {e["marker"] for e in b["evidence"]} & {"R4", "R4a", "R4b", "R6"}
+        assert b["producer"] in ("cython", "c-api")
+    assert dist(doc, "numpy")["verdict"] == "ok"
+    summary = doc["summary"]
+    assert summary["broken"] == 1 and summary["conflicts"] is True
+    assert summary["binaries_broken"] == len(broken)
+    assert 0 < summary["bytes_read"] < summary["bytes_total"]
+
+
+def test_text_report_names_modules_reason_and_ways_out(broken_env: Path) -> None:
+    proc = run("check", "--python", str(broken_env))
+    assert proc.returncode == 1, proc.stderr
+    out = proc.stdout
+    assert "broken" in out and "pandas 2.0.3" in out
+    assert "pandas._libs.algos" in out
+    assert "no upper bound" in out
+    assert 'numpy<2' in out
+    assert "compiled using NumPy 1.x" in out
+    assert proc.stderr == ""  # no progress when not on a terminal
+
+
+def test_numpy1_with_pandas_built_for_numpy1_is_clean(good_env: Path) -> None:
+    code, doc = check_json(good_env)
+    assert code == 0
+    assert dist(doc, "pandas")["verdict"] == "ok"
+    assert doc["summary"]["conflicts"] is False
+    proc = run("check", "--python", str(good_env))
+    assert proc.returncode == 0 and "No NumPy ABI conflicts" in proc.stdout
+
+
+def test_hypothetical_numpy_judges_without_installing(good_env: Path) -> None:
+    code, doc = check_json(good_env, "--numpy", "2.1")
+    assert code == 1
+    assert doc["environment"]["numpy"] == "2.1"
+    assert doc["environment"]["numpy_installed"] == "1.26.4"
+    assert doc["environment"]["hypothetical_numpy"] is True
+    assert dist(doc, "pandas")["verdict"] == "broken"
+
+
+def test_bad_numpy_version_is_a_one_line_error(good_env: Path) -> None:
+    proc = run("check", "--python", str(good_env), "--numpy", "two")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("abiguard: error:") and "Traceback" not in proc.stderr
+
+
+def test_reverse_direction_module_needing_numpy2_under_numpy1(tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "v", "numpy==1.26.4")
+    numpy_extension("needs_np2", "2.0.2", site_packages(python), target="NPY_2_0_API_VERSION")
+    numpy_extension("fine_np2", "2.0.2", site_packages(python))  # default target accepts 1.16+
+    code, doc = check_json(python)
+    assert code == 1
+    unowned = {b["module"]: b for b in doc["unowned"]}
+    assert unowned["needs_np2"]["verdict"] == "broken"
+    assert unowned["needs_np2"]["min_numpy"] == "2.0"
+    assert unowned["fine_np2"]["verdict"] == "ok"
+    assert unowned["fine_np2"]["min_numpy"] == "1.16"
+
+
+def test_missing_interpreter_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    proc = run("check", "--python", str(tmp_path / "nope" / "python"))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no Python interpreter" in lines[0]
+
+
+def test_malformed_binaries_are_unknown_and_the_rest_is_reported(tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    site = site_packages(python)
+    good = numpy_extension("old_np", "1.26.4", site)
+    data = good.read_bytes()
+    suffix = good.name[len("old_np"):]
+    (site / f"truncated{suffix}").write_bytes(data[: len(data) // 3])
+    (site / f"empty{suffix}").write_bytes(b"")
+    (site / f"garbage{suffix}").write_bytes(b"\x7fELF" + os.urandom(4000))
+    (site / "garbage_pe.pyd").write_bytes(b"MZ" + os.urandom(4000))
+    (site / "garbage_macho.dylib").write_bytes(b"\xcf\xfa\xed\xfe" + os.urandom(4000))
+    code, doc = check_json(python)
+    assert code == 1
+    by_path = {b["path"]: b for b in doc["unowned"]}
+    assert by_path[good.name]["verdict"] == "broken"
+    for name in (f"truncated{suffix}", f"empty{suffix}", f"garbage{suffix}", "garbage_pe.pyd",
+                 "garbage_macho.dylib"):
+        assert by_path[name]["built_for"] == "unknown", name
+        assert by_path[name]["verdict"] == "unknown"
+        assert by_path[name]["reason"]
+    assert dist(doc, "numpy")["verdict"] == "ok"
+
+
+def _wheel(path: Path, name: str, version: str, files: dict[str, bytes], requires: list[str]) -> Path:
+    """A minimal valid wheel, so a distribution can own a plain shared library (like pyarrow's)."""
+    info = f"{name}-{version}.dist-info"
+    meta = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+                      *(f"Requires-Dist: {r}" for r in requires)]) + "\n"
+    files = {**files, f"{info}/METADATA": meta.encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-any\n"}
+    record = []
+    for rel, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{rel},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    wheel = path / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for rel, data in files.items():
+            zf.writestr(rel, data)
+        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def test_plain_shared_library_is_attributed_to_its_distribution(tmp_path: Path) -> None:
+    lib = numpy_extension("helper", "1.26.4", tmp_path / "build")
+    wheel = _wheel(tmp_path, "arrowish", "1.0", {
+        "arrowish/__init__.py": b"",
+        "arrowish/libarrowish_python.so": lib.read_bytes(),
+    }, ["numpy>=1.21"])
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), str(wheel)],
+                   check=True, env=uv_env())
+    code, doc = check_json(python)
+    assert code == 1
+    arrowish = dist(doc, "arrowish")
+    assert arrowish["verdict"] == "broken"
+    (binary,) = arrowish["binaries"]
+    assert binary["path"] == "arrowish/libarrowish_python.so"
+    assert binary["module"] is None
+    assert arrowish["numpy_requirement"] == "numpy>=1.21"
+    assert doc["unowned"] == []
+
+
+def test_declared_requirements_match_pip_check(tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "v", "numpy==1.26.4")
+    subprocess.run([uv(), "pip", "install", "--quiet", "--no-deps", "--python", str(python), "pandas==2.0.3"],
+                   check=True, env=uv_env())
+    code, doc = check_json(python)
+    assert code == 1  # pip check parity: unsatisfied requirements are conflicts too
+    ours = {(p["distribution"].lower(), p["requirement"].split(";")[0].split(">")[0].split("=")[0].strip())
+            for p in doc["declared"]}
+    pip = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True)
+    assert pip.returncode == 1
+    theirs = set()
+    for line in pip.stdout.splitlines():
+        if " requires " in line:
+            who, _, rest = line.partition(" requires ")
+            theirs.add((who.split()[0].lower(), rest.split(",")[0].strip().lower()))
+    assert {(d, n.lower()) for d, n in ours} == theirs
+    assert all(p["problem"] == "missing" for p in doc["declared"])
+    assert dist(doc, "pandas")["verdict"] == "ok"
+
+
+def test_venv_directory_and_virtual_env_default(broken_env: Path) -> None:
+    venv_dir = broken_env.parent.parent
+    proc = run("check", "--python", str(venv_dir), "--format", "json")
+    assert proc.returncode == 1
+    proc = run("check", "--format", "json", env={"VIRTUAL_ENV": str(venv_dir)})
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["environment"]["numpy"] == "2.0.2"
+
+
+def test_check_does_not_write_into_the_environment(broken_env: Path) -> None:
+    site = site_packages(broken_env)
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in site.rglob("*"))
+    run("check", "--python", str(broken_env))
+    after = sorted((str(p), p.stat().st_mtime_ns) for p in site.rglob("*"))
+    assert before == after
+
+
+def test_works_when_the_target_cannot_import_numpy(tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "v", "numpy==2.0.2", "pandas==2.0.3")
+    shutil.rmtree(site_packages(python) / "numpy" / "_core")  # numpy now fails at import
+    code, doc = check_json(python)
+    assert code == 1
+    assert dist(doc, "pandas")["verdict"] == "broken"
