@@ -1,0 +1,435 @@
+"""Time `abiguard check` against its peers on one large real environment, in one run, and print ratios.
+
+Measured on the ``large`` environment of ``benchmarks/build_env.py`` (built or reused first), every command
+a fresh process, the commands alternated round-robin (the starting command rotates each round), one
+warm-up round discarded, then the median of ``--repeats`` rounds (default 7, ``--quick``: 5):
+
+==================  ===========================================================================
+floor               ``ENVPY -I -c pass``: what starting the target interpreter costs
+abiguard-start      ``abiguard --version``: abiguard's own start-up (informative, no target)
+check-uncached      ``abiguard check --python ENVPY --no-cache`` (the page cache is warm)
+check-cached        ``abiguard check --python ENVPY`` with a warm result cache (its own dir)
+pip-check           ``ENVPY -m pip check``
+uv-pip-check        ``uv pip check --python ENVPY``
+pipdeptree          ``pipdeptree --python ENVPY --warn fail`` (from a tool venv under the root)
+==================  ===========================================================================
+
+Plus, outside the rounds:
+
+* one ``abiguard check --format json --no-cache`` for ``bytes_read`` / ``bytes_total`` and the counts, on the
+  large and on the ``mixed`` environment (which must have findings);
+* the brute-force alternative, importing every extension module of the environment, each in a fresh
+  ``ENVPY -c "import MOD"``, 2 in parallel, 60 s timeout each. It takes minutes, so it runs ONCE over the
+  full list (``--quick``: over every 10th module, the total extrapolated and marked so; ``--no-import-all``
+  skips it).
+
+Peak memory is the child's ``ru_maxrss`` from ``os.wait4`` (it includes the processes it waited for).
+Results go to ``benchmarks/results/latest.json``. Not part of the test suite. Stdlib only.
+
+Usage::
+
+    python benchmarks/run.py [--quick] [--root DIR] [--repeats N] [--abiguard CMD] [--no-import-all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import build_env  # a sibling script, not a package
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+# (name, numerator, denominator, target, "<=" or ">=")
+RATIOS: tuple[tuple[str, str, str, float, str], ...] = (
+    ("check-uncached / pip-check", "check-uncached", "pip-check", 0.25, "<="),
+    ("check-cached / floor", "check-cached", "floor", 3.0, "<="),
+    ("import-all / check-uncached", "import-all", "check-uncached", 50.0, ">="),
+)
+BYTES_TARGET = 0.35
+PEAK_MB_TARGET = 200.0
+
+
+@dataclass
+class Run:
+    seconds: float
+    returncode: int
+    max_rss_kb: int
+
+
+@dataclass
+class Command:
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    fresh_cache: bool = False  # point ABIGUARD_CACHE_DIR at a new empty dir for each run
+    ok_codes: tuple[int, ...] = (0,)
+    runs: list[Run] = field(default_factory=list)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[Run, str, str]:
+    """Run `argv` once; wall time, exit code and peak RSS (KiB) of it and the processes it waited for."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (Run(seconds, proc.returncode, usage.ru_maxrss),
+                out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def run_once(cmd: Command, scratch: Path) -> Run:
+    env = dict(cmd.env or os.environ)
+    if cmd.fresh_cache:
+        env["ABIGUARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="cache-", dir=scratch)
+    run, _out, err = timed(cmd.argv, env, cwd=str(scratch))
+    if run.returncode not in cmd.ok_codes:
+        sys.exit(f"run.py: {cmd.name}: exit {run.returncode}: {shlex.join(cmd.argv)}\n{err[-3000:]}")
+    if cmd.fresh_cache:
+        shutil.rmtree(env["ABIGUARD_CACHE_DIR"], ignore_errors=True)
+    return run
+
+
+def measure(commands: list[Command], repeats: int, scratch: Path) -> None:
+    """One warm-up round, then `repeats` rounds; each round runs every command once, rotating the order."""
+    for rnd in range(repeats + 1):
+        shift = rnd % len(commands)
+        order = commands[shift:] + commands[:shift]
+        for cmd in order:
+            run = run_once(cmd, scratch)
+            if rnd > 0:
+                cmd.runs.append(run)
+        label = "warm-up" if rnd == 0 else f"round {rnd}/{repeats}"
+        print(f"  {label}: " + "  ".join(f"{c.name} {c.runs[-1].seconds:.3f}s" if c.runs else c.name
+                                         for c in commands), file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tools
+
+
+def abiguard_argv(given: str | None) -> list[str]:
+    if given:
+        return shlex.split(given)
+    beside = Path(sys.executable).parent / "abiguard"
+    found = str(beside) if beside.exists() else shutil.which("abiguard")
+    if found is None:
+        sys.exit("run.py: abiguard not found; pass --abiguard CMD (or run with the dev venv's python)")
+    return [found]
+
+
+def has_option(argv: list[str], option: str) -> bool:
+    out = subprocess.run([*argv, "check", "--help"], capture_output=True, text=True)
+    return option in out.stdout
+
+
+def ensure_pip(python: Path, root: Path) -> None:
+    if subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        subprocess.run([build_env.uv_binary(), "pip", "install", "--quiet", "--python", str(python), "pip"],
+                       check=True, env=build_env.uv_env(root))
+
+
+def ensure_pipdeptree(root: Path, base_python: str) -> Path:
+    """pipdeptree in its own venv under the bench root (it inspects the target with --python)."""
+    venv = root / "tools" / "venv"
+    exe = venv / "bin" / "pipdeptree"
+    if not exe.exists():
+        uv, env = build_env.uv_binary(), build_env.uv_env(root)
+        subprocess.run([uv, "venv", "--quiet", "--python", base_python, str(venv)], check=True, env=env)
+        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "pipdeptree"],
+                       check=True, env=env)
+    return exe
+
+
+def tool_version(argv: list[str]) -> str:
+    out = subprocess.run(argv, capture_output=True, text=True)
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# abiguard's JSON report
+
+
+def check_json(abiguard: list[str], python: Path, scratch: Path, no_cache: bool) -> dict[str, Any]:
+    env = dict(os.environ)
+    argv = [*abiguard, "check", "--python", str(python), "--format", "json"]
+    if no_cache:
+        argv.append("--no-cache")
+    else:
+        env["ABIGUARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="cache-", dir=scratch)
+    run, out, err = timed(argv, env, cwd=str(scratch))
+    if run.returncode not in (0, 1):
+        sys.exit(f"run.py: {shlex.join(argv)}: exit {run.returncode}\n{err[-3000:]}")
+    doc: dict[str, Any] = json.loads(out)
+    summary = doc.get("summary", {})
+    return {"seconds": round(run.seconds, 4), "exit": run.returncode, "peak_mb": round(run.max_rss_kb / 1024, 1),
+            "summary": summary,
+            "affected": sorted(f"{d['name']}=={d['version']} ({d['verdict']})" for d in doc.get("distributions", [])
+                               if d.get("verdict") in ("broken", "at-risk"))}
+
+
+def pip_check_flags(python: Path, affected: list[str]) -> dict[str, Any]:
+    """Which of abiguard's affected distributions `pip check` names at all (it only sees declared bounds)."""
+    out = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True).stdout
+    flagged = {line.split()[0].lower().replace("_", "-") for line in out.splitlines() if line.strip()}
+    names = [a.split("==")[0] for a in affected]
+    return {"pip_check_lines": len(out.splitlines()),
+            "affected_named_by_pip_check": sorted(n for n in names if n.lower().replace("_", "-") in flagged),
+            "affected": len(names)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# brute force: import every extension module in its own interpreter
+
+_PROBE = r"""
+import importlib.machinery, json, sys, sysconfig
+print(json.dumps({"site": sysconfig.get_paths()["purelib"], "platsite": sysconfig.get_paths()["platlib"],
+                  "suffixes": importlib.machinery.EXTENSION_SUFFIXES}))
+"""
+
+
+def extension_modules(python: Path) -> list[str]:
+    """Dotted names of every file with an extension-module suffix under site-packages, as a naive tool finds them.
+
+    Directories whose names are not identifiers (``numpy.libs``, ``*.dist-info``) cannot hold importable
+    modules and are skipped; plain libraries that happen to end in ``.so`` inside packages are kept (a
+    brute-force importer cannot tell them apart without reading the binary).
+    """
+    info = json.loads(subprocess.run([str(python), "-I", "-c", _PROBE], check=True, capture_output=True,
+                                     text=True).stdout)
+    suffixes = sorted(info["suffixes"], key=len, reverse=True)
+    names: set[str] = set()
+    for site in {info["site"], info["platsite"]}:
+        for dirpath, dirnames, filenames in os.walk(site):
+            rel_dir = os.path.relpath(dirpath, site)
+            parts = [] if rel_dir == "." else rel_dir.split(os.sep)
+            dirnames[:] = [d for d in dirnames if d.isidentifier()]
+            for fname in filenames:
+                suffix = next((s for s in suffixes if fname.endswith(s)), None)
+                if suffix is None:
+                    continue
+                stem = fname[: -len(suffix)]
+                if stem.isidentifier() and all(p.isidentifier() for p in parts):
+                    names.add(".".join([*parts, stem]))
+    return sorted(names)
+
+
+def import_one(python: Path, module: str, timeout: float, cwd: str) -> tuple[str, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(python), "-c", f"import {module}"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, start_new_session=True)
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        return "timeout", time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if proc.returncode == 0:
+        return "ok", seconds
+    if proc.returncode < 0:
+        return "crashed", seconds
+    text = err.decode(errors="replace")
+    numpy_abi = ("compiled using NumPy 1.x" in text or "numpy.dtype size changed" in text
+                 or "_ARRAY_API not found" in text or "multiarray failed to import" in text)
+    return ("numpy-abi" if numpy_abi else "import-error"), seconds
+
+
+def import_all(python: Path, modules: list[str], jobs: int, timeout: float, scratch: Path) -> dict[str, Any]:
+    outcomes: Counter[str] = Counter()
+    done = 0
+    lock = threading.Lock()
+    started = time.perf_counter()
+
+    def work(mod: str) -> None:
+        nonlocal done
+        outcome, _s = import_one(python, mod, timeout, str(scratch))
+        with lock:
+            outcomes[outcome] += 1
+            done += 1
+            if done % 100 == 0 or done == len(modules):
+                print(f"  import-all: {done}/{len(modules)} in {time.perf_counter() - started:.0f}s "
+                      f"{dict(outcomes)}", file=sys.stderr, flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(work, modules))
+    return {"seconds": round(time.perf_counter() - started, 2), "modules": len(modules),
+            "outcomes": dict(outcomes)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# report
+
+
+def summarize(cmd: Command) -> dict[str, Any]:
+    secs = [r.seconds for r in cmd.runs]
+    return {"argv": cmd.argv, "runs": len(secs), "median_s": round(statistics.median(secs), 4),
+            "min_s": round(min(secs), 4), "max_s": round(max(secs), 4),
+            "all_s": [round(s, 4) for s in secs],
+            "peak_mb": round(max(r.max_rss_kb for r in cmd.runs) / 1024, 1),
+            "exit_codes": sorted({r.returncode for r in cmd.runs})}
+
+
+def verdict(value: float | None, target: float, op: str) -> str:
+    if value is None:
+        return "n/a"
+    return "ok" if (value <= target if op == "<=" else value >= target) else "MISSED"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--root", type=Path, default=build_env.DEFAULT_ROOT, help="bench root (see build_env.py)")
+    parser.add_argument("--quick", action="store_true", help="5 rounds and import-all on every 10th module")
+    parser.add_argument("--repeats", type=int, default=None, help="measured rounds (default 7, --quick 5)")
+    parser.add_argument("--abiguard", default=None, help="command that runs abiguard (default: beside python)")
+    parser.add_argument("--no-import-all", action="store_true", help="skip the brute-force import baseline")
+    parser.add_argument("--import-jobs", type=int, default=2)
+    parser.add_argument("--import-timeout", type=float, default=60.0)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (5 if args.quick else 7)
+    root = args.root.expanduser().resolve()
+
+    print("environments:", file=sys.stderr)
+    envs = build_env.ensure(root, ["large", "mixed"])
+    build_env.print_summary(envs)
+    large = next(e for e in envs if e.variant == "large")
+    mixed = next(e for e in envs if e.variant == "mixed")
+    envpy = Path(large.python)
+    ensure_pip(envpy, root)
+    pipdeptree = ensure_pipdeptree(root, build_env.default_python())
+    abiguard = abiguard_argv(args.abiguard)
+    uv = build_env.uv_binary()
+    no_cache = has_option(abiguard, "--no-cache")
+
+    scratch = Path(tempfile.mkdtemp(prefix="abiguard-bench-"))
+    try:
+        warm_env = dict(os.environ, ABIGUARD_CACHE_DIR=str(scratch / "warm-cache"))
+        check = [*abiguard, "check", "--python", str(envpy)]
+        commands = [
+            Command("floor", [str(envpy), "-I", "-c", "pass"]),
+            Command("abiguard-start", [*abiguard, "--version"]),  # informative: abiguard's own start-up
+            Command("check-uncached", [*check, "--no-cache"] if no_cache else check,
+                    fresh_cache=not no_cache, ok_codes=(0, 1)),
+            Command("check-cached", check, env=warm_env, ok_codes=(0, 1)),
+            Command("pip-check", [str(envpy), "-m", "pip", "check"], ok_codes=(0, 1)),
+            Command("uv-pip-check", [uv, "pip", "check", "--python", str(envpy)], ok_codes=(0, 1)),
+            Command("pipdeptree", [str(pipdeptree), "--python", str(envpy), "--warn", "fail"], ok_codes=(0, 1)),
+        ]
+        print(f"\ntiming {len(commands)} commands, 1 warm-up + {repeats} rounds:", file=sys.stderr)
+        measure(commands, repeats, scratch)
+
+        print("\nabiguard JSON reports (uncached):", file=sys.stderr)
+        report_large = check_json(abiguard, envpy, scratch, no_cache)
+        report_mixed = check_json(abiguard, Path(mixed.python), scratch, no_cache)
+        report_mixed["pip_check_flags"] = pip_check_flags(Path(mixed.python), report_mixed["affected"])
+
+        imports: dict[str, Any] | None = None
+        if not args.no_import_all:
+            modules = extension_modules(envpy)
+            sample = modules[::10] if args.quick else modules
+            print(f"\nimport-all: {len(sample)} of {len(modules)} extension modules, {args.import_jobs} at a time, "
+                  f"{args.import_timeout:.0f}s timeout each", file=sys.stderr)
+            imports = import_all(envpy, sample, args.import_jobs, args.import_timeout, scratch)
+            imports["total_modules"] = len(modules)
+            imports["extrapolated"] = len(sample) != len(modules)
+            imports["estimated_seconds"] = round(imports["seconds"] * len(modules) / max(len(sample), 1), 2)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    medians = {c.name: statistics.median(r.seconds for r in c.runs) for c in commands}
+    if imports is not None:
+        medians["import-all"] = imports["estimated_seconds"]
+    ratios: dict[str, Any] = {}
+    for name, num, den, target, op in RATIOS:
+        value = medians[num] / medians[den] if num in medians and den in medians else None
+        ratios[name] = {"value": None if value is None else round(value, 3), "target": f"{op} {target}",
+                        "status": verdict(value, target, op)}
+    summary = report_large["summary"]
+    bytes_ratio = (summary["bytes_read"] / summary["bytes_total"]
+                   if summary.get("bytes_total") and "bytes_read" in summary else None)
+    ratios["bytes read / bytes of shared objects"] = {
+        "value": None if bytes_ratio is None else round(bytes_ratio, 4), "target": f"<= {BYTES_TARGET}",
+        "status": verdict(bytes_ratio, BYTES_TARGET, "<=")}
+    peak = max(max(r.max_rss_kb for r in c.runs) for c in commands if c.name.startswith("check")) / 1024
+    peak = max(peak, report_large["peak_mb"], report_mixed["peak_mb"])
+    ratios["abiguard peak MB"] = {"value": round(peak, 1), "target": f"< {PEAK_MB_TARGET:.0f}",
+                                  "status": "ok" if peak < PEAK_MB_TARGET else "MISSED"}
+
+    result = {
+        "schema": 1,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "versions": {"abiguard": tool_version([*abiguard, "--version"]), "uv": tool_version([uv, "--version"]),
+                     "pip": tool_version([str(envpy), "-m", "pip", "--version"]),
+                     "pipdeptree": tool_version([str(pipdeptree), "--version"])},
+        "environments": {e.variant: {k: v for k, v in vars(e).items() if k != "built_now"} for e in envs},
+        "repeats": repeats,
+        "abiguard_no_cache_option": no_cache,
+        "commands": {c.name: summarize(c) for c in commands},
+        "check_json": {"large": report_large, "mixed": report_mixed},
+        "import_all": imports,
+        "ratios": ratios,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+
+    print_table(result, large)
+    print(f"\nwritten: {args.output}", file=sys.stderr)
+    missed = [k for k, v in ratios.items() if v["status"] == "MISSED"]
+    return 1 if (args.strict and missed) else 0
+
+
+def print_table(result: dict[str, Any], large: build_env.EnvSummary) -> None:
+    print(f"\nlarge env: {large.distributions} distributions, {large.shared_objects} shared objects, "
+          f"{large.shared_object_bytes / 1e6:.0f} MB of them; {result['repeats']} rounds after a warm-up; "
+          f"{result['machine']['cores']} cores")
+    print(f"\n{'command':<16} {'median s':>9} {'min s':>8} {'max s':>8} {'peak MB':>8}  exit")
+    for name, c in result["commands"].items():
+        print(f"{name:<16} {c['median_s']:>9.3f} {c['min_s']:>8.3f} {c['max_s']:>8.3f} {c['peak_mb']:>8.1f}  "
+              f"{','.join(map(str, c['exit_codes']))}")
+    imp = result["import_all"]
+    if imp is not None:
+        est = " (extrapolated)" if imp["extrapolated"] else ""
+        print(f"{'import-all':<16} {imp['estimated_seconds']:>9.1f}  {imp['modules']} of {imp['total_modules']} "
+              f"modules, run once{est}: {imp['outcomes']}")
+    for variant, rep in result["check_json"].items():
+        s = rep["summary"]
+        print(f"check --format json ({variant}): {rep['seconds']:.3f}s, exit {rep['exit']}, "
+              f"{s.get('binaries')} binaries, broken {s.get('broken')}, at-risk {s.get('at_risk')}, "
+              f"unknown {s.get('unknown')}, declared {s.get('declared')}, "
+              f"read {s.get('bytes_read', 0) / 1e6:.1f} of {s.get('bytes_total', 0) / 1e6:.1f} MB")
+        pip = rep.get("pip_check_flags")
+        if pip:
+            print(f"  pip check on it names {len(pip['affected_named_by_pip_check'])} of the {pip['affected']} "
+                  f"distributions abiguard flags: {', '.join(pip['affected_named_by_pip_check']) or 'none'}")
+    print(f"\n{'ratio':<40} {'value':>9} {'target':>9}  status")
+    for name, r in result["ratios"].items():
+        value = "n/a" if r["value"] is None else f"{r['value']:.3f}"
+        print(f"{name:<40} {value:>9} {r['target']:>9}  {r['status']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

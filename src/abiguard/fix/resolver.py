@@ -1,0 +1,186 @@
+"""Ask a real resolver what an install would change, over the whole environment.
+
+Resolvers ignore reverse dependencies unless every installed distribution takes part in the resolution
+(shared/research/installers-and-index.md), so every request names all installed distributions plus the
+new requirements. uv is preferred; pip (`--dry-run --report`) is the fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from packaging.utils import canonicalize_name
+
+from abiguard.model import TargetEnvironment
+
+
+class ResolveError(Exception):
+    """The resolver could not produce a plan; the message is the resolver's own explanation, shortened."""
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    old: str | None  # None: newly installed
+    new: str | None  # None: removed
+
+    @property
+    def kind(self) -> str:
+        if self.old is None:
+            return "install"
+        if self.new is None:
+            return "remove"
+        from packaging.version import Version
+
+        return "upgrade" if Version(self.new) > Version(self.old) else "downgrade"
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"name": self.name, "from": self.old, "to": self.new, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    installer: str
+    changes: tuple[Change, ...]
+    command: tuple[str, ...]
+
+
+def find_uv() -> str | None:
+    """uv next to our interpreter, on PATH, or from the `uv` wheel we depend on."""
+    here = os.path.join(os.path.dirname(sys.executable), "uv" + (".exe" if os.name == "nt" else ""))
+    if os.path.exists(here):
+        return here
+    found = shutil.which("uv")
+    if found:
+        return found
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return None
+
+
+def choose_installer(requested: str | None) -> str:
+    if requested == "pip":
+        return "pip"
+    if find_uv() is not None:
+        return "uv"
+    if requested == "uv":
+        raise ResolveError("uv was requested but is not available; install it or use --installer pip")
+    return "pip"
+
+
+def resolve(
+    env: TargetEnvironment,
+    installed: dict[str, str],
+    requirements: Sequence[str],
+    *,
+    constraints: Sequence[str] = (),
+    installer: str = "uv",
+    timeout: float = 300.0,
+) -> Resolution:
+    """The changes installing `requirements` into the environment would make (nothing is installed).
+
+    `installed` maps canonical names to installed versions; every one of them takes part in the resolution.
+    """
+    with tempfile.TemporaryDirectory(prefix="abiguard-resolve-") as tmp:
+        names = os.path.join(tmp, "installed.txt")
+        with open(names, "w") as fh:
+            fh.write("\n".join(sorted(installed)) + "\n")
+        cons = os.path.join(tmp, "constraints.txt")
+        with open(cons, "w") as fh:
+            fh.write("\n".join(constraints) + "\n")
+        if installer == "uv":
+            return _uv(env, installed, requirements, names, cons, timeout)
+        return _pip(env, installed, requirements, names, cons, tmp, timeout)
+
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ResolveError(f"{os.path.basename(cmd[0])} did not finish resolving within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise ResolveError(f"cannot run {cmd[0]}: {exc}") from None
+
+
+def _failure(proc: subprocess.CompletedProcess[str]) -> ResolveError:
+    lines = [ln.rstrip() for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("Using Python")]
+    return ResolveError("\n".join(lines[-12:]) or f"resolver exited with {proc.returncode}")
+
+
+def _uv(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str, cons: str,
+        timeout: float) -> Resolution:
+    uv = find_uv()
+    if uv is None:
+        raise ResolveError("uv is not available")
+    cmd = [uv, "pip", "install", "--python", env.executable, "--dry-run", "--output-format", "json",
+           "-r", names, "-c", cons, *requirements]
+    proc = _run(cmd, timeout)
+    if proc.returncode != 0:
+        raise _failure(proc)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        raise ResolveError("uv printed no JSON plan (is this uv version supported? abiguard needs uv >= 0.9)") from None
+    removed: dict[str, str] = {}
+    added: dict[str, str] = {}
+    for item in data.get("changes", []):
+        key = str(canonicalize_name(item["name"]))
+        if item.get("action") == "uninstalled":
+            removed[key] = item["version"]
+        elif item.get("action") in ("installed", "reinstalled"):
+            added[key] = item["version"]
+    changes = _diff(removed, added)
+    return Resolution("uv", changes, tuple(cmd))
+
+
+def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str, cons: str,
+         tmp: str, timeout: float) -> Resolution:
+    report = os.path.join(tmp, "report.json")
+    base = _pip_command(env)
+    cmd = [*base, "install", "--dry-run", "--quiet", "--disable-pip-version-check", "--report", report,
+           "-r", names, "-c", cons, *requirements]
+    proc = _run(cmd, timeout)
+    if proc.returncode != 0:
+        raise _failure(proc)
+    with open(report) as fh:
+        data = json.load(fh)
+    added = {
+        str(canonicalize_name(item["metadata"]["name"])): item["metadata"]["version"]
+        for item in data.get("install", [])
+    }
+    removed = {name: installed[name] for name in added if name in installed}
+    return Resolution("pip", _diff(removed, added), tuple(cmd))
+
+
+def _pip_command(env: TargetEnvironment) -> list[str]:
+    """The target's own pip when it has one; else ours, pointed at the target with `--python`."""
+    probe = subprocess.run([env.executable, "-I", "-c", "import pip"], capture_output=True)
+    if probe.returncode == 0:
+        return [env.executable, "-m", "pip"]
+    return [sys.executable, "-m", "pip", "--python", env.executable]
+
+
+def _diff(removed: dict[str, str], added: dict[str, str]) -> tuple[Change, ...]:
+    changes = []
+    for name in sorted(set(removed) | set(added)):
+        old, new = removed.get(name), added.get(name)
+        if old != new:
+            changes.append(Change(name, old, new))
+    return tuple(changes)
+
+
+def install_command(env: TargetEnvironment, installer: str, pins: Sequence[str]) -> list[str]:
+    """The command a user (or `fix --apply`) runs to make exactly these changes."""
+    if installer == "uv":
+        return ["uv", "pip", "install", "--python", env.executable, *pins]
+    return [env.executable, "-m", "pip", "install", *pins]
