@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
@@ -185,3 +185,31 @@ def inspect_all(
     if fresh:
         store.store_files(fresh)
     return out
+
+
+def verify_findings(
+    report: CheckReport,
+    *,
+    everything: bool = False,
+    timeout: float = 30.0,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> CheckReport:
+    """Import the affected (or all) extension modules in subprocesses and record what each import showed."""
+    from abiguard.verify import to_verification, verify_modules
+
+    def wanted(b: BinaryFinding) -> bool:
+        return b.module is not None and (everything or b.verdict in (Verdict.BROKEN, Verdict.AT_RISK))
+
+    all_findings = [b for d in report.distributions for b in d.binaries] + list(report.unowned)
+    modules = [b.module for b in all_findings if wanted(b) and b.module]
+    outcomes = verify_modules(report.environment.executable, modules, jobs=jobs, timeout=timeout,
+                              progress=progress)
+
+    def attach(b: BinaryFinding) -> BinaryFinding:
+        if b.module is None or b.module not in outcomes:
+            return b
+        return replace(b, verified=to_verification(b.verdict.value, outcomes[b.module]))
+
+    distributions = tuple(replace(d, binaries=tuple(attach(b) for b in d.binaries)) for d in report.distributions)
+    return replace(report, distributions=distributions, unowned=tuple(attach(b) for b in report.unowned))

@@ -76,10 +76,15 @@ def _check(args: argparse.Namespace) -> int:
         ui.error(str(exc))
         return EXIT_ERROR
     if args.verify:
-        from abiguard.verify_report import verify_report
+        from abiguard.check import verify_findings
+        from abiguard.verify import VerifyError
 
-        report = verify_report(report, everything=args.verify == "all", timeout=args.verify_timeout,
-                               jobs=args.jobs, progress=ui.progress("importing modules", show))
+        try:
+            report = verify_findings(report, everything=args.verify == "all", timeout=args.verify_timeout,
+                                     jobs=args.jobs, progress=ui.progress("importing modules", show))
+        except VerifyError as exc:
+            ui.error(str(exc))
+            return EXIT_ERROR
     if args.format == "json":
         from abiguard.report.json import check_document, dumps
 

@@ -1,0 +1,290 @@
+"""Plan the smallest repair: turn each strategy into requirements, let a real resolver expand it, and keep only
+change sets that are statically clean (no plan may trade one ABI break for another)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from abiguard.fix.resolver import Change, Resolution, ResolveError, install_command, resolve
+from abiguard.model import BuiltFor, CheckReport, TargetEnvironment, Verdict
+from abiguard.rules.numpy import NUMPY2
+
+
+@dataclass(frozen=True)
+class ReleaseFacts:
+    """NumPy facts of one release's wheel for the target, as read from the index."""
+
+    built_for: BuiltFor
+    min_numpy: str | None
+    wheel_size: int | None = None
+    note: str | None = None  # e.g. "no wheel for this platform"
+
+
+class ReleaseInspector(Protocol):
+    def release(self, name: str, version: str) -> ReleaseFacts: ...
+
+    def first_compatible(self, name: str, numpy: Version) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str  # "downgrade", "upgrade" or "mixed"
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    changes: tuple[Change, ...]
+    verified_static: bool
+    problems: tuple[str, ...]
+    commands: dict[str, list[str]]
+    why: dict[str, str] = field(default_factory=dict)
+    download_size: int = 0
+
+    @property
+    def blast_radius(self) -> tuple[int, int, int, int, int]:
+        """Smaller is better: unverified last, then fewer changes, major jumps, downgrades, bytes."""
+        majors = sum(1 for c in self.changes if c.old and c.new and Version(c.old).major != Version(c.new).major)
+        downgrades = sum(1 for c in self.changes if c.kind in ("downgrade", "remove"))
+        return (0 if self.verified_static else 1, len(self.changes), majors, downgrades, self.download_size)
+
+    def pins(self) -> list[str]:
+        return [f"{c.name}=={c.new}" for c in self.changes if c.new is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "changes": [{**c.to_json(), "why": self.why.get(c.name)} for c in self.changes],
+            "requirements": list(self.requirements),
+            "constraints": list(self.constraints),
+            "commands": self.commands,
+            "verified_static": self.verified_static,
+            "problems": list(self.problems),
+            "download_size": self.download_size,
+        }
+
+
+@dataclass(frozen=True)
+class Rejected:
+    strategy: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"strategy": self.strategy, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class FixPlan:
+    report: CheckReport
+    plans: tuple[Plan, ...]  # ranked, best first; only statically verified ones
+    rejected: tuple[Rejected, ...]
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not any(d.verdict in (Verdict.BROKEN, Verdict.AT_RISK) for d in self.report.distributions)
+
+
+Log = Callable[[str], None]
+
+
+def plan_fix(
+    report: CheckReport,
+    installed: dict[str, str],
+    inspector: ReleaseInspector,
+    *,
+    strategy: str = "auto",
+    installer: str = "uv",
+    log: Log | None = None,
+) -> FixPlan:
+    """Plans for every strategy asked for, each resolved over the whole environment and checked statically."""
+    say = log or (lambda _msg: None)
+    env = report.environment
+    culprits = [d for d in report.distributions if d.verdict in (Verdict.BROKEN, Verdict.AT_RISK)]
+    if not culprits:
+        return FixPlan(report, (), ())
+    plans: list[Plan] = []
+    rejected: list[Rejected] = []
+    strategies: list[tuple[str, Callable[[], tuple[list[str], list[str], dict[str, str]]]]] = []
+    if strategy in ("auto", "downgrade"):
+        strategies.append(("downgrade", lambda: _downgrade_request(report)))
+    if strategy in ("auto", "upgrade"):
+        strategies.append(("upgrade", lambda: _upgrade_request(report, inspector, say)))
+    for name, build in strategies:
+        try:
+            requirements, constraints, why = build()
+            say(f"resolving the {name} plan with {installer}")
+            resolution = resolve(env, installed, requirements, constraints=constraints, installer=installer)
+        except (ResolveError, _NoPlan) as exc:
+            rejected.append(Rejected(name, str(exc)))
+            continue
+        plan = _verify(name, requirements, constraints, why, resolution, report, installed, inspector, env, say)
+        if plan.verified_static:
+            plans.append(plan)
+        else:
+            rejected.append(Rejected(name, "; ".join(plan.problems)))
+    if not plans and strategy in ("auto", "mixed") and len(culprits) > 0:
+        mixed = _mixed(report, installed, inspector, installer, env, say)
+        if isinstance(mixed, Plan):
+            plans.append(mixed)
+        else:
+            rejected.append(mixed)
+    plans.sort(key=lambda p: p.blast_radius)
+    return FixPlan(report, tuple(plans), tuple(rejected))
+
+
+class _NoPlan(Exception):
+    """A strategy cannot even be stated (e.g. no release of a culprit is built for NumPy 2)."""
+
+
+def _binaries(report: CheckReport) -> Iterable[tuple[str, BuiltFor, str | None]]:
+    for d in report.distributions:
+        if d.name.lower() == "numpy":
+            continue
+        for b in d.binaries:
+            yield d.name, b.facts.built_for, b.facts.min_numpy
+    for b in report.unowned:
+        yield "(unowned)", b.facts.built_for, b.facts.min_numpy
+
+
+def _downgrade_request(report: CheckReport) -> tuple[list[str], list[str], dict[str, str]]:
+    """numpy below 2 while any NumPy-1.x build stays, and at or above every NumPy-2 build's floor."""
+    needs_v1 = sorted({name for name, built, _ in _binaries(report) if built is BuiltFor.NUMPY1})
+    floors = [(Version(m), name) for name, built, m in _binaries(report) if built is BuiltFor.NUMPY2 and m]
+    spec = []
+    why = []
+    if needs_v1:
+        spec.append("<2")
+        why.append(f"{', '.join(needs_v1)} built for NumPy 1.x")
+    if floors:
+        floor, who = max(floors)
+        spec.append(f">={floor}")
+        why.append(f"{who} needs numpy >= {floor}")
+    if not spec:
+        raise _NoPlan("changing numpy cannot help: the broken binaries do not depend on the numpy version")
+    if needs_v1 and floors and max(floors)[0] >= NUMPY2:
+        raise _NoPlan(f"{max(floors)[1]} needs numpy >= {max(floors)[0]} while {', '.join(needs_v1)} needs numpy < 2")
+    if report.numpy is not None and Version(report.numpy) < NUMPY2 and not floors:
+        raise _NoPlan("numpy is already below 2")
+    return [f"numpy{','.join(spec)}"], [], {"numpy": "; ".join(why)}
+
+
+def _upgrade_request(
+    report: CheckReport, inspector: ReleaseInspector, say: Log
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """Each culprit to its first release built for the installed numpy; numpy held where it is."""
+    if report.numpy is None:
+        raise _NoPlan("numpy is not installed")
+    numpy = Version(report.numpy)
+    requirements, why = [], {}
+    for d in report.distributions:
+        if d.verdict not in (Verdict.BROKEN, Verdict.AT_RISK):
+            continue
+        say(f"looking for the first release of {d.name} built for numpy {numpy}")
+        first = inspector.first_compatible(d.name, numpy)
+        if first is None:
+            raise _NoPlan(f"no release of {d.name} has a wheel for this platform built for numpy {numpy}")
+        if Version(first) <= Version(d.version):
+            raise _NoPlan(f"{d.name} {d.version} is already the newest compatible release; it needs a different numpy")
+        key = str(canonicalize_name(d.name))
+        requirements.append(f"{key}>={first}")
+        why[key] = f"first release built for numpy {numpy}"
+    return requirements, [f"numpy=={numpy}"], why
+
+
+def _mixed(
+    report: CheckReport,
+    installed: dict[str, str],
+    inspector: ReleaseInspector,
+    installer: str,
+    env: TargetEnvironment,
+    say: Log,
+) -> Plan | Rejected:
+    """Upgrade the NumPy-1.x culprits and move numpy to 2 (or above the floors) at once."""
+    floors = [Version(m) for _, built, m in _binaries(report) if built is BuiltFor.NUMPY2 and m]
+    target = max([*floors, NUMPY2])
+    requirements, why = [f"numpy>={target}"], {"numpy": f"binaries need numpy >= {target}"}
+    for d in report.distributions:
+        if not any(b.facts.built_for is BuiltFor.NUMPY1 for b in d.binaries):
+            continue
+        first = inspector.first_compatible(d.name, target)
+        if first is None:
+            return Rejected("mixed", f"no release of {d.name} is built for NumPy 2, and other binaries need "
+                                     f"numpy >= {target}: no safe plan exists")
+        key = str(canonicalize_name(d.name))
+        requirements.append(f"{key}>={first}")
+        why[key] = f"first release built for numpy {target}"
+    try:
+        resolution = resolve(env, installed, requirements, installer=installer)
+    except ResolveError as exc:
+        return Rejected("mixed", str(exc))
+    plan = _verify("mixed", requirements, [], why, resolution, report, installed, inspector, env, say)
+    return plan if plan.verified_static else Rejected("mixed", "; ".join(plan.problems))
+
+
+def _verify(
+    strategy: str,
+    requirements: list[str],
+    constraints: list[str],
+    why: dict[str, str],
+    resolution: Resolution,
+    report: CheckReport,
+    installed: dict[str, str],
+    inspector: ReleaseInspector,
+    env: TargetEnvironment,
+    say: Log,
+) -> Plan:
+    """Judge the environment the change set would leave: new wheels read remotely, the rest from the scan."""
+    after = dict(installed)
+    for c in resolution.changes:
+        if c.new is None:
+            after.pop(c.name, None)
+        else:
+            after[c.name] = c.new
+    numpy = Version(after["numpy"]) if "numpy" in after else None
+    changed = {c.name for c in resolution.changes}
+    problems: list[str] = []
+    size = 0
+    for c in resolution.changes:
+        if c.new is None or c.name == "numpy":
+            continue
+        say(f"inspecting {c.name} {c.new} on the index")
+        facts = inspector.release(c.name, c.new)
+        size += facts.wheel_size or 0
+        problem = _judge_release(c.name, c.new, facts, numpy)
+        if problem:
+            problems.append(problem)
+    for d in report.distributions:
+        key = str(canonicalize_name(d.name))
+        if key in changed or key == "numpy":
+            continue
+        for b in d.binaries:
+            if b.facts.built_for is BuiltFor.UNKNOWN:
+                continue  # unreadable before and after: the plan neither causes nor cures it
+            problem = _judge_release(d.name, d.version, ReleaseFacts(b.facts.built_for, b.facts.min_numpy), numpy)
+            if problem:
+                problems.append(problem)
+                break
+    commands = {
+        "uv": install_command(env, "uv", [f"{c.name}=={c.new}" for c in resolution.changes if c.new]),
+        "pip": install_command(env, "pip", [f"{c.name}=={c.new}" for c in resolution.changes if c.new]),
+    }
+    for c in resolution.changes:
+        why.setdefault(c.name, "required by the resolver for a consistent set")
+    return Plan(strategy, tuple(requirements), tuple(constraints), resolution.changes, not problems,
+                tuple(problems), commands, why, size)
+
+
+def _judge_release(name: str, version: str, facts: ReleaseFacts, numpy: Version | None) -> str | None:
+    if facts.built_for in (BuiltFor.NONE,):
+        return None
+    if numpy is None:
+        return f"{name} {version} needs numpy, which the plan removes"
+    if facts.built_for is BuiltFor.NUMPY1 and numpy >= NUMPY2:
+        return f"{name} {version} is built for NumPy 1.x but the plan installs numpy {numpy}"
+    if facts.built_for is BuiltFor.NUMPY2 and facts.min_numpy and numpy < Version(facts.min_numpy):
+        return f"{name} {version} needs numpy >= {facts.min_numpy} but the plan installs numpy {numpy}"
+    if facts.built_for is BuiltFor.UNKNOWN:
+        return f"{name} {version}: {facts.note or 'its wheel could not be judged'}"
+    return None

@@ -1,0 +1,469 @@
+"""Import modules in fresh subprocesses of the target interpreter and say what happened.
+
+Static findings predict; this module observes. Each module is imported in its own process so that one
+module's segfault, hang, `exit()` or flood of output cannot disturb the verification of any other, and
+so that nothing imported earlier (numpy, a parent package) hides or causes a failure. The process is
+the target interpreter itself, run from outside: abiguard never imports anything from the target.
+
+The price of isolation is one interpreter start per module, so the child is a few lines of plain
+Python 3 (it must run on any target down to 3.6) that imports no more than `os` and `sys`: it does not
+even import `json` (8 ms of `re` per module on 3.11); its one report line is an `ascii()` tuple that
+the parent reads back with `ast.literal_eval`.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import secrets
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from enum import Enum
+from typing import IO, Any
+
+from abiguard.model import Verification
+
+OK = "ok"
+NUMPY_ABI = "numpy-abi"
+IMPORT_ERROR = "import-error"
+CRASHED = "crashed"
+TIMEOUT = "timeout"
+PARENT_FAILED = "parent-failed"
+OUTCOMES = (OK, NUMPY_ABI, IMPORT_ERROR, CRASHED, TIMEOUT, PARENT_FAILED)
+
+# What the parent keeps of each child stream: the start (where NumPy's banner is) and the end (where
+# the report and a crash's last words are). A module that prints gigabytes costs 256 KiB per job.
+_HEAD_BYTES = 64 * 1024
+_TAIL_BYTES = 64 * 1024
+_DETAIL_CHARS = 2000
+
+# Run by the target interpreter as `python -I -B -X faulthandler -c _CHILD TOKEN MODULE DUMP_AFTER`.
+# Python 3.6 syntax; fd 1 is re-pointed at stderr so that whatever the module prints (from Python or
+# C) goes there, and only the report reaches the original stdout. `os._exit` right after the report
+# skips interpreter shutdown: faster, and a crash in some library's finalizer is not the import's.
+_CHILD = r"""
+import os, sys
+def main():
+    token, name, dump_after = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    write, leave = os.write, os._exit
+    report = os.dup(1)
+    os.dup2(2, 1)
+    if dump_after > 0:
+        import faulthandler
+        faulthandler.dump_traceback_later(dump_after)
+    def line(error):
+        try:
+            text = str(error)
+        except BaseException:
+            text = ''
+        first = ''
+        for part in text.splitlines():
+            if part.strip():
+                first = part.strip()
+                break
+        kind = type(error).__name__
+        return (kind + ': ' + first if first else kind)[:1000]
+    def send(fields):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        write(report, ('\n' + token + ascii(fields) + '\n').encode('ascii'))
+        leave(0)
+    parts = name.split('.') if name else []
+    for i in range(len(parts)):
+        current = '.'.join(parts[:i + 1])
+        try:
+            __import__(current)
+        except BaseException as error:
+            chain = []
+            while error is not None and len(chain) < 5:
+                chain.append(line(error))
+                error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+            send(('failed', current, chain))
+    send(('ok',))
+main()
+"""
+
+# NumPy's own words when a module meets a NumPy whose C-ABI it was not built for (see
+# shared/research/numpy-abi.md, "What happens at run time"). Searched in the exception chain always and
+# in stderr (where `import_array()`'s PyErr_Print puts the root cause) only when the import failed.
+_NUMPY_ABI = re.compile(
+    "|".join(
+        (
+            r"compiled using NumPy 1\.x cannot be run",
+            r"numpy\._?core\.(?:_multiarray_umath|multiarray|umath) failed to import",
+            r"\b_multiarray_umath failed to import",
+            r"\b_(?:ARRAY|UFUNC)_API not found",
+            r"numpy _ARRAY_API pointer",
+            r"\bnumpy\.\w+ size changed, may indicate binary incompatibility",
+            r"compiled against NumPy C-API version",
+            r"module compiled against (?:ABI|API) version 0x",
+        )
+    )
+)
+_BANNER_START = "A module that was compiled using NumPy 1.x"
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+class VerifyError(Exception):
+    """The target interpreter cannot run the import check at all (not a verdict about any module)."""
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What importing one module in a fresh process of the target interpreter showed.
+
+    `message` is the exception's first line as "Type: message", a signal name such as "SIGSEGV", or
+    "timed out after 30 s". For `parent-failed` it is the parent's exception, `parent` names that
+    parent and `parent_outcome` says whether it failed on the NumPy ABI or otherwise. `detail` holds
+    NumPy's "A module that was compiled using NumPy 1.x ..." banner when it was printed, else the
+    NumPy message that caused the final exception, else (crash, timeout) the end of stderr.
+    """
+
+    outcome: str
+    message: str | None
+    detail: str | None = None
+    seconds: float = 0.0
+    parent: str | None = None
+    parent_outcome: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "message": self.message,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 3),
+            "parent": self.parent,
+            "parent_outcome": self.parent_outcome,
+        }
+
+
+def confirms(static_verdict: str, outcome: ImportOutcome) -> bool | None:
+    """Does what the import showed agree with the static verdict? None when the import cannot tell.
+
+    `broken` predicts a NumPy-ABI import failure; `ok` ("none" is accepted for binaries that do not use
+    NumPy's C-API) and `at-risk` predict a successful import (at-risk modules import and then compute
+    wrong results, which an import cannot see). Only `ok` and `numpy-abi` outcomes speak to the
+    prediction: a crash, a timeout, a non-NumPy ImportError (a missing shared library, a missing
+    dependency) or a parent package that failed first all end the import before NumPy's ABI check
+    decides anything about this module, so they neither confirm nor refute. `unknown` predicts nothing.
+    """
+    verdict = static_verdict.value if isinstance(static_verdict, Enum) else str(static_verdict)
+    if verdict == "none":
+        verdict = "ok"
+    if verdict not in ("ok", "at-risk", "broken"):
+        return None
+    if outcome.outcome == OK:
+        return verdict != "broken"
+    if outcome.outcome == NUMPY_ABI:
+        return verdict == "broken"
+    return None
+
+
+def to_verification(static_verdict: str, outcome: ImportOutcome) -> Verification:
+    """The report's view of an import outcome: a parent's failure is prefixed with the parent's name."""
+    message = outcome.message
+    if outcome.outcome == PARENT_FAILED and outcome.parent:
+        message = f"{outcome.parent}: {message}"
+    return Verification(outcome=outcome.outcome, message=message, confirms=confirms(static_verdict, outcome))
+
+
+def verify_modules(
+    python: str,
+    modules: Sequence[str],
+    *,
+    jobs: int | None = None,
+    timeout: float = 30.0,
+    progress: Callable[[int, int], None] | None = None,
+    isolated: bool = True,
+) -> dict[str, ImportOutcome]:
+    """Import each dotted module name in its own fresh process of `python`; results in input order.
+
+    `python` is the target interpreter as given (a venv's `bin/python`: do not resolve the symlink, or
+    the venv is lost). Runs `jobs` imports at once (default: CPU count), each limited to `timeout`
+    seconds including interpreter start. `isolated` runs the child with `-I`, which keeps the
+    environment's own site-packages but drops user site-packages, PYTHON* variables and the current
+    directory: the same view of the environment that a scan with `-I` takes. `progress(done, total)`
+    is called from the calling thread, first with done=0.
+
+    Raises VerifyError when the interpreter cannot run the check at all (missing, not Python 3).
+    """
+    if timeout <= 0:
+        raise ValueError("timeout must be positive")
+    names = list(dict.fromkeys(modules))
+    if not names:
+        return {}
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(names)))
+    with tempfile.TemporaryDirectory(prefix="abiguard-verify-", ignore_cleanup_errors=True) as cwd:
+        runner = _Runner(python, timeout, cwd, isolated)
+        runner.preflight()
+        results: dict[str, ImportOutcome] = {}
+        if progress:
+            progress(0, len(names))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="abiguard-verify") as pool:
+            futures = {pool.submit(runner.run, name): name for name in names}
+            try:
+                for done, future in enumerate(as_completed(futures), 1):
+                    results[futures[future]] = future.result()
+                    if progress:
+                        progress(done, len(names))
+            except BaseException:
+                # Ctrl-C or an error: the children run in their own sessions and would not see the
+                # signal, so end them here rather than wait for each to time out.
+                runner.abort()
+                for future in futures:
+                    future.cancel()
+                raise
+    return {name: results[name] for name in names}
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Capture(threading.Thread):
+    """Drains one pipe, keeping its first and last bytes; `ready` is set at EOF (or, with a `token`,
+    once the child's report line is complete, in case a forked grandchild keeps the pipe open)."""
+
+    def __init__(self, stream: IO[bytes], token: bytes | None = None) -> None:
+        super().__init__(daemon=True)
+        self._fd = stream.fileno()
+        self._stream = stream
+        self._token = token
+        self._lock = threading.Lock()
+        self._head = bytearray()
+        self._tail = bytearray()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while chunk := os.read(self._fd, 65536):
+                with self._lock:
+                    room = _HEAD_BYTES - len(self._head)
+                    if room > 0:
+                        self._head += chunk[:room]
+                        chunk = chunk[room:]
+                    self._tail += chunk
+                    if len(self._tail) > _TAIL_BYTES:
+                        del self._tail[: len(self._tail) - _TAIL_BYTES]
+                    if self._token is not None and self._has_report():
+                        self.ready.set()
+        except OSError:
+            pass
+        finally:
+            self._stream.close()
+            self.ready.set()
+
+    def _has_report(self) -> bool:
+        # stdout carries nothing but the report (the child points fd 1 at stderr), so a short window
+        # at the end suffices.
+        data = bytes(self._head[-4096:] + self._tail[-(64 * 1024 - 4096) :])
+        at = data.rfind(self._token or b"\0")
+        return at >= 0 and data.endswith(b"\n")
+
+    def data(self) -> bytes:
+        """The first and the last bytes read (what lay between them was dropped)."""
+        with self._lock:
+            return bytes(self._head + self._tail)
+
+    def text(self) -> tuple[str, str]:
+        with self._lock:
+            head = self._head.decode("utf-8", "replace")
+            tail = self._tail.decode("utf-8", "replace")
+        return head, tail
+
+
+class _Runner:
+    """Starts, watches and classifies the child processes of one `verify_modules` call."""
+
+    def __init__(self, python: str, timeout: float, cwd: str, isolated: bool) -> None:
+        self.timeout = timeout
+        self.cwd = cwd
+        self.token = "abiguard-verify-" + secrets.token_hex(8) + ":"
+        flags = ["-I"] if isolated else []
+        # -B: no bytecode in the target's site-packages; faulthandler: a crash leaves a Python traceback.
+        self.argv = [python, *flags, "-B", "-X", "faulthandler", "-c", _CHILD, self.token]
+        dump_after = timeout - min(1.0, timeout / 5)  # where a hang is, just before it is killed
+        self.dump_after = f"{dump_after:.3f}" if dump_after >= 0.5 else "0"
+        env = dict(os.environ)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # also for Python processes the module itself starts
+        env.pop("__PYVENV_LAUNCHER__", None)  # macOS: would make the target think it is our venv
+        self.env = env
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen[bytes]] = set()
+        self._aborted = False
+
+    def preflight(self) -> None:
+        """Import nothing once, so a wrong interpreter is one clear error rather than N crashes."""
+        outcome = self.run("")
+        if outcome.outcome != OK:
+            why = "; ".join(x for x in (outcome.message, outcome.detail) if x)
+            raise VerifyError(f"{self.argv[0]} cannot run the import check: {why}")
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            for proc in self._live:
+                _kill_group(proc)
+
+    def run(self, module: str) -> ImportOutcome:
+        started = time.monotonic()
+        deadline = started + self.timeout
+        with self._lock:
+            if self._aborted:
+                raise _Aborted
+            try:
+                proc = subprocess.Popen(
+                    [*self.argv, module, self.dump_after],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=self.cwd,
+                    env=self.env,
+                    start_new_session=os.name == "posix",
+                    creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
+                )
+            except OSError as error:
+                raise VerifyError(f"cannot run {self.argv[0]}: {error}") from error
+            self._live.add(proc)
+        assert proc.stdout is not None and proc.stderr is not None
+        out = _Capture(proc.stdout, self.token.encode("ascii"))
+        err = _Capture(proc.stderr)
+        out.start()
+        err.start()
+        exited = out.ready.wait(max(0.0, deadline - time.monotonic())) and _await_exit(proc, deadline)
+        with self._lock:
+            # Still unreaped, so its pid (the group id) cannot have been reused: safe to kill the group,
+            # which also ends whatever the import started in the background.
+            _kill_group(proc)
+            self._live.discard(proc)
+        returncode = proc.wait()
+        seconds = time.monotonic() - started
+        out.join(1.0)
+        err.join(1.0)  # a daemon that left the group may hold stderr open: take what we have
+        report = _read_report(out.data(), self.token)
+        head, tail = err.text()
+        if not exited and report is None:
+            message = f"timed out after {self.timeout:g} s"
+            return ImportOutcome(TIMEOUT, message, _last(head, tail), seconds)
+        return _classify(module, report, returncode, head, tail, seconds)
+
+
+def _await_exit(proc: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Wait for the child to exit without reaping it; False at the deadline."""
+    if not hasattr(os, "waitid"):  # Windows
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    delay = 0.0002
+    while True:
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.02)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except OSError:
+        pass
+
+
+def _read_report(data: bytes, token: str) -> tuple[Any, ...] | None:
+    text = data.decode("ascii", "replace")
+    at = text.rfind(token)
+    if at < 0:
+        return None
+    line = text[at + len(token) :].split("\n", 1)[0]
+    try:
+        fields = ast.literal_eval(line)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if fields == ("ok",):
+        return ("ok",)
+    if (
+        isinstance(fields, tuple)
+        and len(fields) == 3
+        and fields[0] == "failed"
+        and isinstance(fields[1], str)
+        and isinstance(fields[2], list)
+        and fields[2]
+        and all(isinstance(x, str) for x in fields[2])
+    ):
+        return fields
+    return None
+
+
+def _classify(
+    module: str, report: tuple[Any, ...] | None, returncode: int, head: str, tail: str, seconds: float
+) -> ImportOutcome:
+    stderr = head + tail
+    banner = _banner(stderr)
+    if report is None:
+        if returncode < 0:
+            try:
+                message = signal.Signals(-returncode).name
+            except ValueError:
+                message = f"signal {-returncode}"
+        else:
+            message = f"exited with status {returncode} during import"
+        return ImportOutcome(CRASHED, message, banner or _last(head, tail), seconds)
+    if report[0] == "ok":
+        return ImportOutcome(OK, None, banner, seconds)
+    _, failed, chain = report
+    message = chain[0]
+    abi = any(_NUMPY_ABI.search(line) for line in chain) or bool(_NUMPY_ABI.search(stderr))
+    detail = banner
+    if abi and detail is None:
+        cause = [x for x in chain[1:] if _NUMPY_ABI.search(x)]
+        cause += [x for x in stderr.splitlines() if _NUMPY_ABI.search(x) and x.strip() not in message]
+        detail = cause[0].strip()[:_DETAIL_CHARS] if cause else None
+    kind = NUMPY_ABI if abi else IMPORT_ERROR
+    if failed != module:
+        return ImportOutcome(PARENT_FAILED, message, detail, seconds, parent=failed, parent_outcome=kind)
+    return ImportOutcome(kind, message, detail, seconds)
+
+
+def _banner(stderr: str) -> str | None:
+    start = stderr.find(_BANNER_START)
+    if start < 0:
+        return None
+    end = stderr.find(_TRACEBACK, start)
+    text = stderr[start : end if end >= 0 else None].strip()
+    return text[:_DETAIL_CHARS]
+
+
+def _last(head: str, tail: str) -> str | None:
+    text = (head + tail).strip()
+    return text[-_DETAIL_CHARS:] or None
+
+
+__all__ = [
+    "OUTCOMES",
+    "ImportOutcome",
+    "VerifyError",
+    "confirms",
+    "to_verification",
+    "verify_modules",
+]
