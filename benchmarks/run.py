@@ -423,8 +423,9 @@ def print_table(result: dict[str, Any], large: build_env.EnvSummary) -> None:
               f"read {s.get('bytes_read', 0) / 1e6:.1f} of {s.get('bytes_total', 0) / 1e6:.1f} MB")
         pip = rep.get("pip_check_flags")
         if pip:
-            print(f"  pip check on it names {len(pip['affected_named_by_pip_check'])} of the {pip['affected']} "
-                  f"distributions abiguard flags: {', '.join(pip['affected_named_by_pip_check']) or 'none'}")
+            named = pip["affected_named_by_pip_check"]
+            print(f"  pip check on it names (for any reason) {len(named)} of the {pip['affected']} "
+                  f"distributions abiguard flags: {', '.join(named) or 'none'}")
     print(f"\n{'ratio':<40} {'value':>9} {'target':>9}  status")
     for name, r in result["ratios"].items():
         value = "n/a" if r["value"] is None else f"{r['value']:.3f}"

@@ -1,8 +1,9 @@
 """A small SQLite cache of binary facts, so a second scan costs little more than listing the files.
 
-Two kinds of rows:
+Three kinds of rows:
 - local binaries, keyed by file identity (path, size, mtime_ns, inode): a rewritten file gets a new key;
-- members of remote wheels, keyed by the wheel's sha256 and the member's name: a wheel never changes.
+- members of remote wheels, keyed by the wheel's sha256 and the member's name: a wheel never changes;
+- the list of a remote wheel's shared objects, by sha256, so that a fully cached wheel costs no request.
 
 Design choices, briefly:
 - Opening is lazy: `Cache.open()` touches nothing; the first lookup connects. A command that finds
@@ -56,6 +57,14 @@ class FileKey:
     @staticmethod
     def from_path(path: str | os.PathLike[str]) -> FileKey:
         return FileKey.from_stat(path, os.stat(path))
+
+
+@dataclass(frozen=True)
+class WheelListing:
+    """A remote wheel's size and its shared objects as (name, inflated size, compressed size)."""
+
+    size: int
+    members: tuple[tuple[str, int, int], ...]
 
 
 def default_path() -> Path:
@@ -172,6 +181,31 @@ class Cache:
     def store_member(self, sha256: str, member: str, facts: BinaryFacts) -> None:
         self.store_members(sha256, {member: facts})
 
+    def lookup_wheel(self, sha256: str) -> WheelListing | None:
+        """The shared objects of the wheel with this sha256, as stored by `store_wheel`."""
+        if not sha256 or not self._ready():
+            return None
+        rows = self._select("SELECT size, members FROM wheels WHERE sha256 = ?", [sha256.lower()])
+        if not rows:
+            return None
+        try:
+            members = tuple((str(n), int(s), int(c)) for n, s, c in json.loads(rows[0][1]))
+        except (ValueError, TypeError):
+            return None
+        return WheelListing(int(rows[0][0]), members)
+
+    def store_wheel(self, sha256: str, listing: WheelListing) -> None:
+        """Remember a wheel's shared objects, so a later run needs no request when their facts are cached."""
+        if not sha256 or not self._ready():
+            return
+        row = (sha256.lower(), listing.size, json.dumps([list(m) for m in listing.members]))
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("INSERT OR REPLACE INTO wheels VALUES (?, ?, ?)", row)
+
+        self._run(write)
+
     def close(self) -> None:
         if self._conn is not None:
             with suppress(sqlite3.Error):
@@ -225,6 +259,10 @@ class Cache:
                     "CREATE TABLE IF NOT EXISTS members (sha256 TEXT, member TEXT, size INTEGER, facts TEXT,"
                     " PRIMARY KEY (sha256, member)) WITHOUT ROWID"
                 )
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS wheels (sha256 TEXT PRIMARY KEY, size INTEGER, members TEXT)"
+                    " WITHOUT ROWID"
+                )
                 self._check_generation(conn)
         except BaseException:
             conn.close()
@@ -239,6 +277,7 @@ class Cache:
         if row is None or row[0] != wanted:
             conn.execute("DELETE FROM files")
             conn.execute("DELETE FROM members")
+            conn.execute("DELETE FROM wheels")
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (wanted,))
 
     def _recreate(self, exc: BaseException) -> sqlite3.Connection | None:

@@ -107,9 +107,12 @@ class Verification:
     outcome: str  # "ok", "numpy-abi", "import-error", "crashed", "timeout", "parent-failed"
     message: str | None  # first line of the exception, signal name, or None
     confirms: bool | None  # does the outcome agree with the static verdict? None: cannot tell
+    detail: str | None = None  # NumPy's own banner or root-cause line, when it printed one
+    parent: str | None = None  # the parent package whose import failed first, if any
 
     def to_json(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "message": self.message, "confirms": self.confirms}
+        return {"outcome": self.outcome, "message": self.message, "confirms": self.confirms,
+                "detail": self.detail, "parent": self.parent}
 
 
 @dataclass(frozen=True)

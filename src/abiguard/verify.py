@@ -427,7 +427,7 @@ def _classify(
             except ValueError:
                 message = f"signal {-returncode}"
         else:
-            message = f"exited with status {returncode} during import"
+            message = f"exited with status {returncode}" + (" during import" if module else "")
         return ImportOutcome(CRASHED, message, banner or _last(head, tail), seconds)
     if report[0] == "ok":
         return ImportOutcome(OK, None, banner, seconds)

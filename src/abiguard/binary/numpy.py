@@ -2,6 +2,11 @@
 
 The rules (R0-R11) and why each is decisive are in shared/research/numpy-abi.md. They only look at bytes;
 nothing here imports or runs the binary.
+
+Order of trust: C-level literals that numpy's own headers compile into `_import_array()` (R1, R2, R4*)
+decide first, because they are present exactly when the C-API is imported; pybind11's run-time import
+(R3, R5) next; Python-level literals from Cython's numpy `.pxd` (R6, R7) last, since Cython >= 3.1 may
+compress them away and hand-written code can copy them.
 """
 
 from __future__ import annotations
@@ -20,17 +25,23 @@ R4 = b"numpy.core._multiarray_umath"
 R4A = b"module compiled against API version 0x%x but this version of numpy is 0x%x"
 R4B = b"_ARRAY_API not found"
 PYBIND11 = b"__pybind11_internals_v"
-PYBIND11_OLD_MODULE = b"numpy.core.multiarray\0"
+PYBIND11_OLD_MODULE = b"numpy.core.multiarray\0"  # pybind11 < 2.12 imports this name literally
 # Python-level literals (Cython `cimport numpy` without a C-level import_array()).
 R6 = re.compile(rb"numpy\.core\.(?:multiarray|umath) failed to import(?! \(auto-generated)")
 R7 = re.compile(rb"numpy\._core\.(?:multiarray|umath) failed to import")
 R8 = re.compile(rb"is auto-generated with f2py \(version:([0-9][0-9A-Za-z.+-]*)\)")
 R9 = re.compile(rb"_cython_(\d+)_(\d+)_(\d+)")
+CYTHON_RUNTIME = b"cython_runtime\0"  # every Cython module (0.26+) calls PyImport_AddModule("cython_runtime")
 ARRAY_API = b"_ARRAY_API"
 UFUNC_API = b"_UFUNC_API"
-UPX = b"UPX!"
+NUMPY_CORE_EXPORT = b"PyInit__multiarray_umath\0"  # numpy's own core module (R0)
 
-# Markers that are cheap to test first: a region with none of these needs no further search.
+_FIXED = (
+    ("R1", R1), ("R3", R3), ("R4", R4), ("R4a", R4A), ("R4b", R4B), ("R5", PYBIND11_OLD_MODULE),
+    ("api", ARRAY_API), ("ufunc-api", UFUNC_API),
+)
+_PATTERNS = (("R6", R6), ("R7", R7), ("R8", R8))
+# Markers that are cheap to test first: a chunk with none of these needs no further search.
 _ANY_NUMPY = (b"numpy", ARRAY_API, UFUNC_API)
 
 
@@ -43,13 +54,12 @@ class NumpyFacts:
     reason: str | None = None
 
 
-class _Hits:
-    """First occurrence of each marker across the regions searched."""
+class Hits:
+    """First occurrence of each marker across the chunks searched, and the highest R2 target seen."""
 
     def __init__(self) -> None:
         self.found: dict[str, Evidence] = {}
         self.min_numpy: tuple[int, int] | None = None
-        self.upx = False
 
     def add(self, marker: str, offset: int, text: bytes) -> None:
         if marker not in self.found:
@@ -59,54 +69,63 @@ class _Hits:
         return marker in self.found
 
 
-def _find(hits: _Hits, marker: str, needle: bytes, data: bytes, base: int) -> None:
-    pos = data.find(needle)
-    if pos >= 0:
-        hits.add(marker, base + pos, needle.rstrip(b"\0"))
-
-
-def _search(hits: _Hits, base: int, data: bytes) -> None:
-    if UPX in data[:4096]:
-        hits.upx = True
+def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> None:
+    """Record the markers in `data` (read at file offset `base`) that start before `stop`."""
+    stop = len(data) if stop is None else stop
+    _search_re(hits, "R9", R9, data, base, stop)
+    _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop)
+    _search_fixed(hits, "pybind11", PYBIND11, data, base, stop)
     if not any(m in data for m in _ANY_NUMPY):
-        match = R9.search(data) if b"_cython_" in data else None
-        if match:
-            hits.add("R9", base + match.start(), match.group(0))
-        if PYBIND11 in data:
-            _find(hits, "pybind11", PYBIND11, data, base)
         return
-    _find(hits, "R1", R1, data, base)
+    for marker, needle in _FIXED:
+        _search_fixed(hits, marker, needle, data, base, stop)
     for match in R2.finditer(data):
+        if match.start() >= stop:
+            break
         version = (int(match.group(1)), int(match.group(2)))
         if hits.min_numpy is None or version > hits.min_numpy:
             hits.min_numpy = version
             hits.found["R2"] = Evidence("R2", base + match.start(), match.group(0).decode("latin-1"))
-    _find(hits, "R3", R3, data, base)
-    _find(hits, "R4", R4, data, base)
-    _find(hits, "R4a", R4A, data, base)
-    _find(hits, "R4b", R4B, data, base)
-    _find(hits, "pybind11", PYBIND11, data, base)
-    _find(hits, "R5", PYBIND11_OLD_MODULE, data, base)
-    _find(hits, "api", ARRAY_API, data, base)
-    _find(hits, "api", UFUNC_API, data, base)
-    for marker, pattern in (("R6", R6), ("R7", R7), ("R8", R8), ("R9", R9)):
-        if marker not in hits:
-            match = pattern.search(data)
-            if match:
-                hits.add(marker, base + match.start(), match.group(0))
+    for marker, pattern in _PATTERNS:
+        _search_re(hits, marker, pattern, data, base, stop)
 
 
-def classify(regions: Iterable[tuple[int, bytes]], numpy_itself: bool = False) -> NumpyFacts:
-    """Apply the marker rules to the data regions of one binary (pairs of file offset and bytes)."""
+def _search_fixed(hits: Hits, marker: str, needle: bytes, data: bytes, base: int, stop: int) -> None:
+    if marker in hits:
+        return
+    pos = data.find(needle, 0, stop + len(needle) - 1)
+    if pos >= 0:
+        hits.add(marker, base + pos, needle.rstrip(b"\0"))
+
+
+def _search_re(hits: Hits, marker: str, pattern: re.Pattern[bytes], data: bytes, base: int, stop: int) -> None:
+    if marker in hits:
+        return
+    match = pattern.search(data)
+    if match and match.start() < stop:
+        hits.add(marker, base + match.start(), match.group(0))
+
+
+def classify(
+    regions: Iterable[tuple[int, bytes]], numpy_itself: bool = False, packer: str | None = None
+) -> NumpyFacts:
+    """Apply the marker rules to the data regions of one image (pairs of file offset and bytes)."""
     if numpy_itself:
-        return NumpyFacts(BuiltFor.NONE, None, None, (), "part of numpy itself (R0)")
-    hits = _Hits()
+        return itself()
+    hits = Hits()
     for base, data in regions:
-        _search(hits, base, data)
-    return _decide(hits)
+        search(hits, base, data)
+    return decide(hits, packer)
 
 
-def _decide(hits: _Hits) -> NumpyFacts:
+def itself() -> NumpyFacts:
+    return NumpyFacts(BuiltFor.NONE, None, None, (), "part of numpy itself (R0)")
+
+
+def decide(hits: Hits, packer: str | None = None) -> NumpyFacts:
+    """The verdict for one image from its markers, in the order of trust given in the module docstring."""
+    # The C-API capsule names: without them R1/R4 are mere Python-level imports of numpy's core.
+    c_api = "api" in hits or "ufunc-api" in hits
     producer = _producer(hits)
     min_numpy = f"{hits.min_numpy[0]}.{hits.min_numpy[1]}" if hits.min_numpy else None
 
@@ -114,37 +133,42 @@ def _decide(hits: _Hits) -> NumpyFacts:
         shown = (*markers, "R8", "R9", "pybind11")
         return tuple(sorted((e for e in hits.found.values() if e.marker in shown), key=lambda e: e.offset))
 
-    if "R1" in hits or "R2" in hits or "R7" in hits:
-        return NumpyFacts(BuiltFor.NUMPY2, min_numpy, producer, evidence("R1", "R2", "R7", "R3"))
+    if "R2" in hits or ("R1" in hits and c_api):
+        reason = None
+        if "R4a" in hits or "R4b" in hits:
+            reason = "also carries NumPy 1.x header literals (R4a/R4b): part of it may be built for NumPy 1.x"
+        return NumpyFacts(BuiltFor.NUMPY2, min_numpy, producer, evidence("R1", "R2", "R3", "R4a", "R4b", "R5"),
+                          reason)
+    if ("R4" in hits and c_api) or "R4a" in hits or "R4b" in hits:
+        return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R4", "R4a", "R4b", "R3", "R5"))
+    if producer is Producer.PYBIND11_OLD:
+        return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R5", "api"))
     if "R3" in hits:
         # pybind11 >= 2.12 picks numpy._core or numpy.core at run time: fine with both.
         return NumpyFacts(BuiltFor.NUMPY2, None, producer, evidence("R3"))
-    if "R4" in hits or "R4a" in hits or "R4b" in hits:
-        return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R4", "R4a", "R4b", "R5", "R6"))
-    if "pybind11" in hits and "R5" in hits and "api" in hits:
-        return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R5"))
+    if "R7" in hits:
+        return NumpyFacts(BuiltFor.NUMPY2, None, producer, evidence("R7"))
     if "R6" in hits:
         return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R6"))
-    if hits.upx:
-        return NumpyFacts(BuiltFor.UNKNOWN, None, None, (), "packed executable (UPX): its strings are hidden")
-    if "api" in hits:
+    if packer:
+        return NumpyFacts(BuiltFor.UNKNOWN, None, None, (), f"packed executable ({packer}): its strings are hidden")
+    if c_api:
         return NumpyFacts(
-            BuiltFor.UNKNOWN, None, producer, evidence("api"),
+            BuiltFor.UNKNOWN, None, producer, evidence("api", "ufunc-api"),
             "refers to NumPy's C-API but carries no marker that tells which NumPy it was built for",
         )
     return NumpyFacts(BuiltFor.NONE, None, None, ())
 
 
-def _producer(hits: _Hits) -> Producer:
-    if "pybind11" in hits:
-        return Producer.PYBIND11_NEW if "R3" in hits else Producer.PYBIND11_OLD
+def _producer(hits: Hits) -> Producer:
+    if "R3" in hits:
+        return Producer.PYBIND11_NEW
+    if "R5" in hits and "pybind11" in hits and "api" in hits:
+        return Producer.PYBIND11_OLD
     if "R8" in hits:
         return Producer.F2PY
-    if "R9" in hits:
+    if "R9" in hits or "cython" in hits:
         return Producer.CYTHON
-    if "R1" in hits or "R4" in hits or "R4a" in hits or "R4b" in hits:
+    if any(m in hits for m in ("R1", "R2", "R4", "R4a", "R4b")):
         return Producer.C_API
-    if "R6" in hits or "R7" in hits:
-        # Python-level import strings without numpy's C-level import: Cython's `cimport numpy`.
-        return Producer.CYTHON
     return Producer.UNKNOWN

@@ -26,9 +26,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from abiguard.binary import BytesReader, inspect_reader, is_shared_object_name
-from abiguard.cache import Cache, FileKey
+from abiguard.cache import Cache, FileKey, WheelListing
 from abiguard.model import BinaryFacts, BuiltFor
-from abiguard.sources.remote import DEFAULT_MAX_MEMBER, HttpClient, MemberTooLarge, RemoteZip, redact
+from abiguard.sources.remote import DEFAULT_MAX_MEMBER, HttpClient, MemberTooLarge, RemoteZip, ZipEntry, redact
 
 
 @dataclass(frozen=True)
@@ -320,20 +320,25 @@ def _name_version(filename: str) -> tuple[str, str]:
 
 
 class RemoteWheel:
-    """A wheel on an HTTP server, read by ranges (`RemoteZip`)."""
+    """A wheel on an HTTP server, read by ranges (`RemoteZip`); nothing is fetched until it is needed."""
 
     def __init__(self, url: str, client: HttpClient, size: int | None = None,
                  max_member: int = DEFAULT_MAX_MEMBER) -> None:
         self.zip = RemoteZip(url, client, size, max_member)
-        self._entries = {e.name: e for e in self.zip.entries()}
+        self._entries: dict[str, ZipEntry] | None = None
+
+    def _directory(self) -> dict[str, ZipEntry]:
+        if self._entries is None:
+            self._entries = {e.name: e for e in self.zip.entries()}
+        return self._entries
 
     def members(self) -> list[Member]:
-        return [Member(e.name, e.file_size, e.compressed_size) for e in self._entries.values()
+        return [Member(e.name, e.file_size, e.compressed_size) for e in self._directory().values()
                 if not e.name.endswith("/")]
 
     def inspect_member(self, member: Member) -> BinaryFacts:
         try:
-            reader = self.zip.open_member(self._entries[member.name])
+            reader = self.zip.open_member(self._directory()[member.name])
         except MemberTooLarge as exc:
             return too_large(member, exc)
         return inspect_reader(reader)
@@ -352,21 +357,30 @@ def inspect_remote_wheel(
 ) -> WheelReport:
     """Inspect a remote wheel; members are cached by the wheel's sha256 (when the index gives one).
 
-    When the cache already holds every candidate of a wheel, nothing but the central directory is read;
+    A wheel whose shared-object list and deciding members are all cached costs no request at all;
     `known` adds facts the caller already has (e.g. from an earlier sampled pass in the same run).
     RemoteError propagates: the caller turns it into one error item.
     """
     filename = filename or url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
     name, version = _name_version(filename)
     wheel = RemoteWheel(url, client, size, max_member)
-    names = [m.name for m in candidates(name, wheel.members())]
+    listing = cache.lookup_wheel(sha256) if cache is not None and sha256 else None
+    if listing is not None:
+        members = [Member(*m) for m in listing.members]
+    else:
+        members = [m for m in wheel.members() if is_shared_object_name(m.name)]
+        if cache is not None and sha256:
+            cache.store_wheel(sha256, WheelListing(wheel.zip.size or 0,
+                                                   tuple((m.name, m.size, m.compressed_size) for m in members)))
     have = dict(known or {})
-    if cache and sha256:
-        have.update(cache.lookup_members(sha256, [n for n in names if n not in have]))
-    outcome = inspect_members(name, wheel.members(), wheel.inspect_member, policy, have)
-    if cache and sha256:
+    if cache is not None and sha256:
+        names = [m.name for m in candidates(name, members) if m.name not in have]
+        have.update(cache.lookup_members(sha256, names))
+    outcome = inspect_members(name, members, wheel.inspect_member, policy, have)
+    if cache is not None and sha256:
         cache.store_members(sha256, {r.path: r.facts for r in outcome.members
                                      if r.path not in have and _cacheable(r.facts)})
     counters = wheel.zip.counters
+    wheel_size = wheel.zip.size or (listing.size if listing else 0) or size or 0
     return WheelReport(filename, name, version, redact(url), outcome, counters.bytes_read, counters.requests,
-                       wheel.zip.size or 0, sha256)
+                       wheel_size, sha256)

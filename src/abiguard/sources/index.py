@@ -1,0 +1,537 @@
+"""The package index: the user's index configuration, PEP 691 JSON listings, and wheel selection by tags.
+
+- Configuration follows what the user's installers would use: `--index-url`/extra URLs given by the
+  caller win, then uv's and pip's environment variables, then `uv.toml`, then pip's config files, then the
+  index pip itself defaults to (read from the installed pip at run time, so no host name is written here).
+- Listings are PEP 691 JSON (`application/vnd.pypi.simple.v1+json`); an index that only answers PEP 503
+  HTML is parsed too (no sizes or upload times then). `file://` indexes are skipped with a note.
+- Wheel selection ranks a release's wheels by the position of their best tag in the target's ordered tag
+  list (`target_tags`), exactly as installers prefer the most specific wheel.
+- Every URL that may reach a message goes through `redact`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import sys
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from packaging import tags as ptags
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from abiguard.sources.remote import HttpClient, RemoteError, redact
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+
+class PackageIndexError(Exception):
+    """The index cannot answer (misconfigured, unreachable, or the project/version/wheel is missing)."""
+
+
+class ProjectNotFound(PackageIndexError):
+    pass
+
+
+class NoMatchingWheel(PackageIndexError):
+    pass
+
+
+# --- configuration ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """The indexes to query, primary first, and what was skipped (for the user to see)."""
+
+    urls: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    cafile: str | None = None
+
+
+def default_index_url() -> str:
+    """The index pip uses when nothing is configured, taken from the installed pip."""
+    try:
+        from pip._internal.models.index import PyPI
+    except Exception:  # pip missing or its internals moved
+        raise PackageIndexError(
+            "no package index configured and pip is not importable to tell the default one;"
+            " pass --index-url URL"
+        ) from None
+    return str(PyPI.simple_url)
+
+
+@dataclass
+class _Found:
+    primary: list[tuple[str, str]] = field(default_factory=list)  # (url, where it came from)
+    extras: list[tuple[str, str]] = field(default_factory=list)
+    cafile: str | None = None
+
+
+def load_index_config(
+    index_url: str | None = None,
+    extra_index_urls: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    system_files: bool = True,
+) -> IndexConfig:
+    """Collect the user's indexes from arguments, environment variables and config files.
+
+    `environ` defaults to `os.environ` (tests pass their own, with HOME pointing somewhere harmless);
+    `system_files=False` skips /etc files.
+    """
+    env = os.environ if environ is None else environ
+    found = _Found()
+    if index_url:
+        found.primary.append((index_url, "--index-url"))
+    found.extras += [(u, "--extra-index-url") for u in extra_index_urls]
+    _from_env(env, found)
+    _from_uv_files(env, found, system_files)
+    _from_pip_files(env, found, system_files)
+    if not found.primary:
+        found.primary.append((default_index_url(), "pip's default"))
+    return _finish(found, env)
+
+
+def _split(value: str) -> list[str]:
+    return [v for v in value.replace(",", " ").split() if v]
+
+
+def _uv_index_entry(entry: str) -> str:
+    """uv's `--index` values may be `name=url`."""
+    head, sep, tail = entry.partition("=")
+    return tail if sep and "://" not in head and "://" in tail else entry
+
+
+def _from_env(env: Mapping[str, str], found: _Found) -> None:
+    for var in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
+        if env.get(var):
+            found.primary.append((_uv_index_entry(env[var].strip()), var))
+    for var in ("UV_INDEX", "UV_EXTRA_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        found.extras += [(_uv_index_entry(u), var) for u in _split(env.get(var, ""))]
+    found.cafile = env.get("PIP_CERT") or env.get("SSL_CERT_FILE") or None
+
+
+def _config_home(env: Mapping[str, str]) -> Path:
+    home = env.get("HOME") or os.path.expanduser("~")
+    return Path(env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"))
+
+
+def _from_uv_files(env: Mapping[str, str], found: _Found, system_files: bool) -> None:
+    if env.get("UV_NO_CONFIG"):
+        return
+    files = [Path(env["UV_CONFIG_FILE"])] if env.get("UV_CONFIG_FILE") else [_config_home(env) / "uv" / "uv.toml"]
+    if system_files and not env.get("UV_CONFIG_FILE"):
+        dirs = env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
+        files += [Path(d) / "uv" / "uv.toml" for d in dirs if d] + [Path("/etc/uv/uv.toml")]
+    for path in files:
+        data = _read_toml(path)
+        if data is None:
+            continue
+        where = f"uv config {path}"
+        if isinstance(data.get("index-url"), str):
+            found.primary.append((data["index-url"], where))
+        extra = data.get("extra-index-url")
+        found.extras += [(u, where) for u in ([extra] if isinstance(extra, str) else extra or [])
+                         if isinstance(u, str)]
+        for entry in data.get("index") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+                target = found.primary if entry.get("default") else found.extras
+                target.append((entry["url"], where))
+
+
+def _read_toml(path: Path) -> dict[str, Any] | None:
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10: uv.toml is read only when tomli happens to be installed
+        try:
+            import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
+        except ModuleNotFoundError:
+            return None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def pip_config_files(env: Mapping[str, str], system_files: bool = True) -> list[Path]:
+    """pip's config files in the order pip loads them (later ones override earlier ones)."""
+    files: list[Path] = []
+    if system_files:
+        dirs = env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
+        files += [Path(d) / "pip" / "pip.conf" for d in dirs if d] + [Path("/etc/pip.conf")]
+    explicit = env.get("PIP_CONFIG_FILE")
+    if not (explicit and os.path.exists(explicit)):
+        home = env.get("HOME") or os.path.expanduser("~")
+        files += [Path(home) / ".pip" / "pip.conf", _config_home(env) / "pip" / "pip.conf"]
+    prefix = env.get("VIRTUAL_ENV") or sys.prefix
+    files.append(Path(prefix) / "pip.conf")
+    if explicit and explicit != os.devnull:
+        files.append(Path(explicit))
+    return files
+
+
+def _from_pip_files(env: Mapping[str, str], found: _Found, system_files: bool) -> None:
+    primary: tuple[str, str] | None = None
+    extras: list[tuple[str, str]] = []
+    cafile: str | None = None
+    for path in pip_config_files(env, system_files):
+        parser = configparser.RawConfigParser()
+        try:
+            if not parser.read(path, encoding="utf-8"):
+                continue
+        except (configparser.Error, UnicodeDecodeError):
+            continue
+        for section in ("global", "install", "download"):
+            values = {k.replace("_", "-"): v for k, v in parser.items(section)} if parser.has_section(section) else {}
+            if values.get("index-url"):
+                primary = (values["index-url"].strip(), f"pip config {path}")
+            if values.get("extra-index-url"):
+                extras = [(u, f"pip config {path}") for u in _split(values["extra-index-url"])]
+            cafile = values.get("cert") or cafile
+    if primary:
+        found.primary.append(primary)
+    found.extras += extras
+    found.cafile = found.cafile or cafile
+
+
+def _finish(found: _Found, env: Mapping[str, str]) -> IndexConfig:
+    urls: list[str] = []
+    notes: list[str] = []
+    for url, where in [found.primary[0], *found.extras]:
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            if url.rstrip("/") + "/" not in urls:
+                urls.append(url.rstrip("/") + "/")
+        elif scheme == "file" or os.path.isabs(url):
+            notes.append(f"skipped local index {redact(url)} (from {where}): only http(s) indexes are read")
+        else:
+            notes.append(f"skipped index {redact(url)} (from {where}): not an http(s) URL")
+    if not urls:
+        raise PackageIndexError("no usable http(s) package index configured; pass --index-url URL")
+    return IndexConfig(tuple(urls), tuple(notes), found.cafile)
+
+
+# --- listings ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """One file of a project's listing; wheels carry their parsed tags."""
+
+    filename: str
+    url: str
+    name: NormalizedName
+    version: Version
+    sha256: str | None = None
+    size: int | None = None
+    upload_time: datetime | None = None
+    yanked: bool = False
+    yanked_reason: str | None = None
+    requires_python: str | None = None
+    tags: frozenset[Tag] = frozenset()
+    build: tuple[int, str] | tuple[()] = ()
+    index: str = ""
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+    def python_ok(self, python_version: str) -> bool:
+        """Does `requires-python` admit this Python (an unreadable specifier admits everything)?"""
+        if not self.requires_python:
+            return True
+        try:
+            return SpecifierSet(self.requires_python).contains(python_version, prereleases=True)
+        except InvalidSpecifier:
+            return True
+
+
+def parse_file(filename: str, url: str, meta: Mapping[str, Any], index: str) -> IndexFile | None:
+    """An IndexFile from a listing entry; None for files that are neither wheels nor sdists."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, build, tags = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+            build, tags = (), frozenset()
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None
+    hashes = meta.get("hashes") or {}
+    yanked = meta.get("yanked", False)
+    size = meta.get("size")
+    return IndexFile(
+        filename=filename,
+        url=url,
+        name=name,
+        version=version,
+        sha256=(hashes.get("sha256") or "").lower() or None,
+        size=size if isinstance(size, int) else None,
+        upload_time=_parse_time(meta.get("upload-time")),
+        yanked=bool(yanked),
+        yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
+        requires_python=meta.get("requires-python") or None,
+        tags=frozenset(tags),
+        build=build,
+        index=index,
+    )
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class IndexClient:
+    """Project listings from the configured indexes, merged (primary first, first file name wins)."""
+
+    def __init__(self, config: IndexConfig, http: HttpClient | None = None) -> None:
+        self.config = config
+        self.http = http or HttpClient(cafile=config.cafile)
+        self.notes: list[str] = list(config.notes)
+        self._listings: dict[str, list[IndexFile]] = {}
+
+    def files(self, project: str) -> list[IndexFile]:
+        """Every wheel and sdist of `project`; ProjectNotFound if no index has it."""
+        name = canonicalize_name(project)
+        if name not in self._listings:
+            self._listings[name] = self._fetch(name, project)
+        return self._listings[name]
+
+    def _fetch(self, name: str, asked: str) -> list[IndexFile]:
+        merged: dict[str, IndexFile] = {}
+        failures: list[str] = []
+        answered = False
+        for index in self.config.urls:
+            try:
+                listing = self._listing(index, name)
+            except (RemoteError, PackageIndexError) as exc:
+                failures.append(str(exc))
+                continue
+            if listing is None:
+                continue
+            answered = True
+            for item in listing:
+                merged.setdefault(item.filename, item)
+        if not merged:
+            if failures and not answered:
+                raise PackageIndexError(failures[0])
+            where = ", ".join(redact(u) for u in self.config.urls)
+            raise ProjectNotFound(f"no project named {asked!r} on the package index ({where})")
+        self.notes += [f"index error (other indexes answered): {f}" for f in failures]
+        return list(merged.values())
+
+    def _listing(self, index: str, name: str) -> list[IndexFile] | None:
+        url = urllib.parse.urljoin(index, f"{name}/")
+        resp = self.http.get(url, {"Accept": ACCEPT})
+        if resp.status == 404:
+            return None
+        kind = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        base = resp.url
+        if kind == JSON_TYPE or kind.endswith("+json") or kind == "application/json":
+            return _parse_json(resp.body, base, index)
+        if "html" in kind:
+            return _parse_html(resp.body, base, index)
+        raise PackageIndexError(f"unexpected content type {kind or 'none'!r} from {redact(url)}")
+
+
+def _parse_json(body: bytes, base: str, index: str) -> list[IndexFile]:
+    try:
+        data = json.loads(body)
+        entries = data["files"]
+    except (ValueError, KeyError, TypeError):
+        raise PackageIndexError(f"unreadable JSON listing from {redact(base)}") from None
+    out: list[IndexFile] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "filename" not in entry or "url" not in entry:
+            continue
+        parsed = parse_file(entry["filename"], urllib.parse.urljoin(base, entry["url"]), entry, index)
+        if parsed is not None:
+            out.append(parsed)
+    return out
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.append(dict(attrs))
+
+
+def _parse_html(body: bytes, base: str, index: str) -> list[IndexFile]:
+    """PEP 503 anchors: the file name is the URL's last segment; sha256 sits in the fragment."""
+    parser = _Anchors()
+    parser.feed(body.decode("utf-8", "replace"))
+    out: list[IndexFile] = []
+    for attrs in parser.links:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url = urllib.parse.urljoin(base, href)
+        path, _, fragment = url.partition("#")
+        filename = urllib.parse.unquote(path.rsplit("/", 1)[-1].split("?", 1)[0])
+        meta: dict[str, Any] = {"requires-python": attrs.get("data-requires-python")}
+        if fragment.startswith("sha256="):
+            meta["hashes"] = {"sha256": fragment[len("sha256="):]}
+        if "data-yanked" in attrs:
+            meta["yanked"] = attrs["data-yanked"] or True
+        parsed = parse_file(filename, path, meta, index)
+        if parsed is not None:
+            out.append(parsed)
+    return out
+
+
+# --- tags and wheel selection ----------------------------------------------------------------------
+
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def expand_platform(platform: str) -> list[str]:
+    """Every platform tag a target `platform` accepts, most specific first.
+
+    `manylinux_2_28_x86_64` -> manylinux_2_28 ... manylinux_2_5 plus the legacy aliases and `linux_x86_64`;
+    `macosx_11_0_arm64` -> what `packaging.tags.mac_platforms` gives; anything else stands for itself.
+    """
+    platform = platform.strip().lower().replace("-", "_").replace(".", "_")
+    for legacy, (major, minor) in _LEGACY_MANYLINUX.items():
+        if platform.startswith(legacy + "_"):
+            return _manylinux(major, minor, platform[len(legacy) + 1 :])
+    parts = platform.split("_", 3)
+    if platform.startswith("manylinux_") and len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+        return _manylinux(int(parts[1]), int(parts[2]), parts[3])
+    if platform.startswith("musllinux_") and len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+        major, minor, arch = int(parts[1]), int(parts[2]), parts[3]
+        return [f"musllinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)] + [f"linux_{arch}"]
+    if platform.startswith("macosx_") and len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+        return list(ptags.mac_platforms((int(parts[1]), int(parts[2])), parts[3]))
+    return [platform]
+
+
+def _manylinux(major: int, minor: int, arch: str) -> list[str]:
+    out: list[str] = []
+    floor = 5 if arch in ("x86_64", "i686") else 17
+    for glibc in range(minor, floor - 1, -1):
+        out.append(f"manylinux_{major}_{glibc}_{arch}")
+        for legacy, version in _LEGACY_MANYLINUX.items():
+            if version == (major, glibc) and (legacy == "manylinux2014" or arch in ("x86_64", "i686")):
+                out.append(f"{legacy}_{arch}")
+    return [*out, f"linux_{arch}"]
+
+
+def parse_python_version(text: str) -> tuple[int, int]:
+    try:
+        parts = tuple(int(p) for p in text.strip().split(".")[:2])
+    except ValueError:
+        parts = ()
+    if len(parts) != 2 or parts[0] < 2:
+        raise PackageIndexError(f"invalid Python version {text!r}; expected X.Y such as 3.11")
+    return parts[0], parts[1]
+
+
+def target_tags(python_version: str | None = None, platform: str | None = None) -> list[Tag]:
+    """The target's supported tags, most preferred first; the running interpreter's when both are None."""
+    if python_version is None and platform is None:
+        return list(ptags.sys_tags())
+    version = parse_python_version(python_version) if python_version else sys.version_info[:2]
+    platforms = expand_platform(platform) if platform else list(ptags.platform_tags())
+    interpreter = f"cp{version[0]}{version[1]}"
+    return [*ptags.cpython_tags(version, None, platforms), *ptags.compatible_tags(version, interpreter, platforms)]
+
+
+def best_wheel(files: Iterable[IndexFile], supported: Sequence[Tag]) -> IndexFile | None:
+    """The wheel whose best tag ranks highest in `supported`; a higher build number breaks ties."""
+    rank = {tag: i for i, tag in reversed(list(enumerate(supported)))}
+    best: tuple[int, tuple[int, str] | tuple[()], IndexFile] | None = None
+    for item in files:
+        if not item.is_wheel:
+            continue
+        ranks = [rank[t] for t in item.tags if t in rank]
+        if not ranks:
+            continue
+        score = min(ranks)
+        if best is None or score < best[0] or (score == best[0] and item.build > best[1]):
+            best = (score, item.build, item)
+    return best[2] if best else None
+
+
+@dataclass(frozen=True)
+class Release:
+    """One version of a project with the wheel a target would install."""
+
+    version: Version
+    wheel: IndexFile
+    yanked: bool
+
+
+def releases(
+    files: Iterable[IndexFile],
+    supported: Sequence[Tag],
+    python_version: str,
+    prereleases: bool = False,
+    yanked: bool = False,
+) -> list[Release]:
+    """Versions with a wheel for the target, oldest first."""
+    by_version: dict[Version, list[IndexFile]] = {}
+    for item in files:
+        by_version.setdefault(item.version, []).append(item)
+    out: list[Release] = []
+    for version in sorted(by_version):
+        if version.is_prerelease and not prereleases:
+            continue
+        usable = [f for f in by_version[version] if f.python_ok(python_version) and (yanked or not f.yanked)]
+        wheel = best_wheel(usable, supported)
+        if wheel is not None:
+            out.append(Release(version, wheel, wheel.yanked))
+    return out
+
+
+def resolve(files: Sequence[IndexFile], requirement: str, supported: Sequence[Tag], python_version: str,
+            target: str = "this target") -> Release:
+    """The release `requirement` (`name`, `name==1.2`, `name>=1,<2`) picks: newest matching, with a wheel."""
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement as exc:
+        raise PackageIndexError(f"invalid requirement {requirement!r}: {exc}") from None
+    pinned = {s.version for s in req.specifier if s.operator in ("==", "===") and "*" not in s.version}
+    versions = sorted({f.version for f in files if not f.yanked or str(f.version) in pinned})
+    matching = list(req.specifier.filter(versions))
+    if not matching:
+        raise PackageIndexError(f"no release of {req.name} matches {str(req.specifier) or 'any version'}")
+    for version in reversed(matching):
+        allowed = [f for f in files if f.version == version and (not f.yanked or str(version) in pinned)]
+        wheel = best_wheel([f for f in allowed if f.python_ok(python_version)], supported)
+        if wheel is not None:
+            return Release(version, wheel, wheel.yanked)
+    raise NoMatchingWheel(f"no wheel of {req.name}{req.specifier} for {target}"
+                          f" (newest matching release: {matching[-1]})")

@@ -1,0 +1,704 @@
+"""Lockfiles and pinned requirements: what a project will install, read without installing anything.
+
+`read_lockfile` turns a PEP 751 `pylock.toml`, a `uv.lock` or a pinned requirements file into one shape,
+`LockfileContents`: exact `name==version` entries with the wheel URLs and hashes the file names (so the
+wheels can be inspected remotely by range reads) and the marker under which each entry is installed.
+`select_entries` then keeps the entries a target platform would install, which is what `lock-check
+--python-version X.Y --platform TAG` judges.
+
+Problems in single items (an unpinned requirement, a package without a version) become one-line `errors`
+and reading goes on, because one bad line should not hide the verdict on every other pin; a file that
+cannot be parsed at all raises `LockfileError`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the tomli dependency is declared for Python < 3.11 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+LockfileKind = Literal["pylock", "uv.lock", "requirements"]
+
+SUPPORTED_KINDS = (
+    "pylock.toml or pylock.NAME.toml (PEP 751), uv.lock, "
+    "or a pinned requirements file (*.txt, *.in, or a name containing 'requirements' or 'constraints')"
+)
+
+
+class LockfileError(Exception):
+    """The file cannot be read as a lockfile at all; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class LockedWheel:
+    """One wheel a lockfile names: enough to fetch it by range reads and to check its bytes."""
+
+    url: str  # https URL, or a file: URI for a wheel given by local path
+    filename: str
+    sha256: str | None
+    size: int | None = None
+    upload_time: datetime | None = None  # timezone-aware
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """One pinned distribution.
+
+    `marker` is the condition under which it is installed (None: always). For uv.lock it is derived from
+    the dependency graph, since uv records markers on edges rather than on packages.
+    """
+
+    name: str  # as written in the file
+    version: str
+    marker: str | None = None
+    wheels: list[LockedWheel] = field(default_factory=list)
+    source: str | None = None  # the index URL it comes from, when the file says
+    hashes: list[str] = field(default_factory=list)  # "sha256:HEX" for every file the entry allows
+    origin: str | None = None  # not from an index: "git: URL", "directory: PATH", "url: URL", ...
+    sdist_url: str | None = None
+    requires_python: str | None = None
+
+
+@dataclass(frozen=True)
+class LockfileContents:
+    path: Path
+    kind: LockfileKind
+    entries: list[LockedPackage]
+    index_urls: list[str] = field(default_factory=list)  # requirements' --index-url / --extra-index-url
+    errors: list[str] = field(default_factory=list)  # "path:line: what is wrong" or "package X: ..."
+    requires_python: str | None = None
+    environments: list[str] = field(default_factory=list)  # markers the lock supports (PEP 751, uv)
+    default_groups: list[str] = field(default_factory=list)  # PEP 751 dependency groups installed by default
+
+
+def read_lockfile(path: Path) -> LockfileContents:
+    """Detect the kind of `path` from its name and parse it."""
+    kind = lockfile_kind(path)
+    if kind == "requirements":
+        return _RequirementsReader(path).read()
+    data = _load_toml(path)
+    if kind == "pylock":
+        return _read_pylock(path, data)
+    return _read_uv_lock(path, data)
+
+
+def lockfile_kind(path: Path) -> LockfileKind:
+    """The kind of lockfile a file name says; PEP 751 fixes pylock names, uv fixes `uv.lock`."""
+    name = path.name
+    lower = name.lower()
+    if name == "pylock.toml" or (name.startswith("pylock.") and name.endswith(".toml") and name.count(".") == 2):
+        return "pylock"
+    if name == "uv.lock" or lower.endswith(".py.lock"):  # `uv lock --script x.py` writes x.py.lock
+        return "uv.lock"
+    if lower.endswith((".txt", ".in")) or (
+        ("requirements" in lower or "constraints" in lower) and not lower.endswith((".toml", ".lock", ".json"))
+    ):
+        return "requirements"
+    raise LockfileError(f"{path}: unsupported lockfile kind; abiguard reads {SUPPORTED_KINDS}")
+
+
+# -- selection for a target environment -------------------------------------------------------------------
+
+MARKER_KEYS = frozenset({
+    "implementation_name", "implementation_version", "os_name", "platform_machine", "platform_release",
+    "platform_system", "platform_version", "python_full_version", "platform_python_implementation",
+    "python_version", "sys_platform",
+})
+
+
+def select_entries(contents: LockfileContents, marker_env: Mapping[str, str]) -> list[LockedPackage]:
+    """The entries a target environment would install.
+
+    `marker_env` must hold every standard marker key (see `marker_environment`): packaging fills missing
+    keys from the interpreter abiguard runs in, which would silently judge the wrong platform. Raises
+    `LockfileError` when the lockfile cannot be installed on the target at all (its `requires-python` or
+    `environments` exclude it). An entry whose marker cannot be evaluated is kept: checking one package
+    too many is better than missing a conflict.
+    """
+    missing = sorted(MARKER_KEYS - marker_env.keys())
+    if missing:
+        raise ValueError(f"target marker environment lacks {', '.join(missing)}")
+    python = marker_env["python_full_version"]
+    if contents.requires_python:
+        try:
+            allowed = SpecifierSet(contents.requires_python).contains(python, prereleases=True)
+        except InvalidSpecifier:
+            allowed = True
+        if not allowed:
+            raise LockfileError(
+                f"{contents.path}: the lockfile requires Python {contents.requires_python}; the target is {python}"
+            )
+    env: dict[str, str | frozenset[str]] = dict(marker_env)
+    env.setdefault("extra", "")
+    env["extras"] = frozenset()
+    env["dependency_groups"] = frozenset(contents.default_groups)
+    if contents.environments and not any(_holds(m, env) for m in contents.environments):
+        raise LockfileError(
+            f"{contents.path}: none of the lockfile's environments matches the target "
+            f"({' | '.join(contents.environments)})"
+        )
+    return [entry for entry in contents.entries if entry.marker is None or _holds(entry.marker, env)]
+
+
+def _holds(marker: str, env: Mapping[str, str | frozenset[str]]) -> bool:
+    try:
+        return Marker(marker).evaluate(env)
+    except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+        return True
+
+
+_OS = (  # (words in a platform name, sys_platform, platform_system, os_name); "darwin" contains "win"
+    (("macos", "darwin", "apple"), "darwin", "Darwin", "posix"),
+    (("win",), "win32", "Windows", "nt"),
+    (("linux",), "linux", "Linux", "posix"),
+)
+_MACHINE = (  # (words, linux, macOS, Windows); first match wins, so "x86_64" is tried before "x86"
+    (("x86_64", "amd64", "x64"), "x86_64", "x86_64", "AMD64"),
+    (("aarch64", "arm64", "universal2"), "aarch64", "arm64", "ARM64"),
+    (("i686", "i386", "win32", "x86"), "i686", "i386", "x86"),
+    (("ppc64le",), "ppc64le", "ppc64le", "ppc64le"),
+    (("s390x",), "s390x", "s390x", "s390x"),
+    (("armv7l",), "armv7l", "armv7l", "armv7l"),
+)
+
+
+def marker_environment(python_version: str, platform: str, implementation: str = "cpython") -> dict[str, str]:
+    """A complete marker environment for a hypothetical target.
+
+    `platform` is a wheel platform tag (`manylinux_2_28_x86_64`, `macosx_11_0_arm64`, `win_amd64`) or a uv
+    `--python-platform` name (`x86_64-manylinux_2_28`, `aarch64-apple-darwin`, `x86_64-pc-windows-msvc`).
+    `platform_release` and `platform_version` are unknowable for a hypothetical target and left empty.
+    """
+    parts = python_version.split(".")
+    if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
+        raise ValueError(f"Python version {python_version!r} is not X.Y or X.Y.Z")
+    full = ".".join(parts + ["0"] * (3 - len(parts)))
+    lower = platform.lower()
+    os_info = next((o for o in _OS if any(w in lower for w in o[0])), None)
+    if os_info is None:
+        raise ValueError(f"platform {platform!r} names no known operating system (linux, macos, windows)")
+    _, sys_platform, system, os_name = os_info
+    machine = next((m for m in _MACHINE if any(w in lower for w in m[0])), None)
+    if machine is None:
+        raise ValueError(f"platform {platform!r} names no known machine (x86_64, aarch64/arm64, i686/x86, ...)")
+    column = {"linux": 1, "darwin": 2, "win32": 3}[sys_platform]
+    names = {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalVM"}
+    return {
+        "implementation_name": implementation,
+        "implementation_version": full,
+        "os_name": os_name,
+        "platform_machine": str(machine[column]),
+        "platform_release": "",
+        "platform_system": system,
+        "platform_version": "",
+        "python_full_version": full,
+        "platform_python_implementation": names.get(implementation, implementation),
+        "python_version": ".".join(parts[:2]),
+        "sys_platform": sys_platform,
+    }
+
+
+# -- TOML helpers -----------------------------------------------------------------------------------------
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockfileError(f"{path}: cannot read: {_one_line(exc)}") from exc
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LockfileError(f"{path}: invalid TOML: {_one_line(exc)}") from exc
+    return data
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time(value: object) -> datetime | None:
+    """TOML datetimes (pylock) and RFC 3339 strings (uv.lock) as aware datetimes."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _tables(value: object) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _filename(url: str) -> str:
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def _file_url(base: Path, value: str) -> str:
+    path = Path(value)
+    return (path if path.is_absolute() else (base / path)).resolve().as_uri()
+
+
+def _check_marker(marker: str | None, where: str, errors: list[str]) -> None:
+    if marker is not None:
+        try:
+            Marker(marker)
+        except InvalidMarker as exc:
+            errors.append(f"{where}: invalid marker {marker!r}: {_one_line(exc)}")
+
+
+# -- PEP 751 pylock.toml ----------------------------------------------------------------------------------
+
+
+def _read_pylock(path: Path, data: dict[str, Any]) -> LockfileContents:
+    version = data.get("lock-version")
+    if not isinstance(version, str) or version.split(".")[0] != "1":
+        raise LockfileError(f"{path}: lock-version {version!r} is not supported; abiguard reads PEP 751 version 1.x")
+    errors: list[str] = []
+    entries: list[LockedPackage] = []
+    for index, pkg in enumerate(_tables(data.get("packages"))):
+        name = _text(pkg.get("name"))
+        if name is None:
+            errors.append(f"{path}: package #{index + 1} has no name")
+            continue
+        where = f"package {name}"
+        marker = _text(pkg.get("marker"))
+        _check_marker(marker, where, errors)
+        wheels: list[LockedWheel] = []
+        hashes: list[str] = []
+        origin: str | None = None
+        for wheel in _tables(pkg.get("wheels")):
+            locked = _pylock_file(path, wheel, where, errors, hashes)
+            if locked is not None:
+                wheels.append(locked)
+        sdist = pkg.get("sdist")
+        sdist_url = None
+        if isinstance(sdist, dict):
+            sdist_file = _pylock_file(path, sdist, where, errors, hashes)
+            sdist_url = sdist_file.url if sdist_file else None
+        archive = pkg.get("archive")
+        if isinstance(archive, dict):
+            archive_file = _pylock_file(path, archive, where, errors, hashes)
+            if archive_file is not None and archive_file.filename.endswith(".whl"):
+                wheels.append(archive_file)
+            elif archive_file is not None:
+                origin = f"url: {archive_file.url}"
+        vcs = pkg.get("vcs")
+        if isinstance(vcs, dict):
+            origin = f"vcs: {vcs.get('url') or vcs.get('path')}@{vcs.get('commit-id')}"
+        directory = pkg.get("directory")
+        if isinstance(directory, dict):
+            origin = f"directory: {directory.get('path')}"
+        pkg_version = _text(pkg.get("version"))
+        if pkg_version is None:
+            what = f"from {origin}" if origin else "no version"
+            errors.append(f"{where}: {what} without a version; not checked")
+            continue
+        entries.append(LockedPackage(
+            name=name, version=pkg_version, marker=marker, wheels=wheels, source=_text(pkg.get("index")),
+            hashes=hashes, origin=origin, sdist_url=sdist_url, requires_python=_text(pkg.get("requires-python")),
+        ))
+    environments = [m for m in data.get("environments") or [] if isinstance(m, str)]
+    for marker in environments:
+        _check_marker(marker, f"{path}: environments", errors)
+    groups = [g for g in data.get("default-groups") or [] if isinstance(g, str)]
+    return LockfileContents(path, "pylock", entries, errors=errors, requires_python=_text(data.get("requires-python")),
+                            environments=environments, default_groups=groups)
+
+
+def _pylock_file(path: Path, table: dict[str, Any], where: str, errors: list[str],
+                 hashes: list[str]) -> LockedWheel | None:
+    url = _text(table.get("url"))
+    local = _text(table.get("path"))
+    if url is None and local is not None:
+        url = _file_url(path.parent, local)
+    if url is None:
+        errors.append(f"{where}: a file entry has neither url nor path")
+        return None
+    digests = table.get("hashes")
+    digests = digests if isinstance(digests, dict) else {}
+    hashes.extend(f"{algo}:{value}" for algo, value in digests.items() if isinstance(value, str))
+    return LockedWheel(url=url, filename=_text(table.get("name")) or _filename(local or url),
+                       sha256=_text(digests.get("sha256")), size=_int(table.get("size")),
+                       upload_time=_time(table.get("upload-time")))
+
+
+# -- uv.lock ----------------------------------------------------------------------------------------------
+
+_MEMBER_SOURCES = ("virtual", "editable")
+_MAX_TERMS = 32  # per package; beyond this its marker is dropped (installed always): over-checking is safe
+
+
+@dataclass
+class _UvPackage:
+    table: dict[str, Any]
+    name: str  # canonical
+    version: str | None
+    source: dict[str, Any]
+
+
+Term = frozenset[str]  # a conjunction of marker strings; the empty term is "always"
+
+
+def _read_uv_lock(path: Path, data: dict[str, Any]) -> LockfileContents:
+    version = data.get("version")
+    if version != 1:
+        raise LockfileError(f"{path}: uv.lock version {version!r} is not supported; abiguard reads version 1")
+    errors: list[str] = []
+    packages: list[_UvPackage] = []
+    for index, table in enumerate(_tables(data.get("package"))):
+        name = _text(table.get("name"))
+        if name is None:
+            errors.append(f"{path}: package #{index + 1} has no name")
+            continue
+        source = table.get("source")
+        packages.append(_UvPackage(table, canonicalize_name(name), _text(table.get("version")),
+                                   source if isinstance(source, dict) else {}))
+    by_name: dict[str, list[int]] = {}
+    for i, pkg in enumerate(packages):
+        by_name.setdefault(pkg.name, []).append(i)
+
+    # Nodes are (package index, extra or None); a package with an extra activated also needs its base.
+    def targets(dep: dict[str, Any], where: str) -> list[tuple[tuple[int, str | None], str | None]]:
+        name = _text(dep.get("name"))
+        if name is None:
+            errors.append(f"{where}: a dependency has no name")
+            return []
+        candidates = by_name.get(canonicalize_name(name), [])
+        if "version" in dep:
+            candidates = [i for i in candidates if packages[i].version == dep["version"]]
+        if "source" in dep and len(candidates) > 1:
+            candidates = [i for i in candidates if packages[i].source == dep["source"]]
+        if not candidates:
+            errors.append(f"{where}: dependency {name} is not in the lock")
+            return []
+        marker = _text(dep.get("marker"))
+        _check_marker(marker, where, errors)
+        extras = [e for e in dep.get("extra") or [] if isinstance(e, str)]
+        return [((i, extra), marker) for i in candidates for extra in (None, *extras)]
+
+    edges: dict[tuple[int, str | None], list[tuple[tuple[int, str | None], str | None]]] = {}
+    roots = _uv_roots(packages, data)
+    for i, pkg in enumerate(packages):
+        where = f"package {pkg.table.get('name')}"
+        base = edges.setdefault((i, None), [])
+        for dep in _tables(pkg.table.get("dependencies")):
+            base.extend(targets(dep, where))
+        optional = pkg.table.get("optional-dependencies")
+        for extra, deps in (optional.items() if isinstance(optional, dict) else []):
+            node = edges.setdefault((i, extra), [((i, None), None)])
+            for dep in _tables(deps):
+                node.extend(targets(dep, where))
+            if i in roots:  # a project's own extras: check everything it could install
+                base.append(((i, extra), None))
+        groups = pkg.table.get("dev-dependencies")
+        if i in roots:
+            for deps in (groups.values() if isinstance(groups, dict) else []):
+                for dep in _tables(deps):
+                    base.extend(targets(dep, where))
+    manifest = data.get("manifest")
+    manifest = manifest if isinstance(manifest, dict) else {}
+    start: list[tuple[tuple[int, str | None], str | None]] = [((i, None), None) for i in sorted(roots)]
+    for dep in _tables(manifest.get("requirements")):  # scripts and virtual workspace roots
+        start.extend(targets(dep, f"{path}: manifest"))
+    groups = manifest.get("dependency-groups")
+    for deps in (groups.values() if isinstance(groups, dict) else []):
+        for dep in _tables(deps):
+            start.extend(targets(dep, f"{path}: manifest"))
+    if not start:  # no project, no manifest: everything nothing depends on
+        reached = {target[0] for (i, _), out in edges.items() for target, _ in out if target[0] != i}
+        start = [((i, None), None) for i in range(len(packages)) if i not in reached] or [
+            ((i, None), None) for i in range(len(packages))
+        ]
+    reach = _propagate(start, edges)
+
+    entries: list[LockedPackage] = []
+    for i, pkg in enumerate(packages):
+        if i in roots or pkg.source.keys() & {"virtual"}:
+            continue  # the project itself: not a locked artifact
+        where = f"package {pkg.table.get('name')}"
+        terms: set[Term] = set()
+        for (j, _extra), node_terms in reach.items():
+            if j == i:
+                terms = _absorb(terms | node_terms)
+        entry = _uv_entry(path, pkg, _marker_text(terms), errors, where)
+        if entry is not None:
+            entries.append(entry)
+    environments = [m for m in data.get("supported-markers") or [] if isinstance(m, str)]
+    return LockfileContents(path, "uv.lock", entries, errors=errors,
+                            requires_python=_text(data.get("requires-python")), environments=environments)
+
+
+def _uv_roots(packages: list[_UvPackage], data: dict[str, Any]) -> set[int]:
+    """Workspace members: listed in `[manifest] members`, else the project at `.`."""
+    manifest = data.get("manifest")
+    members = manifest.get("members") if isinstance(manifest, dict) else None
+    if isinstance(members, list) and members:
+        names = {canonicalize_name(m) for m in members if isinstance(m, str)}
+        return {i for i, p in enumerate(packages) if p.name in names and p.source.keys() & {*_MEMBER_SOURCES}}
+    return {i for i, p in enumerate(packages) if any(p.source.get(k) == "." for k in _MEMBER_SOURCES)}
+
+
+def _propagate(start: Iterable[tuple[tuple[int, str | None], str | None]],
+               edges: Mapping[tuple[int, str | None], list[tuple[tuple[int, str | None], str | None]]],
+               ) -> dict[tuple[int, str | None], set[Term]]:
+    """For each node, the minimal set of marker conjunctions (one per path from a root) that install it."""
+    reach: dict[tuple[int, str | None], set[Term]] = {}
+    work: list[tuple[int, str | None]] = []
+
+    def offer(node: tuple[int, str | None], new: set[Term]) -> None:
+        old = reach.get(node, set())
+        merged = _absorb(old | new)
+        if len(merged) > _MAX_TERMS:
+            merged = {frozenset()}
+        if merged != old:
+            reach[node] = merged
+            work.append(node)
+
+    for node, marker in start:
+        offer(node, {frozenset({marker} if marker else ())})
+    while work:
+        node = work.pop()
+        here = reach[node]
+        for target, marker in edges.get(node, []):
+            offer(target, {term | {marker} if marker else term for term in here})
+    return reach
+
+
+def _absorb(terms: set[Term]) -> set[Term]:
+    """Drop every conjunction that contains a smaller one: A or (A and B) is A."""
+    ordered = sorted(terms, key=len)
+    kept: list[Term] = []
+    for term in ordered:
+        if not any(k <= term for k in kept):
+            kept.append(term)
+    return set(kept)
+
+
+def _marker_text(terms: set[Term]) -> str | None:
+    if not terms or frozenset() in terms:
+        return None  # always (or not reachable from the project: keep it, over-checking is safe)
+
+    def conj(term: Term) -> str:
+        parts = sorted(term)
+        return parts[0] if len(parts) == 1 else " and ".join(f"({p})" for p in parts)
+
+    rendered = sorted(conj(t) for t in terms)
+    return rendered[0] if len(rendered) == 1 else " or ".join(f"({r})" for r in rendered)
+
+
+def _uv_entry(path: Path, pkg: _UvPackage, marker: str | None, errors: list[str], where: str) -> LockedPackage | None:
+    source = pkg.source
+    registry = _text(source.get("registry"))
+    origin = None
+    if registry is None:
+        kind = next((k for k in ("git", "url", "path", "directory", "editable") if k in source), None)
+        origin = f"{kind}: {source[kind]}" if kind else None
+    if pkg.version is None:
+        errors.append(f"{where}: {'from ' + origin if origin else 'no version'} without a version; not checked")
+        return None
+    hashes: list[str] = []
+    wheels = []
+    for table in _tables(pkg.table.get("wheels")):
+        wheel = _uv_file(path, table, hashes, registry)
+        if wheel is None:
+            errors.append(f"{where}: a wheel has neither url nor path")
+        else:
+            wheels.append(wheel)
+    sdist = pkg.table.get("sdist")
+    sdist_file = _uv_file(path, sdist, hashes, registry) if isinstance(sdist, dict) else None
+    return LockedPackage(name=str(pkg.table["name"]), version=pkg.version, marker=marker, wheels=wheels,
+                         source=registry, hashes=hashes, origin=origin,
+                         sdist_url=sdist_file.url if sdist_file else None)
+
+
+def _uv_file(path: Path, table: dict[str, Any], hashes: list[str], registry: str | None) -> LockedWheel | None:
+    url = _text(table.get("url"))
+    local = _text(table.get("path"))
+    if url is None and local is not None:  # relative to a local registry directory, else to the lock
+        base = path.parent / registry if registry and "://" not in registry else path.parent
+        url = _file_url(base, local)
+    if url is None:
+        return None
+    digest = _text(table.get("hash"))
+    if digest:
+        hashes.append(digest)
+    sha256 = digest.split(":", 1)[1] if digest and digest.startswith("sha256:") else None
+    return LockedWheel(url=url, filename=_text(table.get("filename")) or _filename(local or url), sha256=sha256,
+                       size=_int(table.get("size")), upload_time=_time(table.get("upload-time")))
+
+
+# -- pinned requirements ----------------------------------------------------------------------------------
+
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+_IGNORED_OPTIONS = frozenset({  # installer behaviour; says nothing about which files get installed
+    "--no-index", "--pre", "--prefer-binary", "--require-hashes", "--no-deps", "--use-feature",
+    "--trusted-host", "-f", "--find-links", "--only-binary", "--no-binary", "-c", "--constraint",
+    "--config-settings", "--global-option", "--install-option",
+})
+_VALUE_OPTIONS = frozenset({
+    "-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url", "-f", "--find-links",
+    "--trusted-host", "--use-feature", "--only-binary", "--no-binary", "-e", "--editable", "--config-settings",
+    "--global-option", "--install-option",
+})
+
+
+class _RequirementsReader:
+    """pip's requirements-file syntax, as far as a pinned file uses it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: list[LockedPackage] = []
+        self.errors: list[str] = []
+        self.index_url: str | None = None
+        self.index_urls: list[str] = []
+        self.seen: set[Path] = set()
+
+    def read(self) -> LockfileContents:
+        try:
+            self._read(self.path)
+        except OSError as exc:
+            raise LockfileError(f"{self.path}: cannot read: {_one_line(exc)}") from exc
+        entries = self.entries
+        if self.index_url:
+            entries = [_with_source(e, self.index_url) for e in entries]
+        return LockfileContents(self.path, "requirements", entries, index_urls=self.index_urls, errors=self.errors)
+
+    def _read(self, path: Path) -> None:
+        self.seen.add(path.resolve())
+        for lineno, line in _logical_lines(path.read_text(encoding="utf-8-sig")):
+            where = f"{path}:{lineno}"
+            if line.startswith("-"):
+                self._option(path, where, line)
+            else:
+                self._requirement(where, line)
+
+    def _option(self, path: Path, where: str, line: str) -> None:
+        try:
+            tokens = shlex.split(line)
+        except ValueError as exc:
+            self.errors.append(f"{where}: cannot parse option line: {_one_line(exc)}")
+            return
+        while tokens:
+            token = tokens.pop(0)
+            option, has_value, value = token.partition("=")
+            if not has_value and option.startswith("-") and not option.startswith("--") and len(option) > 2:
+                option, value, has_value = option[:2], option[2:], "="  # -rfile.txt
+            if option in _VALUE_OPTIONS and not has_value:
+                if not tokens:
+                    self.errors.append(f"{where}: {option} needs a value")
+                    return
+                value = tokens.pop(0)
+            if option in ("-e", "--editable"):
+                self.errors.append(f"{where}: editable requirement; abiguard needs name==version pins")
+            elif option in ("-r", "--requirement"):
+                self._include(path, where, value)
+            elif option in ("-i", "--index-url"):
+                self.index_url = value
+                self._add_index(value)
+            elif option == "--extra-index-url":
+                self._add_index(value)
+            elif option not in _IGNORED_OPTIONS:
+                self.errors.append(f"{where}: unknown option {option}")
+                return
+
+    def _add_index(self, url: str) -> None:
+        if url not in self.index_urls:
+            self.index_urls.append(url)
+
+    def _include(self, path: Path, where: str, value: str) -> None:
+        if "://" in value:
+            self.errors.append(f"{where}: -r with a URL is not supported; download the file first")
+            return
+        target = Path(value)
+        target = target if target.is_absolute() else path.parent / target
+        if target.resolve() in self.seen:
+            return  # already read (or an include cycle)
+        try:
+            self._read(target)
+        except (OSError, UnicodeDecodeError) as exc:
+            self.errors.append(f"{where}: cannot read {value}: {_one_line(exc)}")
+
+    def _requirement(self, where: str, line: str) -> None:
+        words = line.split()
+        cut = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
+        text, options = " ".join(words[:cut]), words[cut:]
+        hashes: list[str] = []
+        for option in options:
+            name, _, value = option.partition("=")
+            if name == "--hash" and value:
+                hashes.append(value)
+            elif name not in _IGNORED_OPTIONS:
+                self.errors.append(f"{where}: unknown option {name} on a requirement line")
+                return
+        if "://" in text or text.startswith((".", "/", "~")) or text.endswith((".whl", ".zip", ".tar.gz")):
+            self.errors.append(f"{where}: URL or path requirement; abiguard needs name==version pins")
+            return
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            self.errors.append(f"{where}: invalid requirement: {_one_line(exc)}")
+            return
+        if req.url:
+            self.errors.append(f"{where}: {req.name} is a direct URL reference; abiguard needs name==version pins")
+            return
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator not in ("==", "===") or specs[0].version.endswith(".*"):
+            self.errors.append(f"{where}: {req.name}{req.specifier or ''} is not pinned to one version (use ==)")
+            return
+        self.entries.append(LockedPackage(name=req.name, version=specs[0].version,
+                                          marker=str(req.marker) if req.marker else None, hashes=hashes))
+
+
+def _with_source(entry: LockedPackage, source: str) -> LockedPackage:
+    return LockedPackage(name=entry.name, version=entry.version, marker=entry.marker, wheels=entry.wheels,
+                         source=source, hashes=entry.hashes, origin=entry.origin, sdist_url=entry.sdist_url,
+                         requires_python=entry.requires_python)
+
+
+def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
+    """Comments stripped and `\\` continuations joined, each with the number of its first physical line."""
+    pending: list[str] = []
+    start = 0
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = _COMMENT.sub("", raw).rstrip()
+        if not pending:
+            start = lineno
+        if line.endswith("\\"):
+            pending.append(line[:-1])
+            continue
+        pending.append(line)
+        joined = " ".join(p.strip() for p in pending).strip()
+        pending = []
+        if joined:
+            yield start, joined
+    joined = " ".join(p.strip() for p in pending).strip()
+    if joined:
+        yield start, joined
