@@ -6,6 +6,7 @@ Exit codes: 0 clean / done, 1 conflicts found (or no safe plan, or install refus
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from abiguard import __version__, ui
@@ -62,7 +63,42 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-v", "--verbose", action="store_true", help="list every distribution and module")
     _add_format(check, ("text", "json"))
     check.set_defaults(func=_check)
+
+    cons = sub.add_parser(
+        "constraints",
+        help="print a constraints file with the hidden ABI bounds of an environment",
+        description="Print a constraints file (for `pip install -c` / `uv pip install -c`) that encodes the "
+        "bounds the installed binaries put on numpy: `numpy<2` while a binary built for NumPy 1.x is "
+        "installed, `numpy>=X.Y` for the highest floor of the binaries built for NumPy 2.",
+        epilog="exit codes: 0 printed, 2 error",
+    )
+    _add_python(cons)
+    cons.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    cons.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    cons.set_defaults(func=_constraints)
     return parser
+
+
+def _constraints(args: argparse.Namespace) -> int:
+    from abiguard.check import CheckError, check
+    from abiguard.prevent.constraints import render
+
+    try:
+        report = check(args.python, use_cache=not args.no_cache)
+    except CheckError as exc:
+        ui.error(str(exc))
+        return EXIT_ERROR
+    text = render(report)
+    if args.output:
+        try:
+            with open(args.output, "w") as fh:
+                fh.write(text)
+        except OSError as exc:
+            ui.error(f"cannot write {args.output}: {exc.strerror}")
+            return EXIT_ERROR
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""Prevention: keep installs from creating ABI conflicts (constraints, guarded install, lockfile check)."""

@@ -1,0 +1,57 @@
+"""The hidden ABI bounds of an environment, written as a constraints file for `pip/uv pip install -c`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packaging.version import Version
+
+from abiguard.model import BuiltFor, CheckReport, Producer
+
+
+@dataclass(frozen=True)
+class Bound:
+    specifier: str  # e.g. "<2" or ">=1.20"
+    reasons: tuple[str, ...]  # "pandas 2.0.3: 37 modules built for NumPy 1.x"
+
+
+def numpy_bounds(report: CheckReport) -> list[Bound]:
+    """`<2` while any NumPy-1.x build is installed; `>=X.Y` for the highest floor of the NumPy-2 builds."""
+    v1: list[str] = []
+    floors: dict[Version, list[str]] = {}
+    for d in report.distributions:
+        if d.name.lower() == "numpy":
+            continue
+        old = [b for b in d.binaries if b.facts.built_for is BuiltFor.NUMPY1]
+        if old:
+            risky = sum(1 for b in old if b.facts.producer is Producer.PYBIND11_OLD)
+            what = f"{len(old)} shared objects built for NumPy 1.x" + (
+                f" ({risky} pybind11 < 2.12)" if risky else "")
+            v1.append(f"{d.name} {d.version}: {what}")
+        for b in d.binaries:
+            if b.facts.built_for is BuiltFor.NUMPY2 and b.facts.min_numpy:
+                floors.setdefault(Version(b.facts.min_numpy), []).append(f"{d.name} {d.version}")
+    bounds = []
+    if v1:
+        bounds.append(Bound("<2", tuple(v1)))
+    if floors:
+        top = max(floors)
+        who = sorted(set(floors[top]))
+        bounds.append(Bound(f">={top}", tuple(f"{w}: built for NumPy >= {top}" for w in who)))
+    return bounds
+
+
+def render(report: CheckReport) -> str:
+    bounds = numpy_bounds(report)
+    env = report.environment
+    lines = [
+        f"# ABI bounds of {env.executable} (numpy {report.numpy_installed or 'not installed'}),",
+        "# found by abiguard in the installed binaries. Use with: pip install -c FILE / uv pip install -c FILE",
+    ]
+    if not bounds:
+        lines.append("# no binary constrains numpy")
+        return "\n".join(lines) + "\n"
+    for b in bounds:
+        lines += [f"#   numpy{b.specifier}: {r}" for r in b.reasons]
+    lines.append("numpy" + ",".join(b.specifier for b in bounds))
+    return "\n".join(lines) + "\n"
