@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -160,6 +161,24 @@ def ensure_pipdeptree(root: Path, base_python: str) -> Path:
     return exe
 
 
+def source_fingerprint(abiguard: list[str]) -> str | None:
+    """Hash of abiguard's installed Python sources, to notice when they change during a run."""
+    script = Path(abiguard[0])
+    try:
+        first = script.read_bytes().split(b"\n", 1)[0]
+    except OSError:
+        return None
+    interpreter = first[2:].decode().strip().split()[0] if first.startswith(b"#!") else sys.executable
+    out = subprocess.run([interpreter, "-c", "import abiguard, os; print(os.path.dirname(abiguard.__file__))"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(Path(out.stdout.strip()).rglob("*.py")):
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def tool_version(argv: list[str]) -> str:
     out = subprocess.run(argv, capture_output=True, text=True)
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
@@ -179,7 +198,10 @@ def check_json(abiguard: list[str], python: Path, scratch: Path, no_cache: bool)
     run, out, err = timed(argv, env, cwd=str(scratch))
     if run.returncode not in (0, 1):
         sys.exit(f"run.py: {shlex.join(argv)}: exit {run.returncode}\n{err[-3000:]}")
-    doc: dict[str, Any] = json.loads(out)
+    try:
+        doc: dict[str, Any] = json.loads(out)
+    except ValueError:
+        sys.exit(f"run.py: {shlex.join(argv)}: exit {run.returncode}, output is not JSON\n{out[:500]}{err[-3000:]}")
     summary = doc.get("summary", {})
     return {"seconds": round(run.seconds, 4), "exit": run.returncode, "peak_mb": round(run.max_rss_kb / 1024, 1),
             "summary": summary,
@@ -322,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     uv = build_env.uv_binary()
     no_cache = has_option(abiguard, "--no-cache")
 
+    fingerprint = source_fingerprint(abiguard)
     scratch = Path(tempfile.mkdtemp(prefix="abiguard-bench-"))
     try:
         warm_env = dict(os.environ, ABIGUARD_CACHE_DIR=str(scratch / "warm-cache"))
@@ -357,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
+    source_changed = fingerprint is not None and source_fingerprint(abiguard) != fingerprint
+    if source_changed:
+        print("\nWARNING: abiguard's sources changed during the run; the figures mix versions. Run again.",
+              file=sys.stderr)
     medians = {c.name: statistics.median(r.seconds for r in c.runs) for c in commands}
     if imports is not None:
         medians["import-all"] = imports["estimated_seconds"]
@@ -386,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                      "pip": tool_version([str(envpy), "-m", "pip", "--version"]),
                      "pipdeptree": tool_version([str(pipdeptree), "--version"])},
         "environments": {e.variant: {k: v for k, v in vars(e).items() if k != "built_now"} for e in envs},
+        "abiguard_source_sha256": fingerprint,
+        "abiguard_source_changed_during_run": source_changed,
         "repeats": repeats,
         "abiguard_no_cache_option": no_cache,
         "commands": {c.name: summarize(c) for c in commands},
@@ -430,6 +459,8 @@ def print_table(result: dict[str, Any], large: build_env.EnvSummary) -> None:
     for name, r in result["ratios"].items():
         value = "n/a" if r["value"] is None else f"{r['value']:.3f}"
         print(f"{name:<40} {value:>9} {r['target']:>9}  {r['status']}")
+    if result["abiguard_source_changed_during_run"]:
+        print("\nWARNING: abiguard's sources changed during this run; the figures mix versions.")
 
 
 if __name__ == "__main__":

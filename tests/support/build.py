@@ -48,14 +48,19 @@ def numpy_include(version: str) -> Path:
 
 
 def compile_extension(
-    name: str, source: str, out_dir: Path, include_dirs: tuple[Path, ...] = (), defines: tuple[str, ...] = ()
+    name: str, source: str, out_dir: Path, include_dirs: tuple[Path, ...] = (), defines: tuple[str, ...] = (),
+    filename: str | None = None,
 ) -> Path:
-    """Build `name` (a top-level module) from C `source` with gcc; cached by the inputs' hash."""
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    """Build `name` (a top-level module) from C `source` with gcc; cached by the inputs' hash.
+
+    `filename` overrides the output name (default: `name` + this interpreter's EXT_SUFFIX), e.g. to build a
+    plain shared library `libx.so`.
+    """
+    filename = filename or f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
     key = hashlib.sha256(
-        "\0".join([name, source, *map(str, include_dirs), *defines, sys.version]).encode()
+        "\0".join([filename, source, *map(str, include_dirs), *defines, sys.version]).encode()
     ).hexdigest()[:16]
-    built = cache_root() / "extensions" / key / f"{name}{suffix}"
+    built = cache_root() / "extensions" / key / filename
     built.parent.mkdir(parents=True, exist_ok=True)
     with open(built.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -119,3 +124,47 @@ def plain_extension(name: str, out_dir: Path, init: str = "", body: str = "") ->
     return compile_extension(
         name, PLAIN_MODULE.replace("@NAME@", name).replace("@INIT@", init).replace("@BODY@", body), out_dir
     )
+
+
+NUMPY_LIBRARY = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+/* Not an extension module: a helper library whose host module calls npuser_init() once. */
+int npuser_init(void) {
+    if (PyArray_API == NULL) {
+        import_array1(-1);
+    }
+    return 0;
+}
+PyObject *npuser_zeros(npy_intp n) { return PyArray_ZEROS(1, &n, NPY_DOUBLE, 0); }
+"""
+
+UFUNC_MODULE = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/ndarraytypes.h>
+#include <numpy/ufuncobject.h>
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "@NAME@", NULL, -1, NULL};
+PyMODINIT_FUNC PyInit_@NAME@(void) {
+    import_umath();
+    return PyModule_Create(&moddef);
+}
+"""
+
+
+def numpy_library(name: str, numpy_version: str, out_dir: Path, target: str | None = None) -> Path:
+    """`lib{name}.so`: a shared library (no PyInit) that imports NumPy's C-API, like pyarrow's libarrow_python."""
+    defines = (f"NPY_TARGET_VERSION={target}",) if target else ()
+    return compile_extension(
+        name, NUMPY_LIBRARY, out_dir, (numpy_include(numpy_version),), defines, filename=f"lib{name}.so"
+    )
+
+
+def ufunc_extension(name: str, numpy_version: str, out_dir: Path) -> Path:
+    """A module that imports only NumPy's ufunc C-API (import_umath), not the array API."""
+    return compile_extension(name, UFUNC_MODULE.replace("@NAME@", name), out_dir, (numpy_include(numpy_version),))

@@ -26,6 +26,11 @@ R4A = b"module compiled against API version 0x%x but this version of numpy is 0x
 R4B = b"_ARRAY_API not found"
 PYBIND11 = b"__pybind11_internals_v"
 PYBIND11_OLD_MODULE = b"numpy.core.multiarray\0"  # pybind11 < 2.12 imports this name literally
+# rust-numpy (PyO3): Rust literals carry no NUL. From 0.22 it reads numpy.lib.NumpyVersion at run time to pick
+# numpy._core or numpy.core (R12, fine with both); before, it hard-codes numpy.core.multiarray (R12old).
+RUST_NUMPY = (b"_RUST_NUMPY_BORROW_CHECKING_API", b"Failed to access NumPy array API capsule")
+RUST_NUMPY_SWITCH = b"NumpyVersion"
+RUST_NUMPY_OLD_MODULE = b"numpy.core.multiarray"
 # Python-level literals (Cython `cimport numpy` without a C-level import_array()).
 R6 = re.compile(rb"numpy\.core\.(?:multiarray|umath) failed to import(?! \(auto-generated)")
 R7 = re.compile(rb"numpy\._core\.(?:multiarray|umath) failed to import")
@@ -41,8 +46,8 @@ _FIXED = (
     ("api", ARRAY_API), ("ufunc-api", UFUNC_API),
 )
 _PATTERNS = (("R6", R6), ("R7", R7), ("R8", R8))
-# Markers that are cheap to test first: a chunk with none of these needs no further search.
-_ANY_NUMPY = (b"numpy", ARRAY_API, UFUNC_API)
+# Cheap first test: every marker below contains one of these, so a chunk with none needs no further search.
+_ANY_NUMPY = (b"numpy", b"NumPy", b"_API", b"f2py")
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,14 @@ def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> None:
     _search_re(hits, "R9", R9, data, base, stop)
     _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop)
     _search_fixed(hits, "pybind11", PYBIND11, data, base, stop)
+    for needle in RUST_NUMPY:
+        _search_fixed(hits, "rust-numpy", needle, data, base, stop)
     if not any(m in data for m in _ANY_NUMPY):
         return
     for marker, needle in _FIXED:
         _search_fixed(hits, marker, needle, data, base, stop)
+    _search_fixed(hits, "R12", RUST_NUMPY_SWITCH, data, base, stop)
+    _search_fixed(hits, "R12old", RUST_NUMPY_OLD_MODULE, data, base, stop)
     for match in R2.finditer(data):
         if match.start() >= stop:
             break
@@ -130,7 +139,7 @@ def decide(hits: Hits, packer: str | None = None) -> NumpyFacts:
     min_numpy = f"{hits.min_numpy[0]}.{hits.min_numpy[1]}" if hits.min_numpy else None
 
     def evidence(*markers: str) -> tuple[Evidence, ...]:
-        shown = (*markers, "R8", "R9", "pybind11")
+        shown = (*markers, "R8", "R9", "pybind11", "cython")
         return tuple(sorted((e for e in hits.found.values() if e.marker in shown), key=lambda e: e.offset))
 
     if "R2" in hits or ("R1" in hits and c_api):
@@ -143,9 +152,13 @@ def decide(hits: Hits, packer: str | None = None) -> NumpyFacts:
         return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R4", "R4a", "R4b", "R3", "R5"))
     if producer is Producer.PYBIND11_OLD:
         return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R5", "api"))
-    if "R3" in hits:
-        # pybind11 >= 2.12 picks numpy._core or numpy.core at run time: fine with both.
-        return NumpyFacts(BuiltFor.NUMPY2, None, producer, evidence("R3"))
+    rust = "rust-numpy" in hits and "api" in hits
+    if rust and "R12old" in hits and "R12" not in hits:
+        return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R12old", "rust-numpy"),
+                          "rust-numpy < 0.22 reads NumPy 1.x structures: under NumPy 2 it imports but can misbehave")
+    if "R3" in hits or (rust and "R12" in hits):
+        # pybind11 >= 2.12 and rust-numpy >= 0.22 pick numpy._core or numpy.core at run time: fine with both.
+        return NumpyFacts(BuiltFor.NUMPY2, None, producer, evidence("R3", "R12", "rust-numpy"))
     if "R7" in hits:
         return NumpyFacts(BuiltFor.NUMPY2, None, producer, evidence("R7"))
     if "R6" in hits:

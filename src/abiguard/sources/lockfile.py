@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
@@ -68,7 +68,7 @@ class LockedPackage:
     version: str
     marker: str | None = None
     wheels: list[LockedWheel] = field(default_factory=list)
-    source: str | None = None  # the index URL it comes from, when the file says
+    source: str | None = None  # the index URL it comes from, when the file says; may hold credentials
     hashes: list[str] = field(default_factory=list)  # "sha256:HEX" for every file the entry allows
     origin: str | None = None  # not from an index: "git: URL", "directory: PATH", "url: URL", ...
     sdist_url: str | None = None
@@ -80,7 +80,7 @@ class LockfileContents:
     path: Path
     kind: LockfileKind
     entries: list[LockedPackage]
-    index_urls: list[str] = field(default_factory=list)  # requirements' --index-url / --extra-index-url
+    index_urls: list[str] = field(default_factory=list)  # --index-url / --extra-index-url; may hold credentials
     errors: list[str] = field(default_factory=list)  # "path:line: what is wrong" or "package X: ..."
     requires_python: str | None = None
     environments: list[str] = field(default_factory=list)  # markers the lock supports (PEP 751, uv)
@@ -122,8 +122,12 @@ MARKER_KEYS = frozenset({
 })
 
 
-def select_entries(contents: LockfileContents, marker_env: Mapping[str, str]) -> list[LockedPackage]:
+def select_entries(contents: LockfileContents, marker_env: Mapping[str, str], *, extras: Iterable[str] = (),
+                   groups: Iterable[str] | None = None) -> list[LockedPackage]:
     """The entries a target environment would install.
+
+    `extras` and `groups` feed PEP 751's `extras` and `dependency_groups` marker variables (groups default
+    to the lock's `default-groups`); uv.lock entries already include every extra and group of the project.
 
     `marker_env` must hold every standard marker key (see `marker_environment`): packaging fills missing
     keys from the interpreter abiguard runs in, which would silently judge the wrong platform. Raises
@@ -146,8 +150,10 @@ def select_entries(contents: LockfileContents, marker_env: Mapping[str, str]) ->
             )
     env: dict[str, str | frozenset[str]] = dict(marker_env)
     env.setdefault("extra", "")
-    env["extras"] = frozenset()
-    env["dependency_groups"] = frozenset(contents.default_groups)
+    env["extras"] = frozenset(canonicalize_name(e) for e in extras)
+    env["dependency_groups"] = frozenset(
+        canonicalize_name(g) for g in (contents.default_groups if groups is None else groups)
+    )
     if contents.environments and not any(_holds(m, env) for m in contents.environments):
         raise LockfileError(
             f"{contents.path}: none of the lockfile's environments matches the target "
@@ -195,6 +201,8 @@ def marker_environment(python_version: str, platform: str, implementation: str =
         raise ValueError(f"platform {platform!r} names no known operating system (linux, macos, windows)")
     _, sys_platform, system, os_name = os_info
     machine = next((m for m in _MACHINE if any(w in lower for w in m[0])), None)
+    if machine is None and lower in ("linux", "windows", "macos"):  # uv's aliases for each OS's default
+        machine = _MACHINE[1] if lower == "macos" else _MACHINE[0]
     if machine is None:
         raise ValueError(f"platform {platform!r} names no known machine (x86_64, aarch64/arm64, i686/x86, ...)")
     column = {"linux": 1, "darwin": 2, "win32": 3}[sys_platform]
@@ -258,7 +266,8 @@ def _tables(value: object) -> list[dict[str, Any]]:
 
 
 def _filename(url: str) -> str:
-    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    name = url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]  # no urlsplit: 10k wheels in a big lock
+    return unquote(name) if "%" in name else name
 
 
 def _file_url(base: Path, value: str) -> str:
@@ -437,18 +446,16 @@ def _read_uv_lock(path: Path, data: dict[str, Any]) -> LockfileContents:
         start = [((i, None), None) for i in range(len(packages)) if i not in reached] or [
             ((i, None), None) for i in range(len(packages))
         ]
-    reach = _propagate(start, edges)
+    per_package: dict[int, set[Term]] = {}
+    for (i, _extra), node_terms in _propagate(start, edges).items():
+        per_package[i] = _absorb(per_package.get(i, set()) | node_terms)
 
     entries: list[LockedPackage] = []
     for i, pkg in enumerate(packages):
         if i in roots or pkg.source.keys() & {"virtual"}:
             continue  # the project itself: not a locked artifact
         where = f"package {pkg.table.get('name')}"
-        terms: set[Term] = set()
-        for (j, _extra), node_terms in reach.items():
-            if j == i:
-                terms = _absorb(terms | node_terms)
-        entry = _uv_entry(path, pkg, _marker_text(terms), errors, where)
+        entry = _uv_entry(path, pkg, _marker_text(per_package.get(i, set())), errors, where)
         if entry is not None:
             entries.append(entry)
     environments = [m for m in data.get("supported-markers") or [] if isinstance(m, str)]
@@ -584,7 +591,7 @@ class _RequirementsReader:
     def read(self) -> LockfileContents:
         try:
             self._read(self.path)
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise LockfileError(f"{self.path}: cannot read: {_one_line(exc)}") from exc
         entries = self.entries
         if self.index_url:

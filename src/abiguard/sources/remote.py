@@ -498,6 +498,7 @@ class RemoteZip:
         self.counters = Counters()
         self._entries: list[ZipEntry] | None = None
         self._ends: dict[int, int] = {}  # header offset -> where the next record starts
+        self._tail: tuple[int, bytes] = (0, b"")  # the suffix read first; members inside it cost nothing
 
     # -- central directory ------------------------------------------------------------------------
 
@@ -509,6 +510,7 @@ class RemoteZip:
     def _load_directory(self) -> list[ZipEntry]:
         data, start, total = self._suffix(self.tail)
         self.size = total
+        self._tail = (start, data)
         pos = data.rfind(_EOCD)
         while pos >= 0 and pos + 22 + struct.unpack_from("<H", data, pos + 20)[0] != len(data):
             pos = data.rfind(_EOCD, 0, pos)  # that match was inside the archive comment
@@ -578,6 +580,9 @@ class RemoteZip:
         return chunk[begin:need]
 
     def _range(self, start: int, length: int) -> bytes:
+        tail_start, tail = self._tail
+        if tail and start >= tail_start and start + length <= tail_start + len(tail):
+            return tail[start - tail_start : start - tail_start + length]  # already fetched with the tail
         before = self.client.counters.bytes_read, self.client.counters.requests
         try:
             data, total = self.client.get_range(self.url, start, length, self.size)

@@ -1,0 +1,998 @@
+"""Apply a change to an environment so that it can always be undone.
+
+`apply_changes` locks the environment, snapshots what the change may touch, runs the installer, calls the
+caller's re-check, and restores the snapshot when anything fails; `rollback` restores the last snapshot on
+demand, also after the abiguard that made it was killed mid-apply.
+
+Design choices, briefly:
+- The snapshot is a byte-for-byte copy (`shutil.copy2`: mode and mtime kept) of the RECORD-listed files and
+  the `.dist-info` directories of the *touched* distributions only, plus a freeze list of everything installed.
+  Copying just what the change may touch keeps it fast (numpy + pandas: well under a second) and lets the
+  restore work offline, with no index and no resolver. (`uv pip sync freeze.txt` of the frozen list is the
+  alternative for a whole environment, but it needs the index and cannot restore a file someone patched.)
+- The restore works on files, never through the installer: it removes the distributions that are now
+  installed and either were touched or are new since the snapshot, then copies the snapshot back. Every
+  `RECORD` and every file comes back byte-identical. Files that may be hard links into uv's cache are
+  unlinked before they are replaced, so a restore never writes through a link.
+- Nothing outside the environment's prefix is removed or written: RECORD paths are resolved and checked
+  against the real prefix first (RECORD paths may legally point anywhere).
+- A journal (`journal.json`: pending -> applied | rolled-back | restore-failed) is written durably before
+  the installer runs, so a rollback after a SIGKILL knows the change was interrupted. An interrupted
+  install can leave files that no RECORD lists yet (uv links files before writing RECORD; pip keeps its
+  uninstall stash as `~name` next to the package): an interrupted or failed change is therefore undone
+  more thoroughly (unlisted files under directories only the touched distributions own, and new top-level
+  entries no installed distribution owns, are removed) than the rollback of a change that succeeded,
+  which leaves such entries alone and reports them.
+- One abiguard changes an environment at a time: an exclusive lock (`flock` / `msvcrt.locking`) keyed by
+  the real prefix. On POSIX the lock's descriptor is inherited by the installer, so if abiguard dies the
+  lock is held until the orphaned installer exits, and a rollback cannot race it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from abiguard.model import TargetEnvironment
+
+SCHEMA = 1
+DEFAULT_LOCK_TIMEOUT = 30.0  # seconds a second abiguard waits for the environment before giving up
+KEEP_SNAPSHOTS = 3  # per environment; older finished snapshots are deleted
+TAIL_LINES = 20
+
+PENDING = "pending"
+APPLIED = "applied"
+ROLLED_BACK = "rolled-back"
+RESTORE_FAILED = "restore-failed"
+
+_PARTIAL = ".partial"
+
+
+class ApplyError(Exception):
+    """A failure the user can act on (no snapshot, environment locked or read-only, installer missing).
+
+    The message is one line, ready to print."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    ok: bool  # the change is installed and `after()` accepted it
+    snapshot: Path | None
+    message: str  # one line
+    output_tail: str = ""  # last lines of the installer's output, credentials masked
+    restored: bool = False  # the environment was put back as it was before
+    returncode: int | None = None
+    snapshot_seconds: float = 0.0
+    install_seconds: float = 0.0
+    restore_seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    ok: bool
+    snapshot: Path | None
+    message: str
+    output_tail: str = ""  # rollback runs no installer; kept so both results read alike
+    restored: bool = False  # False when there was nothing to do (already rolled back)
+    restore_seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+# -- where state lives -------------------------------------------------------------------------------
+
+
+def resolve_state_dir(state_dir: Path | None = None) -> Path:
+    """The explicit argument, else `$ABIGUARD_STATE_DIR`, else the platform's per-user state directory."""
+    if state_dir is not None:
+        return Path(state_dir)
+    override = os.environ.get("ABIGUARD_STATE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("abiguard"))
+
+
+def env_key(env: TargetEnvironment) -> str:
+    """Stable id of an environment: the same venv reached through a symlink gets the same snapshots and lock."""
+    return hashlib.sha256(_real(env.prefix).encode("utf-8")).hexdigest()[:16]
+
+
+def snapshots_dir(env: TargetEnvironment, state_dir: Path | None = None) -> Path:
+    return resolve_state_dir(state_dir) / "snapshots" / env_key(env)
+
+
+def last_snapshot(env: TargetEnvironment, state_dir: Path | None = None) -> Path | None:
+    """The newest complete snapshot of `env` (one whose installer was at least about to run)."""
+    return _last_snapshot(snapshots_dir(env, state_dir))
+
+
+def snapshot_state(snapshot: Path) -> str | None:
+    """The journal state of a snapshot: pending, applied, rolled-back or restore-failed."""
+    journal = _read_json(snapshot / "journal.json")
+    return str(journal["state"]) if journal else None
+
+
+# -- public entry points -----------------------------------------------------------------------------
+
+
+def apply_changes(
+    env: TargetEnvironment,
+    install_args: list[str],
+    *,
+    touched: Iterable[str],
+    installer: str,
+    after: Callable[[], str | None] | None = None,
+    state_dir: Path | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    keep_snapshots: int = KEEP_SNAPSHOTS,
+) -> ApplyResult:
+    """Install `install_args` into `env`, restoring the touched distributions if the installer or `after` fails.
+
+    `touched` names every distribution the change may install, upgrade, downgrade or remove (the resolver's
+    change set); distributions that appear without being named are removed again by a restore, but one that
+    is changed or removed without being named cannot be restored (the result says so, with the command).
+    `after` runs once the installer succeeded, with the lock still held; it returns None to accept the change
+    or a one-line reason to undo it.
+    """
+    args = [str(a) for a in install_args]
+    if not args:
+        raise ApplyError("nothing to install: no installer arguments were given")
+    touched_keys = sorted({str(canonicalize_name(t)) for t in touched})
+    prefix = _real(env.prefix)
+    sites = _site_dirs(env)
+    command = _installer_command(env, installer, args, sites)
+    snaps = _ensure_dir(snapshots_dir(env, state_dir))
+    lock_path = _ensure_dir(resolve_state_dir(state_dir) / "locks") / f"{env_key(env)}.lock"
+
+    with _EnvLock(lock_path, env.prefix, lock_timeout, purpose="apply") as lock:
+        _refuse_if_interrupted(snaps, env)
+        dists = _scan(sites)
+        _check_writable(env, prefix, sites, dists, set(touched_keys))
+
+        started = time.monotonic()
+        snap, manifest = _take_snapshot(env, prefix, sites, dists, touched_keys, installer, args, snaps)
+        snapshot_seconds = time.monotonic() - started
+        _journal(snap, PENDING, "installer about to run")
+
+        def undo(reason: str, returncode: int | None, tail: str, install_seconds: float) -> ApplyResult:
+            t0 = time.monotonic()
+            try:
+                outcome = _restore(env, snap, manifest, journal_state=PENDING, after_infos=None, thorough=True)
+            except Exception as exc:
+                _journal(snap, RESTORE_FAILED, f"{reason}; restore failed: {exc}")
+                return ApplyResult(
+                    ok=False, snapshot=snap, restored=False, output_tail=tail, returncode=returncode,
+                    message=f"{reason}; restoring the snapshot failed ({_one_line(str(exc))}): "
+                    f"run `abiguard rollback --python {env.executable}` to retry",
+                    snapshot_seconds=snapshot_seconds, install_seconds=install_seconds,
+                    restore_seconds=time.monotonic() - t0,
+                )
+            _journal(snap, ROLLED_BACK, reason)
+            _prune(snaps, keep_snapshots)
+            message = f"{reason}; the environment was restored from the snapshot"
+            if outcome.missing:
+                message += f", except {', '.join(outcome.missing)} (not in the snapshot; reinstall it)"
+            return ApplyResult(
+                ok=False, snapshot=snap, restored=not outcome.missing, output_tail=tail, returncode=returncode,
+                message=message, snapshot_seconds=snapshot_seconds, install_seconds=install_seconds,
+                restore_seconds=time.monotonic() - t0, notes=tuple(outcome.notes),
+            )
+
+        t_install = time.monotonic()
+        try:
+            proc = subprocess.run(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                text=True, encoding="utf-8", errors="replace", pass_fds=lock.inheritable_fds(),
+            )
+        except OSError as exc:
+            result = undo(f"cannot run {installer}: {exc.strerror or exc}", None, "", 0.0)
+            raise ApplyError(result.message) from None
+        except BaseException:  # Ctrl-C: undo, then let it propagate
+            undo("interrupted while the installer ran", None, "", time.monotonic() - t_install)
+            raise
+        install_seconds = time.monotonic() - t_install
+        tail = _tail(proc.stdout)
+        if proc.returncode != 0:
+            reason = f"{installer} failed (exit {proc.returncode}): {_error_line(proc.stdout)}"
+            return undo(reason, proc.returncode, tail, install_seconds)
+
+        if after is not None:
+            try:
+                reason_after = after()
+            except Exception as exc:
+                reason_after = f"the re-check raised {type(exc).__name__}: {_one_line(str(exc))}"
+            except BaseException:
+                undo("interrupted during the re-check", proc.returncode, tail, install_seconds)
+                raise
+            if reason_after:
+                return undo(f"the change was undone: {_one_line(reason_after)}", proc.returncode, tail,
+                            install_seconds)
+
+        after_infos = [_rel(d.path, prefix) for d in _scan(sites) if _inside(d.path, prefix)]
+        _journal(snap, APPLIED, "installed", after_dist_infos=after_infos)
+        _prune(snaps, keep_snapshots)
+        return ApplyResult(
+            ok=True, snapshot=snap, restored=False, output_tail=tail, returncode=proc.returncode,
+            message=f"installed with {installer}; snapshot {snap.name} keeps the previous state "
+            f"(undo with `abiguard rollback --python {env.executable}`)",
+            snapshot_seconds=snapshot_seconds, install_seconds=install_seconds,
+        )
+
+
+def rollback(
+    env: TargetEnvironment, state_dir: Path | None = None, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> RollbackResult:
+    """Restore the environment from its last snapshot; a second call finds nothing to do."""
+    root = resolve_state_dir(state_dir)
+    snaps = snapshots_dir(env, state_dir)
+    if not snaps.is_dir():
+        raise ApplyError(f"no snapshot of {env.prefix} under {root}: nothing to roll back")
+    lock_path = _ensure_dir(root / "locks") / f"{env_key(env)}.lock"
+    with _EnvLock(lock_path, env.prefix, lock_timeout, purpose="rollback"):
+        snap = _last_snapshot(snaps)
+        if snap is None:
+            raise ApplyError(f"no snapshot of {env.prefix} under {root}: nothing to roll back")
+        manifest = _read_json(snap / "manifest.json")
+        journal = _read_json(snap / "journal.json")
+        if manifest is None or journal is None or manifest.get("schema") != SCHEMA:
+            raise ApplyError(f"snapshot {snap} is unreadable or from another abiguard version; cannot roll back")
+        state = str(journal.get("state"))
+        if state == ROLLED_BACK:
+            return RollbackResult(
+                ok=True, snapshot=snap, restored=False,
+                message=f"nothing to do: snapshot {snap.name} was already restored ({journal.get('updated')})",
+            )
+        prefix = _real(env.prefix)
+        sites = _site_dirs(env)
+        _check_writable(env, prefix, sites, _scan(sites), set(manifest["touched"]))
+        after_infos = journal.get("after_dist_infos") if state == APPLIED else None
+        t0 = time.monotonic()
+        try:
+            outcome = _restore(env, snap, manifest, journal_state=state, after_infos=after_infos,
+                               thorough=state != APPLIED)
+        except ApplyError:
+            raise
+        except Exception as exc:
+            _journal(snap, RESTORE_FAILED, f"rollback failed: {exc}")
+            raise ApplyError(f"rollback from {snap} failed: {_one_line(str(exc))}") from None
+        seconds = time.monotonic() - t0
+        _journal(snap, ROLLED_BACK, "rolled back on request")
+        what = ", ".join(f"{d['name']}=={d['version']}" for d in manifest["dists"]) or "nothing installed"
+        why = " (the change was interrupted)" if state == PENDING else ""
+        message = f"restored {what} from snapshot {snap.name}{why}"
+        if outcome.removed_dists:
+            message += f"; removed {', '.join(outcome.removed_dists)}"
+        if outcome.missing:
+            message += f"; could not restore {', '.join(outcome.missing)} (not in the snapshot; reinstall it)"
+        return RollbackResult(
+            ok=not outcome.missing, snapshot=snap, restored=True, message=message, restore_seconds=seconds,
+            notes=tuple(outcome.notes),
+        )
+
+
+# -- the installer -----------------------------------------------------------------------------------
+
+
+def find_uv() -> str | None:
+    """uv next to the running interpreter (abiguard's own venv), else on PATH, else the `uv` wheel's binary."""
+    found = shutil.which("uv", path=os.path.dirname(sys.executable)) or shutil.which("uv")
+    if found:
+        return found
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return None
+
+
+def _installer_command(env: TargetEnvironment, installer: str, args: list[str], sites: list[str]) -> list[str]:
+    if installer == "uv":
+        uv = find_uv()
+        if uv is None:
+            raise ApplyError("uv not found: install it (`pip install uv`) or use --installer pip")
+        return [uv, "pip", "install", "--python", env.executable, *args]
+    if installer == "pip":
+        if not any(d.key == "pip" for d in _scan(sites)):
+            raise ApplyError(f"pip is not installed in {env.prefix}: use --installer uv, or install pip there first")
+        return [env.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+    raise ApplyError(f"unknown installer {installer!r}: use uv or pip")
+
+
+# -- locking -----------------------------------------------------------------------------------------
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        with contextlib.suppress(OSError):
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class _EnvLock:
+    """Exclusive lock on one environment; waits up to `timeout` seconds, then fails with who holds it."""
+
+    def __init__(self, path: Path, prefix: str, timeout: float, purpose: str) -> None:
+        self.path = path
+        self.owner = path.with_suffix(".owner")
+        self.prefix = prefix
+        self.timeout = timeout
+        self.purpose = purpose
+        self.fd: int | None = None
+
+    def __enter__(self) -> _EnvLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ApplyError(f"cannot create the lock file {self.path}: {exc.strerror}") from None
+        deadline = time.monotonic() + max(self.timeout, 0.0)
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise ApplyError(
+                    f"{self.prefix} is being changed by another abiguard{self._holder()}; "
+                    f"gave up after waiting {self.timeout:g} s (try again when it has finished)"
+                )
+            time.sleep(0.05)
+        self.fd = fd
+        with contextlib.suppress(OSError):
+            self.owner.write_text(
+                json.dumps({"pid": os.getpid(), "since": _now(), "purpose": self.purpose}), encoding="utf-8"
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            _unlock(self.fd)
+            os.close(self.fd)
+            self.fd = None
+
+    def inheritable_fds(self) -> tuple[int, ...]:
+        """On POSIX the installer inherits the lock, so it outlives a killed abiguard until the installer ends."""
+        if sys.platform == "win32" or self.fd is None:
+            return ()
+        return (self.fd,)
+
+    def _holder(self) -> str:
+        data = _read_json(self.owner)
+        if not data:
+            return ""
+        pid, since, purpose = data.get("pid"), data.get("since"), data.get("purpose", "apply")
+        if isinstance(pid, int) and not _alive(pid):
+            return f" ({purpose} by pid {pid}, since {since}; that process is gone, its installer is still running)"
+        return f" ({purpose} by pid {pid}, since {since})"
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        return True  # no cheap, reliable check; the message then just names the pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+# -- reading the environment -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Dist:
+    key: str
+    name: str
+    version: str
+    site: str  # real path of its site-packages directory
+    path: str  # real path of its .dist-info directory
+
+
+def _real(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+@functools.lru_cache(maxsize=65536)
+def _real_dir(path: str) -> str:
+    """`_real` for the parent directories of RECORD entries (thousands of files share a few hundred); the
+    cache is cleared at the start of each snapshot and restore."""
+    return _real(path)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _rel(path: str, prefix: str) -> str:
+    return os.path.relpath(path, prefix).replace(os.sep, "/")
+
+
+def _site_dirs(env: TargetEnvironment) -> list[str]:
+    out: list[str] = []
+    for site in env.site_packages:
+        real = _real(site)
+        if real not in out and os.path.isdir(real):
+            out.append(real)
+    return out
+
+
+def _scan(sites: list[str]) -> list[_Dist]:
+    """Every `.dist-info` directory, duplicates and half-written ones included (a restore must see them all)."""
+    out: list[_Dist] = []
+    for site in sites:
+        try:
+            entries = sorted(os.listdir(site))
+        except OSError:
+            continue
+        for entry in entries:
+            path = os.path.join(site, entry)
+            if not entry.endswith(".dist-info") or os.path.islink(path) or not os.path.isdir(path):
+                continue
+            name, version = _name_version(path, entry)
+            out.append(_Dist(str(canonicalize_name(name)), name, version, site, path))
+    return out
+
+
+def _name_version(info: str, entry: str) -> tuple[str, str]:
+    name, _, version = entry[: -len(".dist-info")].rpartition("-")
+    try:
+        with open(os.path.join(info, "METADATA"), encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line in ("\n", "\r\n"):
+                    break
+                key, _, value = line.partition(":")
+                if key == "Name":
+                    name = value.strip()
+                elif key == "Version":
+                    version = value.strip()
+    except OSError:
+        pass
+    return name or entry, version
+
+
+def _record(info: str) -> list[str]:
+    try:
+        with open(os.path.join(info, "RECORD"), newline="", encoding="utf-8", errors="replace") as fh:
+            return [row[0] for row in csv.reader(fh) if row and row[0]]
+    except OSError:
+        return []
+
+
+def _resolve(site: str, entry: str, prefix: str) -> str | None:
+    """Where a RECORD entry is on disk, if that is inside `prefix`; never follows a link out of it."""
+    full = os.path.normpath(os.path.join(site, entry))
+    parent = _real_dir(os.path.dirname(full))
+    if not _inside(parent, prefix):
+        return None
+    return os.path.join(parent, os.path.normcase(os.path.basename(full)))
+
+
+def _is_file(path: str) -> bool:
+    return os.path.islink(path) or os.path.isfile(path)
+
+
+def _owned_paths(dist: _Dist, prefix: str) -> tuple[set[str], list[str]]:
+    """Files of a distribution inside `prefix` (its RECORD and its whole dist-info), and entries outside."""
+    paths: set[str] = set()
+    outside: list[str] = []
+    for entry in _record(dist.path):
+        p = _resolve(dist.site, entry, prefix)
+        if p is None:
+            outside.append(entry)
+        elif _is_file(p):
+            paths.add(p)
+    for root, dirs, names in os.walk(dist.path):
+        paths.update(os.path.join(root, n) for n in names)
+        paths.update(os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d)))
+    return paths, outside
+
+
+def _top(path: str, site: str) -> str | None:
+    if not _inside(path, site) or path == site:
+        return None
+    return os.path.relpath(path, site).split(os.sep)[0]
+
+
+def _freeze_line(dist: _Dist) -> tuple[str, dict[str, Any] | None]:
+    direct = _read_json(Path(dist.path) / "direct_url.json")
+    if not direct or not isinstance(direct.get("url"), str):
+        return f"{dist.name}=={dist.version}", None
+    url = direct["url"]
+    subdir = direct.get("subdirectory")
+    suffix = f"#subdirectory={subdir}" if subdir else ""
+    vcs = direct.get("vcs_info")
+    if isinstance(vcs, dict):
+        return f"{dist.name} @ {vcs.get('vcs', 'git')}+{url}@{vcs.get('commit_id', '')}{suffix}", direct
+    dir_info = direct.get("dir_info")
+    if isinstance(dir_info, dict) and dir_info.get("editable"):
+        return f"-e {url}{suffix}", direct
+    return f"{dist.name} @ {url}{suffix}", direct
+
+
+def _check_writable(
+    env: TargetEnvironment, prefix: str, sites: list[str], dists: list[_Dist], touched: set[str]
+) -> None:
+    candidates = [s for s in sites if _inside(s, prefix)]
+    candidates += [d.path for d in dists if d.key in touched and _inside(d.path, prefix)]
+    scripts = _real(os.path.dirname(env.executable))
+    if _inside(scripts, prefix):
+        candidates.append(scripts)
+    if not candidates:
+        raise ApplyError(f"no site-packages directory of {env.executable} lies inside {env.prefix}: "
+                         "abiguard only changes files inside the environment")
+    for path in candidates:
+        if not os.access(path, os.W_OK):
+            raise ApplyError(f"cannot write to {path}: run abiguard as the owner of the environment")
+
+
+# -- snapshots ---------------------------------------------------------------------------------------
+
+
+def _take_snapshot(
+    env: TargetEnvironment,
+    prefix: str,
+    sites: list[str],
+    dists: list[_Dist],
+    touched: list[str],
+    installer: str,
+    args: list[str],
+    snaps: Path,
+) -> tuple[Path, dict[str, Any]]:
+    _real_dir.cache_clear()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    final = snaps / stamp
+    partial = snaps / (stamp + _PARTIAL)
+    partial.mkdir(parents=True)
+    files_dir = partial / "files"
+
+    inside = [d for d in dists if _inside(d.path, prefix)]
+    touched_set = set(touched)
+    # Which top-level entries of each site dir belong to whom: a directory that only touched distributions
+    # own is swept of leftovers on a thorough restore; a shared one (a namespace package) never is.
+    top_owners: dict[tuple[str, str], set[str]] = {}
+    owned: dict[str, tuple[set[str], list[str]]] = {}
+    for d in inside:
+        paths, outside = _owned_paths(d, prefix)
+        if d.key in touched_set:
+            owned[d.path] = (paths, outside)
+        for p in paths:
+            top = _top(p, d.site)
+            if top is not None:
+                top_owners.setdefault((d.site, top), set()).add(d.key)
+
+    manifest_dists: list[dict[str, Any]] = []
+    all_files: set[str] = set()
+    pairs: list[tuple[str, str]] = []
+    for d in inside:
+        if d.key not in touched_set:
+            continue
+        paths, outside = owned[d.path]
+        by_rel = sorted((_rel(p, prefix), p) for p in paths)
+        rels = [rel for rel, _ in by_rel]
+        pairs += [(p, os.path.join(files_dir, *rel.split("/"))) for rel, p in by_rel]
+        all_files.update(rels)
+        manifest_dists.append({
+            "name": d.name, "key": d.key, "version": d.version,
+            "dist_info": os.path.basename(d.path), "dist_info_path": _rel(d.path, prefix),
+            "site": _rel(d.site, prefix), "files": rels, "outside_prefix": outside,
+        })
+
+    owned_dirs: list[str] = []
+    for (site, top), owners in sorted(top_owners.items()):
+        full = os.path.join(site, top)
+        if (owners <= touched_set and top != "__pycache__" and not top.endswith(".dist-info")
+                and os.path.isdir(full) and not os.path.islink(full)):
+            owned_dirs.append(_rel(full, prefix))
+    unlisted: list[str] = []  # files already there that no RECORD lists (kept as they are)
+    for od in owned_dirs:
+        for root, dirs, names in os.walk(os.path.join(prefix, *od.split("/"))):
+            dirs[:] = [x for x in dirs if x != "__pycache__"]
+            unlisted.extend(r for r in (_rel(os.path.join(root, n), prefix) for n in names) if r not in all_files)
+
+    freeze: list[str] = []
+    installed: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for d in dists:
+        line, direct = _freeze_line(d)
+        if d.key not in seen:
+            freeze.append(line)
+            seen.add(d.key)
+        installed.append({
+            "name": d.name, "key": d.key, "version": d.version, "direct_url": direct,
+            "dist_info": _rel(d.path, prefix) if _inside(d.path, prefix) else d.path,
+            "inside_prefix": _inside(d.path, prefix),
+        })
+
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": _now(),
+        "prefix": env.prefix,
+        "prefix_real": prefix,
+        "python": env.executable,
+        "python_version": env.python_version,
+        "installer": installer,
+        "install_args": [_redact(a) for a in args],
+        "touched": touched,
+        "not_installed_before": sorted(touched_set - {d.key for d in inside}),
+        "dists": manifest_dists,
+        "owned_dirs": owned_dirs,
+        "unlisted": sorted(unlisted),
+        "sites": {_rel(s, prefix): sorted(os.listdir(s)) for s in sites if _inside(s, prefix)},
+        "installed": installed,
+    }
+    _copy_files(pairs)
+    _write_durable(partial / "freeze.txt", "".join(f"{line}\n" for line in freeze))
+    _write_durable(partial / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(partial, final)
+    _fsync_dir(snaps)
+    return final, manifest
+
+
+def _last_snapshot(snaps: Path) -> Path | None:
+    try:
+        names = sorted(os.listdir(snaps), reverse=True)
+    except OSError:
+        return None
+    for name in names:
+        path = snaps / name
+        if not name.endswith(_PARTIAL) and (path / "journal.json").is_file() and (path / "manifest.json").is_file():
+            return path
+    return None
+
+
+def _refuse_if_interrupted(snaps: Path, env: TargetEnvironment) -> None:
+    snap = _last_snapshot(snaps)
+    if snap is None:
+        return
+    state = snapshot_state(snap)
+    if state in (PENDING, RESTORE_FAILED):
+        raise ApplyError(
+            f"the last change to {env.prefix} did not finish (snapshot {snap.name} is {state}): "
+            f"run `abiguard rollback --python {env.executable}` first"
+        )
+
+
+def _prune(snaps: Path, keep: int) -> None:
+    """Delete all but the newest `keep` finished snapshots, and leftovers of interrupted snapshotting."""
+    try:
+        names = sorted(os.listdir(snaps), reverse=True)
+    except OSError:
+        return
+    kept = 0
+    for name in names:
+        path = snaps / name
+        if name.endswith(_PARTIAL):
+            shutil.rmtree(path, ignore_errors=True)  # we hold the lock: nobody is writing it
+            continue
+        state = snapshot_state(path)
+        kept += 1
+        if kept > max(keep, 1) and state in (APPLIED, ROLLED_BACK, None):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _journal(snap: Path, state: str, message: str, **extra: Any) -> None:
+    data = _read_json(snap / "journal.json") or {"schema": SCHEMA, "history": []}
+    now = _now()
+    data.update(extra)
+    data.update({"state": state, "updated": now, "message": _redact(message)})
+    data.setdefault("history", []).append({"state": state, "at": now, "message": _redact(message)})
+    _write_durable(snap / "journal.json", json.dumps(data, indent=1))
+
+
+# -- restoring ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    removed_dists: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _restore(
+    env: TargetEnvironment,
+    snap: Path,
+    manifest: dict[str, Any],
+    *,
+    journal_state: str,
+    after_infos: list[str] | None,
+    thorough: bool,
+) -> _Outcome:
+    """Make the touched distributions exactly as in the snapshot, and remove what the change added."""
+    _real_dir.cache_clear()
+    prefix = _real(env.prefix)
+    if manifest.get("prefix_real") != prefix:
+        raise ApplyError(f"snapshot {snap} belongs to {manifest.get('prefix')}, not to {env.prefix}")
+    files_dir = snap / "files"
+    outcome = _Outcome()
+    sites = _site_dirs(env)
+    for rel in manifest["sites"]:
+        site = _real(os.path.join(prefix, *rel.split("/")))
+        if site not in sites and os.path.isdir(site):
+            sites.append(site)
+    sites = [s for s in sites if _inside(s, prefix)]
+    touched = set(manifest["touched"])
+    before = {str(i["dist_info"]) for i in manifest["installed"] if i["inside_prefix"]}
+    added_by_change = set(after_infos) - before if after_infos is not None else None
+
+    def is_new(d: _Dist) -> bool:
+        rel = _rel(d.path, prefix)
+        return rel not in before and (added_by_change is None or rel in added_by_change)
+
+    current = _scan(sites)
+    remove = [d for d in current if d.key in touched or is_new(d)]
+    keep = [d for d in current if d not in remove]
+    protected: set[str] = set()
+    for d in keep:
+        protected |= _owned_paths(d, prefix)[0]
+    restore = {str(r) for d in manifest["dists"] for r in d["files"]}
+    dirs_to_tidy: set[str] = set()
+
+    def target(rel: str) -> str:
+        return os.path.join(prefix, *rel.split("/"))
+
+    # 1. remove what is installed now
+    for d in remove:
+        for entry in _record(d.path):
+            p = _resolve(d.site, entry, prefix)
+            if p is None or (p in protected and _rel(p, prefix) not in restore):
+                continue
+            _remove_file(p, dirs_to_tidy)
+        _remove_tree(d.path, prefix)
+        dirs_to_tidy.add(os.path.dirname(d.path))
+        outcome.removed_dists.append(f"{d.name}=={d.version}")
+    # drop the distributions that the snapshot brings back from the "removed" list shown to the user
+    back = {f"{d['name']}=={d['version']}" for d in manifest["dists"]}
+    outcome.removed_dists = sorted(x for x in outcome.removed_dists if x not in back)
+
+    # 2. files left in directories only the touched distributions own (an interrupted install's leftovers,
+    #    stale bytecode); files that were there before the change and that no RECORD lists stay
+    unlisted = set(manifest["unlisted"])
+    for od in manifest["owned_dirs"]:
+        base = target(od)
+        if not os.path.isdir(base) or os.path.islink(base) or not _inside(_real(base), prefix):
+            continue
+        for root, dirs, names in os.walk(base):
+            links = [x for x in dirs if os.path.islink(os.path.join(root, x))]
+            for n in [*names, *links]:
+                p = os.path.join(root, n)
+                rel = _rel(p, prefix)
+                if rel in restore or rel in unlisted or p in protected:
+                    continue
+                if thorough or "__pycache__" in rel.split("/"):
+                    _remove_file(p, dirs_to_tidy)
+                else:
+                    outcome.notes.append(f"left in place: {rel} (no RECORD lists it)")
+
+    # 3. new top-level entries that no installed distribution owns: pip's `~name` uninstall stash, files an
+    #    interrupted install linked before writing its RECORD
+    owned_tops = {(s, t) for p in protected for s in sites if (t := _top(p, s)) is not None}
+    restore_tops = {(s, t) for r in restore for s in sites if (t := _top(target(r), s)) is not None}
+    for rel_site, names_before in manifest["sites"].items():
+        site = _real(target(rel_site))
+        if not os.path.isdir(site):
+            continue
+        for name in sorted(set(os.listdir(site)) - set(names_before)):
+            if (site, name) in owned_tops or (site, name) in restore_tops:
+                continue
+            path = os.path.join(site, name)
+            if thorough or name == "__pycache__":
+                _remove_tree(path, prefix)
+            else:
+                outcome.notes.append(f"left in place: {_rel(path, prefix)} (new; no RECORD lists it)")
+
+    # 4. stale bytecode next to sources that come back (same size and mtime would make it look valid)
+    for rel in restore:
+        if rel.endswith(".py"):
+            _remove_bytecode(target(rel), spare=lambda p: _rel(p, prefix) in restore)
+
+    # 5. copy the snapshot back; unlink first, the file may be a hard link into uv's cache
+    pairs = [(os.path.join(files_dir, *rel.split("/")), target(rel)) for rel in sorted(restore)]
+    for parent in sorted({os.path.dirname(dst) for _, dst in pairs}):
+        os.makedirs(parent, exist_ok=True)
+        if not _inside(_real(parent), prefix):
+            raise ApplyError(f"refusing to restore into {parent}: it leads outside {env.prefix}")
+    _copy_files(pairs, replace=True)
+    for d in manifest["dists"]:
+        record = os.path.join(d["dist_info_path"], "RECORD")
+        if record in restore and not _same_bytes(os.path.join(files_dir, record), target(record)):
+            raise ApplyError(f"{record} differs from the snapshot after the restore")
+
+    # 6. empty directories the removal left behind
+    stops = {prefix, *sites}
+    for empty in sorted(dirs_to_tidy, key=len, reverse=True):
+        while _inside(empty, prefix) and empty not in stops and os.path.dirname(empty) != prefix:
+            try:
+                os.rmdir(empty)
+            except OSError:
+                break
+            empty = os.path.dirname(empty)
+
+    # 7. distributions the change removed without naming them cannot come back from the snapshot
+    for item in manifest["installed"]:
+        if item["inside_prefix"] and item["key"] not in touched and not os.path.isdir(target(item["dist_info"])):
+            outcome.missing.append(f"{item['name']}=={item['version']}")
+    return outcome
+
+
+def _remove_file(path: str, dirs_to_tidy: set[str]) -> None:
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+        dirs_to_tidy.add(os.path.dirname(path))
+        if path.endswith(".py"):
+            _remove_bytecode(path)
+
+
+def _remove_bytecode(source: str, spare: Callable[[str], bool] | None = None) -> None:
+    """Delete `__pycache__/<stem>.<tag>[.opt-N].pyc` of a source file, except what `spare` says to keep."""
+    cache = os.path.join(os.path.dirname(source), "__pycache__")
+    stem = os.path.basename(source)[:-3] + "."
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith(stem) and n.endswith(".pyc"):
+            p = os.path.join(cache, n)
+            if spare is None or not spare(p):
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+
+
+def _remove_tree(path: str, prefix: str) -> None:
+    if not _inside(_real(os.path.dirname(path)), prefix):
+        return
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return fa.read() == fb.read()
+    except OSError:
+        return False
+
+
+# -- small helpers -----------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _ensure_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ApplyError(
+            f"cannot create {path}: {exc.strerror}; set ABIGUARD_STATE_DIR to a writable directory"
+        ) from None
+    return path
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_durable(path: Path, text: str) -> None:
+    """Write-then-rename with fsync, so a crash leaves either the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    if sys.platform == "win32":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _copy_files(pairs: list[tuple[str, str]], *, replace: bool = False) -> None:
+    """`copy2` each (source, destination) and fsync the copy; threads overlap the many small waits.
+
+    With `replace`, an existing destination is unlinked first: it may be a hard link into uv's cache, and
+    writing through it would change the cache (and every environment linked to it)."""
+
+    def one(pair: tuple[str, str]) -> None:
+        src, dst = pair
+        if replace and os.path.lexists(dst):
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                shutil.rmtree(dst)
+            else:
+                os.unlink(dst)
+        shutil.copy2(src, dst, follow_symlinks=False)
+        if not os.path.islink(dst):
+            fd = os.open(dst, os.O_RDWR if sys.platform == "win32" else os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    if not replace:
+        for parent in sorted({os.path.dirname(dst) for _, dst in pairs}):
+            os.makedirs(parent, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in pool.map(one, pairs):
+            pass
+
+
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _redact(text: str) -> str:
+    return _CREDENTIALS.sub("***@", text)
+
+
+def _tail(output: str, lines: int = TAIL_LINES) -> str:
+    kept = [ln.rstrip() for ln in output.splitlines() if ln.strip()]
+    return _redact("\n".join(kept[-lines:]))
+
+
+def _error_line(output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.match(r"(error|ERROR)\b", ln)]
+    chosen = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return _one_line(_redact(chosen))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+

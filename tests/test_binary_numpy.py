@@ -1,0 +1,231 @@
+"""NumPy marker rules, on extension modules compiled in the session against real numpy headers.
+
+Every expectation below was also checked at run time (importing the module under numpy 1.26.4, 2.0.2 and
+2.4.6): a module whose `min_numpy` is above the running numpy fails with "module was compiled against NumPy
+C-API version", a numpy1 module fails under numpy 2, and the rest import.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from abiguard.binary import inspect_bytes, inspect_path
+from abiguard.binary.numpy import classify
+from abiguard.model import BinaryFacts, BuiltFor, Producer
+from tests.conftest import NumpyModuleFactory
+from tests.support.build import ufunc_extension
+
+needs_headers = pytest.mark.network  # numpy headers come from numpy wheels (cached after the first run)
+
+
+def markers(facts: BinaryFacts) -> set[str]:
+    return {e.marker for e in facts.evidence}
+
+
+# (numpy headers, NPY_TARGET_VERSION) -> (built_for, min_numpy). The floors follow numpyconfig.h: the
+# default target is NPY_1_19 for headers 2.0, NPY_1_21 for 2.1-2.2 and NPY_1_23 for 2.3-2.4, and a target
+# is reported as the first release of its C-API version (1.21 -> "1.20", 2.2 -> "2.1").
+BUILDS = [
+    ("1.26.4", None, BuiltFor.NUMPY1, None),
+    ("2.0.2", None, BuiltFor.NUMPY2, "1.16"),
+    ("2.0.2", "NPY_1_21_API_VERSION", BuiltFor.NUMPY2, "1.20"),
+    ("2.0.2", "NPY_2_0_API_VERSION", BuiltFor.NUMPY2, "2.0"),
+    ("2.2.6", None, BuiltFor.NUMPY2, "1.20"),
+    ("2.2.6", "NPY_1_22_API_VERSION", BuiltFor.NUMPY2, "1.22"),
+    ("2.2.6", "NPY_2_0_API_VERSION", BuiltFor.NUMPY2, "2.0"),
+    ("2.3.5", None, BuiltFor.NUMPY2, "1.23"),
+    ("2.4.6", None, BuiltFor.NUMPY2, "1.23"),
+    ("2.4.6", "NPY_1_25_API_VERSION", BuiltFor.NUMPY2, "1.25"),
+    ("2.4.6", "NPY_2_2_API_VERSION", BuiltFor.NUMPY2, "2.1"),
+    ("2.4.6", "NPY_2_4_API_VERSION", BuiltFor.NUMPY2, "2.4"),
+]
+
+
+@needs_headers
+@pytest.mark.parametrize(("numpy", "target", "built_for", "min_numpy"), BUILDS)
+def test_compiled_extension(
+    numpy_module: NumpyModuleFactory, numpy: str, target: str | None, built_for: BuiltFor, min_numpy: str | None
+) -> None:
+    facts = inspect_path(numpy_module(numpy, target))
+    assert facts.format == "elf"
+    assert (facts.built_for, facts.min_numpy, facts.producer) == (built_for, min_numpy, Producer.C_API)
+    assert facts.reason is None
+    if built_for is BuiltFor.NUMPY1:
+        assert {"R4", "R4a"} <= markers(facts) and "R1" not in markers(facts)
+    else:
+        assert {"R1", "R2"} <= markers(facts)
+        r2 = next(e for e in facts.evidence if e.marker == "R2")
+        assert r2.text.endswith(f"(NumPy {min_numpy})")
+    # Evidence offsets point at the matched bytes in the file.
+    data = Path(numpy_module(numpy, target)).read_bytes()
+    for e in facts.evidence:
+        assert data[e.offset : e.offset + len(e.text)].decode("latin-1") == e.text
+    # Only headers and read-only data were read, not the whole file.
+    assert 0 < facts.bytes_read < facts.size * 0.4
+
+
+@needs_headers
+def test_plain_module_is_none(plain_module: Path) -> None:
+    facts = inspect_path(plain_module)
+    assert (facts.format, facts.built_for, facts.producer, facts.evidence) == ("elf", BuiltFor.NONE, None, ())
+
+
+@needs_headers
+@pytest.mark.parametrize(("numpy", "built_for", "min_numpy"), [
+    ("1.26.4", BuiltFor.NUMPY1, None), ("2.0.2", BuiltFor.NUMPY2, "1.16"), ("2.2.6", BuiltFor.NUMPY2, "1.20"),
+])
+def test_shared_library_classified_like_an_extension(
+    numpy_module: NumpyModuleFactory, numpy_shared_library: NumpyModuleFactory, numpy: str,
+    built_for: BuiltFor, min_numpy: str | None,
+) -> None:
+    lib = inspect_path(numpy_shared_library(numpy))
+    ext = inspect_path(numpy_module(numpy))
+    assert (lib.built_for, lib.min_numpy, lib.producer) == (built_for, min_numpy, Producer.C_API)
+    assert (lib.built_for, lib.min_numpy) == (ext.built_for, ext.min_numpy)
+
+
+@needs_headers
+@pytest.mark.parametrize(("numpy", "built_for"), [("1.26.4", BuiltFor.NUMPY1), ("2.2.6", BuiltFor.NUMPY2)])
+def test_ufunc_only_module(built_dir: Path, numpy: str, built_for: BuiltFor) -> None:
+    """import_umath() alone: no array-API version check (no R2/R4a), but R1/R4 with `_UFUNC_API` decide.
+
+    Checked at run time: the 1.26.4 build fails under numpy 2 ("numpy.core.umath failed to import"), the
+    2.2.6 build imports under 1.26.4, hence no floor.
+    """
+    facts = inspect_path(ufunc_extension("uf_" + numpy.replace(".", "_"), numpy, built_dir))
+    assert (facts.built_for, facts.min_numpy, facts.producer) == (built_for, None, Producer.C_API)
+
+
+@needs_headers
+@pytest.mark.skipif(shutil.which("strip") is None, reason="binutils strip not installed")
+def test_stripped_module_keeps_its_markers(numpy_module: NumpyModuleFactory, tmp_path: Path) -> None:
+    """strip removes symbols, not .rodata (research note, Pitfalls)."""
+    stripped = tmp_path / "stripped.so"
+    shutil.copy(numpy_module("2.2.6"), stripped)
+    subprocess.run(["strip", "--strip-all", str(stripped)], check=True)
+    facts = inspect_path(stripped)
+    assert (facts.built_for, facts.min_numpy) == (BuiltFor.NUMPY2, "1.20")
+
+
+@needs_headers
+def test_module_without_section_table_falls_back_to_segments(numpy_module: NumpyModuleFactory) -> None:
+    """sstrip-style files have no section headers; the read-only PT_LOAD segments still hold .rodata."""
+    data = bytearray(numpy_module("1.26.4").read_bytes())
+    struct.pack_into("<QHHH", data, 0x28, 0, 0, 0, 0)  # e_shoff = 0 ... e_shstrndx = 0
+    struct.pack_into("<HHH", data, 0x3A, 0, 0, 0)
+    facts = inspect_bytes(bytes(data))
+    assert (facts.built_for, facts.producer) == (BuiltFor.NUMPY1, Producer.C_API)
+    assert facts.bytes_read < len(data)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The decision order, on literal bytes as compilers lay them out (NUL-terminated C strings).
+
+C2 = b"\0numpy._core._multiarray_umath\0numpy.core._multiarray_umath\0_ARRAY_API\0"
+C2_R2 = b"module was compiled against NumPy C-API version 0x%x (NumPy 1.20) but the running NumPy\0"
+C1 = b"\0numpy.core._multiarray_umath\0_ARRAY_API\0"
+C1_R4A = b"module compiled against API version 0x%x but this version of numpy is 0x%x\0"
+PYBIND_INTERNALS = b"__pybind11_internals_v4_gcc_libstdcpp_cxxabi1014__\0"
+PYBIND = PYBIND_INTERNALS + b"pybind11 numpy support requires numpy >= 1.7.0\0"
+
+
+def decide(*parts: bytes) -> tuple[BuiltFor, str | None, Producer | None]:
+    facts = classify([(0x1000, b"".join(parts))])
+    return facts.built_for, facts.min_numpy, facts.producer
+
+
+def test_c_level_markers_decide_before_run_time_pickers() -> None:
+    # pybind11 >= 2.12 would be fine with both, but a C-level import from 1.x headers fails under NumPy 2.
+    r3 = b"FAILURE obtaining numpy _ARRAY_API pointer.\0"
+    assert decide(PYBIND, r3, C1, C1_R4A) == (BuiltFor.NUMPY1, None, Producer.PYBIND11_NEW)
+    assert decide(PYBIND, r3, C2, C2_R2) == (BuiltFor.NUMPY2, "1.20", Producer.PYBIND11_NEW)
+    assert decide(PYBIND, r3, b"\0_ARRAY_API\0numpy._core\0numpy.core\0") == (
+        BuiltFor.NUMPY2, None, Producer.PYBIND11_NEW)
+
+
+def test_pybind11_before_2_12() -> None:
+    old = b"\0numpy.core.multiarray\0_ARRAY_API\0"
+    assert decide(PYBIND, old) == (BuiltFor.NUMPY1, None, Producer.PYBIND11_OLD)
+    # The module name must be a whole C string: a longer literal is something else.
+    assert decide(PYBIND, b"\0numpy.core.multiarray_tests\0_ARRAY_API\0")[0] is BuiltFor.UNKNOWN
+    # pybind11 without its numpy.h, next to numpy's own C-API: the C-API decides the producer.
+    assert decide(PYBIND_INTERNALS, C2, C2_R2) == (BuiltFor.NUMPY2, "1.20", Producer.C_API)
+    assert decide(PYBIND_INTERNALS) == (BuiltFor.NONE, None, None)
+
+
+def test_module_names_without_the_c_api_are_python_level_imports() -> None:
+    """`numpy.core._multiarray_umath` alone is also the 2.x fallback name and a plain Python import."""
+    assert decide(b"\0numpy.core._multiarray_umath\0") == (BuiltFor.NONE, None, None)
+    assert decide(b"\0numpy._core._multiarray_umath\0") == (BuiltFor.NONE, None, None)
+    assert decide(b"\0numpy._core._multiarray_umath\0_UFUNC_API\0")[0] is BuiltFor.NUMPY2
+    assert decide(b"\0numpy.core._multiarray_umath\0_UFUNC_API\0")[0] is BuiltFor.NUMPY1
+
+
+def test_r4a_and_r4b_alone_mean_numpy1_headers() -> None:
+    assert decide(b"\0", C1_R4A)[0] is BuiltFor.NUMPY1
+    assert decide(b"\0_ARRAY_API not found\0")[0] is BuiltFor.NUMPY1
+
+
+def test_mixed_headers_keep_numpy2_with_a_note() -> None:
+    facts = classify([(0, C2 + C2_R2 + C1_R4A)])
+    assert (facts.built_for, facts.min_numpy) == (BuiltFor.NUMPY2, "1.20")
+    assert facts.reason is not None and "NumPy 1.x header" in facts.reason
+
+
+def test_cython_python_level_markers() -> None:
+    r6 = b"\0numpy.core.multiarray failed to import\0numpy.core.umath failed to import\0cython_runtime\0"
+    assert decide(r6) == (BuiltFor.NUMPY1, None, Producer.CYTHON)
+    r7 = b"\0numpy._core.multiarray failed to import\0_cython_3_0_11\0"
+    assert decide(r7) == (BuiltFor.NUMPY2, None, Producer.CYTHON)
+    assert decide(r6, r7)[0] is BuiltFor.NUMPY2
+    # Cython 3's auto-generated import messages appear in both kinds of build and decide nothing.
+    auto = (b"numpy.core.multiarray failed to import (auto-generated because you didn't call "
+            b"'numpy.import_array()' after cimporting numpy\0numpy.core.umath failed to import "
+            b"(auto-generated by @cython.ufunc)\0")
+    assert decide(auto)[0] is BuiltFor.NONE
+    assert decide(auto, C2, C2_R2) == (BuiltFor.NUMPY2, "1.20", Producer.C_API)
+
+
+def test_markers_back_to_back_without_nul() -> None:
+    """Cython 3 string tables and Rust put literals side by side (pyarrow 14: `dateutil.relativnumpy.core...`)."""
+    assert decide(b"dateutil.relativnumpy._core._multiarray_umath_ARRAY_API")[0] is BuiltFor.NUMPY2
+    assert decide(b"dateutil.relativnumpy.core._multiarray_umath_ARRAY_API")[0] is BuiltFor.NUMPY1
+
+
+def test_highest_r2_target_wins() -> None:
+    """One binary can link objects built with different targets; the highest floor applies."""
+    low = b"module was compiled against NumPy C-API version 0x%x (NumPy 1.16) but\0"
+    high = b"module was compiled against NumPy C-API version 0x%x (NumPy 2.0) but\0"
+    facts = classify([(0, C2 + low), (0x9000, high + low)])
+    assert facts.min_numpy == "2.0"
+    r2 = next(e for e in facts.evidence if e.marker == "R2")
+    assert r2.offset == 0x9000 and "(NumPy 2.0)" in r2.text
+
+
+def test_f2py_producer() -> None:
+    f2py = b"This module 'm' is auto-generated with f2py (version:1.26.0).\0"
+    assert decide(C1, C1_R4A, f2py) == (BuiltFor.NUMPY1, None, Producer.F2PY)
+
+
+def test_rust_numpy() -> None:
+    """rust-numpy >= 0.22 picks numpy._core/numpy.core at run time; older ones hard-code numpy.core."""
+    common = b"_ARRAY_APIFailed to access NumPy array API capsule_RUST_NUMPY_BORROW_CHECKING_API"
+    new = classify([(0, common + b"numpy.libNumpyVersionmajornumpy.corenumpy._core.multiarray")])
+    assert (new.built_for, new.min_numpy) == (BuiltFor.NUMPY2, None)
+    old = classify([(0, common + b"numpy.core.multiarraynumpy.core.umath")])
+    assert old.built_for is BuiltFor.NUMPY1 and old.reason is not None and "rust-numpy" in old.reason
+
+
+def test_c_api_name_without_a_version_marker_is_unknown() -> None:
+    facts = classify([(0, b"\0_ARRAY_API\0")])
+    assert facts.built_for is BuiltFor.UNKNOWN and facts.reason and "no marker" in facts.reason
+
+
+def test_numpy_itself() -> None:
+    facts = classify([(0, C2 + C2_R2)], numpy_itself=True)
+    assert (facts.built_for, facts.reason) == (BuiltFor.NONE, "part of numpy itself (R0)")

@@ -1,0 +1,261 @@
+"""`inspect` orchestration: local files, directories, index requirements, releases and first-compatible."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from abiguard.inspect import (
+    NUMPY2_FIRST_PRERELEASE,
+    BinaryItem,
+    DirectoryItem,
+    ErrorItem,
+    InspectError,
+    InspectOptions,
+    SearchItem,
+    WheelItem,
+    classify,
+    inspect_targets,
+    numpy2_cutoff,
+)
+from abiguard.model import BuiltFor, Verdict
+from abiguard.report.inspect_text import render_inspect
+from abiguard.sources.index import JSON_TYPE, IndexClient, IndexConfig
+from abiguard.sources.remote import HttpClient
+from tests.support.wheels import fetch_wheel
+from tests.test_remote import WheelServer
+
+LINUX = "manylinux2014_x86_64"
+TARGET = {"python_version": "3.11", "platform": "manylinux_2_17_x86_64"}
+SUFFIX = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+BINARY_KEYS = {"path", "module", "built_for", "min_numpy", "producer", "evidence"}
+
+
+@pytest.fixture(scope="module")
+def pymsis() -> dict[str, Path]:
+    return {v: fetch_wheel(f"pymsis=={v}", LINUX, "3.11") for v in ("0.8.0", "0.10.0")}
+
+
+@pytest.fixture(scope="module")
+def index(pymsis: dict[str, Path]) -> Iterator[WheelServer]:
+    """A PEP 691 index with pymsis 0.7.0 (a copy of 0.8.0 uploaded 'before NumPy 2'), 0.8.0 and 0.10.0."""
+    srv = WheelServer()
+    uploads = {"0.7.0": ("0.8.0", "2023-01-05T00:00:00Z"), "0.8.0": ("0.8.0", "2024-05-01T00:00:00Z"),
+               "0.10.0": ("0.10.0", "2024-07-01T00:00:00Z")}
+    files = []
+    for version, (source, when) in uploads.items():
+        body = pymsis[source].read_bytes()
+        name = f"pymsis-{version}-{SUFFIX}"
+        srv.files[name] = body
+        files.append({"filename": name, "url": f"/ok/{name}", "size": len(body), "upload-time": when,
+                      "hashes": {"sha256": hashlib.sha256(body).hexdigest()}, "yanked": False})
+    files.append({"filename": "pymsis-0.11.0rc1-" + SUFFIX, "url": "/ok/missing.whl", "hashes": {}})
+    srv.pages["/simple/pymsis/"] = (JSON_TYPE, json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode())
+    numpy = [{"filename": f"numpy-{v}.tar.gz", "url": f"/ok/numpy-{v}.tar.gz", "hashes": {}, "upload-time": t}
+             for v, t in (("1.26.4", "2024-02-05T00:00:00Z"), ("2.0.0b1", "2024-03-11T00:00:00Z"),
+                          ("2.0.0", "2024-06-16T00:00:00Z"))]
+    srv.pages["/simple/numpy/"] = (JSON_TYPE, json.dumps({"meta": {"api-version": "1.1"}, "files": numpy}).encode())
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def env(index: WheelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's configuration points at the local index through an environment variable."""
+    for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX",
+                "UV_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("UV_INDEX_URL", f"{index.base}/simple/")
+    monkeypatch.setenv("ABIGUARD_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def options(**kw: object) -> InspectOptions:
+    return InspectOptions(**{**TARGET, **kw})  # type: ignore[arg-type]
+
+
+# --- local targets --------------------------------------------------------------------------------------
+
+
+def test_local_wheel_and_binary(pymsis: dict[str, Path], env: Path) -> None:
+    with zipfile.ZipFile(pymsis["0.10.0"]) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".so") and n.startswith("pymsis/"))
+        so = env / Path(name).name
+        so.write_bytes(zf.read(name))
+    report = inspect_targets([str(pymsis["0.8.0"]), str(so)], options(numpy="2"))
+    wheel, binary = report.items
+    assert isinstance(wheel, WheelItem) and wheel.report.built_for is BuiltFor.NUMPY1
+    assert wheel.verdict is Verdict.BROKEN and wheel.compatible is False
+    assert isinstance(binary, BinaryItem) and binary.facts.built_for is BuiltFor.NUMPY2
+    assert binary.module == so.name.split(".")[0] and binary.verdict is Verdict.OK
+    doc = report.to_json()
+    assert set(doc["results"][0]["binaries"][0]) >= BINARY_KEYS and set(doc["results"][1]) >= BINARY_KEYS
+    assert doc["results"][0]["verdict"] == "broken"
+
+
+def test_directory(pymsis: dict[str, Path], env: Path) -> None:
+    root = env / "site"
+    with zipfile.ZipFile(pymsis["0.8.0"]) as zf:
+        zf.extractall(root)
+    own = next(p for p in root.rglob("*.so") if p.parent.name == "pymsis")
+    (root / "numpy").mkdir()
+    shutil.copy(own, root / "numpy" / "fake.so")  # numpy's own files are never judged (R0)
+    shutil.copy(pymsis["0.10.0"], root / pymsis["0.10.0"].name)
+    report = inspect_targets([str(root)], options())
+    (item,) = report.items
+    assert isinstance(item, DirectoryItem)
+    by_path = {Path(b.path).relative_to(root).as_posix(): b for b in item.binaries}
+    assert by_path["numpy/fake.so"].facts.built_for is BuiltFor.NONE
+    assert any(b.facts.built_for is BuiltFor.NUMPY1 and b.module and b.module.startswith("pymsis.")
+               for b in item.binaries)
+    assert [w.report.built_for for w in item.wheels] == [BuiltFor.NUMPY2]
+    assert item.built_for is BuiltFor.NUMPY1
+
+
+def test_local_cache_second_run_reads_nothing(pymsis: dict[str, Path], env: Path) -> None:
+    first = inspect_targets([str(pymsis["0.10.0"])], options())
+    second = inspect_targets([str(pymsis["0.10.0"])], options())
+    assert first.bytes_read > 0 and second.bytes_read == 0
+    item = second.items[0]
+    assert isinstance(item, WheelItem) and item.cached_members == len(item.report.outcome.members)
+    uncached = inspect_targets([str(pymsis["0.10.0"])], options(use_cache=False))
+    assert uncached.bytes_read == first.bytes_read
+
+
+def test_errors_are_items_and_the_rest_continues(pymsis: dict[str, Path], env: Path) -> None:
+    targets = ["./nope.whl", "not a requirement!", "no-such-project==1.0", "pymsis==0.9.0", str(pymsis["0.8.0"])]
+    report = inspect_targets(targets, options())
+    kinds = [type(i).__name__ for i in report.items]
+    assert kinds == ["ErrorItem", "ErrorItem", "ErrorItem", "ErrorItem", "WheelItem"]
+    messages = [i.message for i in report.items if isinstance(i, ErrorItem)]
+    assert "no such file" in messages[0] and "requirement" in messages[1]
+    assert "no project named 'no-such-project'" in messages[2] and "0.9.0" in messages[3]
+    assert report.has_errors
+    windows = inspect_targets(["pymsis==0.8.0"], options(platform="win_arm64"))
+    assert isinstance(windows.items[0], ErrorItem) and "no wheel" in windows.items[0].message
+
+
+def test_bad_options() -> None:
+    with pytest.raises(InspectError, match="numpy version"):
+        inspect_targets(["x"], options(numpy="two"))
+    with pytest.raises(InspectError, match="Python version"):
+        inspect_targets(["x"], options(python_version="eleven"))
+
+
+def test_classify() -> None:
+    assert classify("pandas==2.0.3").kind == "requirement"
+    assert classify("https://h.example/a-1.0-py3-none-any.whl").kind == "url"
+    assert classify("missing/file.so").kind == "error"
+
+
+# --- index targets ----------------------------------------------------------------------------------------
+
+
+def test_requirements_from_the_configured_index(env: Path, index: WheelServer) -> None:
+    report = inspect_targets(["pymsis==0.8.0", "pymsis==0.10.0", "pymsis"], options(numpy="2"))
+    old, new, latest = report.items
+    assert isinstance(old, WheelItem) and old.report.built_for is BuiltFor.NUMPY1
+    assert isinstance(new, WheelItem) and new.report.built_for is BuiltFor.NUMPY2 and new.compatible
+    assert isinstance(latest, WheelItem) and latest.report.version == "0.10.0"  # rc1 is not picked
+    doc = new.to_json()
+    assert doc["upload_time"].startswith("2024-07-01") and doc["sha256"] and doc["bytes_read"] > 0
+    assert doc["wheel_size"] == len(index.files[f"pymsis-0.10.0-{SUFFIX}"])
+    assert report.requests > 0 and not report.notes
+
+
+def test_remote_cache_second_run_reads_no_binary_bytes(env: Path) -> None:
+    first = inspect_targets(["pymsis==0.10.0"], options())
+    second = inspect_targets(["pymsis==0.10.0"], options())
+    assert first.bytes_read > 0
+    assert second.bytes_read == 0 and second.requests == 1  # the listing only
+    item = second.items[0]
+    assert isinstance(item, WheelItem) and item.report.built_for is BuiltFor.NUMPY2
+
+
+def test_all_releases(env: Path) -> None:
+    report = inspect_targets(["pymsis"], options(all_releases=True, use_cache=False))
+    assert [(i.report.version, i.report.built_for.value) for i in report.items if isinstance(i, WheelItem)] == [
+        ("0.7.0", "numpy1"), ("0.8.0", "numpy1"), ("0.10.0", "numpy2")]
+
+
+def test_sample_option(env: Path) -> None:
+    report = inspect_targets(["pymsis==0.10.0"], options(sample=1, use_cache=False))
+    item = report.items[0]
+    assert isinstance(item, WheelItem) and item.report.outcome.sampled and item.to_json()["sampled"] is True
+
+
+def test_first_compatible(env: Path) -> None:
+    report = inspect_targets(["pymsis"], options(first_compatible=True, use_cache=False))
+    (item,) = report.items
+    assert isinstance(item, SearchItem)
+    assert item.found == "0.10.0" and str(item.numpy) == "2"
+    assert item.skipped_before_cutoff == 1  # 0.7.0 was uploaded before NumPy 2 existed
+    assert item.cutoff is not None and item.cutoff.date().isoformat() == "2024-03-11"  # derived from the index
+    verdicts = {i.report.version: i.compatible for i in item.inspected}
+    assert verdicts == {"0.8.0": False, "0.10.0": True}
+    assert not next(i for i in item.inspected if i.report.version == "0.10.0").report.outcome.sampled
+    doc = item.to_json()
+    assert doc["found"] == "0.10.0" and len(doc["inspected"]) == 2
+
+
+def test_first_compatible_with_old_numpy(env: Path) -> None:
+    report = inspect_targets(["pymsis"], options(first_compatible=True, numpy="1.26", use_cache=False))
+    (item,) = report.items
+    assert isinstance(item, SearchItem) and item.found == "0.7.0" and item.cutoff is None
+
+
+def test_cutoff_falls_back_when_prereleases_are_missing(index: WheelServer) -> None:
+    body = json.dumps({"meta": {"api-version": "1.1"}, "files": [
+        {"filename": "numpy-2.0.0.tar.gz", "url": "/x", "hashes": {}, "upload-time": "2024-06-16T00:00:00Z"}]})
+    index.pages["/mirror/numpy/"] = (JSON_TYPE, body.encode())
+    with HttpClient(timeout=5) as http:
+        cutoff, why = numpy2_cutoff(IndexClient(IndexConfig((f"{index.base}/mirror/",)), http))
+    assert cutoff == NUMPY2_FIRST_PRERELEASE and "pre-releases are missing" in why
+
+
+def test_text_rendering(env: Path, pymsis: dict[str, Path]) -> None:
+    report = inspect_targets([str(pymsis["0.8.0"]), "pymsis", "./nope.whl"],
+                             options(first_compatible=True))
+    report.items.insert(0, inspect_targets([str(pymsis["0.8.0"])], options()).items[0])
+    buffer = io.StringIO()
+    render_inspect(report, Console(file=buffer, width=120), verbose=True)
+    text = buffer.getvalue()
+    assert "numpy1" in text and "first release compatible with numpy 2: 0.10.0" in text and "error" in text
+
+
+# --- the real index ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_real_pandas_wheels() -> None:
+    start = time.monotonic()
+    report = inspect_targets(["pandas==2.0.3", "pandas==2.2.3"], options(use_cache=False))
+    old, new = report.items
+    assert isinstance(old, WheelItem) and isinstance(new, WheelItem)
+    assert old.report.built_for is BuiltFor.NUMPY1
+    assert old.report.bytes_read < 0.15 * old.report.wheel_size
+    assert new.report.built_for is BuiltFor.NUMPY2 and new.report.outcome.min_numpy == "1.20"
+    assert new.report.bytes_read < new.report.wheel_size and not new.report.outcome.sampled
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.network
+def test_real_first_compatible_pandas() -> None:
+    report = inspect_targets(["pandas"], options(first_compatible=True, numpy="2", use_cache=False))
+    (item,) = report.items
+    assert isinstance(item, SearchItem) and item.found == "2.2.2"
+    before = [i for i in item.inspected if i.report.version == "2.2.1"]
+    assert before and before[0].compatible is False

@@ -1,0 +1,492 @@
+"""Reading lockfiles: real files written by the real uv (pylock.toml, uv.lock, hashed requirements), plus
+handwritten broken ones. Index URLs are never spelled here: expected values are read from the generated files."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import packaging
+import pytest
+from packaging.version import Version
+
+from abiguard.sources.lockfile import (
+    LockedPackage,
+    LockfileContents,
+    LockfileError,
+    lockfile_kind,
+    marker_environment,
+    read_lockfile,
+    select_entries,
+)
+from tests.support.venvs import uv, uv_env
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+TARGET = ["--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28"]
+PINS = "pandas==2.0.3\nnumpy==2.0.2\n"
+PYPROJECT = """\
+[project]
+name = "demo"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = [
+    "pandas==2.0.3",
+    "numpy==2.0.2",
+    "requests[socks]==2.32.3; sys_platform == 'linux'",
+]
+
+[project.optional-dependencies]
+win = ["colorama==0.4.6; sys_platform == 'win32'"]
+
+[dependency-groups]
+dev = ["six"]
+"""
+TARGETS = [
+    ("3.10", "manylinux_2_28_x86_64"),
+    ("3.11", "x86_64-manylinux_2_28"),
+    ("3.12", "win_amd64"),
+    ("3.11", "macosx_11_0_arm64"),
+    ("3.13", "musllinux_1_2_aarch64"),
+]
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Generated:
+    pylock: Path  # uv pip compile for one target
+    requirements: Path  # the same, as hashed requirements
+    uv_lock: Path  # uv lock of a small project (universal)
+    exported: Path  # uv export of that uv.lock to pylock.toml, with all extras and groups
+
+
+def _run(*args: str, cwd: Path) -> None:
+    done = subprocess.run([uv(), *args], cwd=cwd, env=uv_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    root = tmp_path_factory.mktemp("locks")
+    (root / "requirements.in").write_text(PINS)
+    _run("pip", "compile", "--quiet", *TARGET, "--format", "pylock.toml", "-o", "pylock.toml", "requirements.in",
+         cwd=root)
+    _run("pip", "compile", "--quiet", *TARGET, "--generate-hashes", "-o", "requirements.txt", "requirements.in",
+         cwd=root)
+    project = root / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(PYPROJECT)
+    _run("lock", "--quiet", "--python", sys.executable, cwd=project)
+    _run("export", "--quiet", "--frozen", "--all-extras", "--all-groups", "--format", "pylock.toml",
+         "-o", "pylock.toml", cwd=project)
+    return Generated(root / "pylock.toml", root / "requirements.txt", project / "uv.lock", project / "pylock.toml")
+
+
+def _by_name(contents: LockfileContents) -> dict[str, list[LockedPackage]]:
+    found: dict[str, list[LockedPackage]] = {}
+    for entry in contents.entries:
+        found.setdefault(entry.name, []).append(entry)
+    return found
+
+
+def _manylinux_cp311(entry: LockedPackage) -> list[str]:
+    return [w.filename for w in entry.wheels if "cp311-cp311-manylinux" in w.filename and "x86_64" in w.filename]
+
+
+# -- real files -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_pylock_from_uv_pip_compile(generated: Generated) -> None:
+    contents = read_lockfile(generated.pylock)
+    raw = tomllib.loads(generated.pylock.read_text())
+    raw_wheels = {p["name"]: p["wheels"] for p in raw["packages"]}
+    assert contents.kind == "pylock"
+    assert contents.errors == []
+    assert contents.requires_python == ">=3.11"
+    entries = _by_name(contents)
+    for name, version in (("numpy", "2.0.2"), ("pandas", "2.0.3")):
+        (entry,) = entries[name]
+        assert entry.version == version
+        assert entry.marker is None  # compiled for one platform: nothing is conditional
+        (wheel,) = entry.wheels
+        assert _manylinux_cp311(entry) == [wheel.filename]
+        assert wheel.filename.startswith(f"{name}-{version}-")
+        assert wheel.url == raw_wheels[name][0]["url"] and wheel.url.endswith("/" + wheel.filename)
+        assert wheel.sha256 is not None and SHA256.fullmatch(wheel.sha256)
+        assert wheel.size and wheel.size > 1_000_000
+        assert wheel.upload_time is not None and wheel.upload_time.tzinfo is not None
+        assert f"sha256:{wheel.sha256}" in entry.hashes
+        assert entry.sdist_url and entry.sdist_url.endswith(".tar.gz")
+    assert {e.name for e in select_entries(contents, marker_environment("3.11", "manylinux_2_28_x86_64"))} == set(
+        entries
+    )
+
+
+@pytest.mark.network
+def test_uv_lock_from_uv_lock(generated: Generated) -> None:
+    contents = read_lockfile(generated.uv_lock)
+    raw = tomllib.loads(generated.uv_lock.read_text())
+    registry = next(p["source"]["registry"] for p in raw["package"] if p["name"] == "numpy")
+    pylock = _by_name(read_lockfile(generated.pylock))
+    assert contents.kind == "uv.lock"
+    assert contents.errors == []
+    assert contents.requires_python == ">=3.10"
+    entries = _by_name(contents)
+    assert "demo" not in entries  # the project itself is not a locked artifact
+    for name, version in (("numpy", "2.0.2"), ("pandas", "2.0.3")):
+        (entry,) = entries[name]
+        assert entry.version == version
+        assert entry.source == registry
+        assert entry.marker is None
+        assert len(entry.wheels) > 5  # universal: every platform's wheels
+        (linux,) = [w for w in entry.wheels if w.filename in _manylinux_cp311(entry)]
+        (expected,) = pylock[name][0].wheels  # the same wheel, as uv pip compile picked it for the target
+        assert (linux.url, linux.filename, linux.sha256, linux.size) == (
+            expected.url, expected.filename, expected.sha256, expected.size
+        )
+        assert linux.upload_time and expected.upload_time  # uv.lock keeps milliseconds, pylock.toml does not
+        assert linux.upload_time.replace(microsecond=0) == expected.upload_time
+        assert all(w.sha256 and SHA256.fullmatch(w.sha256) for w in entry.wheels)
+    # markers live on uv.lock's edges; the reader derives each package's own
+    assert entries["colorama"][0].marker == "sys_platform == 'win32'"
+    assert entries["pysocks"][0].marker == "sys_platform == 'linux'"
+
+
+@pytest.mark.network
+@pytest.mark.parametrize(("python", "platform"), TARGETS)
+def test_uv_lock_selection_matches_uv_export(generated: Generated, python: str, platform: str) -> None:
+    """uv's own export is the oracle for which packages a uv.lock installs where."""
+    env = marker_environment(python, platform)
+    ours = {(e.name, e.version) for e in select_entries(read_lockfile(generated.uv_lock), env)}
+    uvs = {(e.name, e.version) for e in select_entries(read_lockfile(generated.exported), env)}
+    assert ours == uvs
+    assert {"numpy", "pandas"} <= {name for name, _ in ours}
+    assert len({name for name, _ in ours}) == len(ours)  # one version of each name per target
+    assert ("pysocks" in {n for n, _ in ours}) == platform.startswith(("manylinux", "x86_64-manylinux", "musl"))
+
+
+@pytest.mark.network
+def test_requirements_with_hashes_from_uv(generated: Generated) -> None:
+    contents = read_lockfile(generated.requirements)
+    assert contents.kind == "requirements"
+    assert contents.errors == []
+    entries = _by_name(contents)
+    pylock = _by_name(read_lockfile(generated.pylock))
+    assert set(entries) == set(pylock)
+    for name, version in (("numpy", "2.0.2"), ("pandas", "2.0.3")):
+        (entry,) = entries[name]
+        assert entry.version == version
+        assert len(entry.hashes) > 5 and all(h.startswith("sha256:") for h in entry.hashes)
+        assert f"sha256:{pylock[name][0].wheels[0].sha256}" in entry.hashes
+        assert entry.wheels == [] and entry.source is None
+
+
+# -- handwritten files ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pylock.toml", "pylock.dev.toml", "uv.lock"])
+def test_malformed_toml_is_one_line_error(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text('lock-version = "1.0"\n\n[[packages]\nname = "numpy"\n')
+    with pytest.raises(LockfileError) as caught:
+        read_lockfile(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message and "line 3" in message
+
+
+def test_unknown_kind_names_the_supported_ones(tmp_path: Path) -> None:
+    path = tmp_path / "poetry.lock"
+    path.write_text("")
+    with pytest.raises(LockfileError, match=r"pylock\.toml.*uv\.lock.*requirements") as caught:
+        read_lockfile(path)
+    assert str(path) in str(caught.value)
+    with pytest.raises(LockfileError, match="cannot read"):
+        read_lockfile(tmp_path / "uv.lock")  # missing
+    with pytest.raises(LockfileError, match="cannot read"):
+        read_lockfile(tmp_path / "requirements.txt")
+    assert lockfile_kind(Path("requirements-dev.txt")) == "requirements"
+    assert lockfile_kind(Path("constraints")) == "requirements"
+    assert lockfile_kind(Path("pylock.gpu.toml")) == "pylock"
+    for bad in ("pylock.a.b.toml", "pyproject.toml", "Pipfile.lock"):
+        with pytest.raises(LockfileError):
+            lockfile_kind(Path(bad))
+
+
+def test_unsupported_versions(tmp_path: Path) -> None:
+    (tmp_path / "pylock.toml").write_text('lock-version = "2.0"\n')
+    (tmp_path / "uv.lock").write_text("version = 7\n")
+    with pytest.raises(LockfileError, match=re.escape("lock-version '2.0'")):
+        read_lockfile(tmp_path / "pylock.toml")
+    with pytest.raises(LockfileError, match=re.escape("uv.lock version 7")):
+        read_lockfile(tmp_path / "uv.lock")
+
+
+def test_requirements_bad_lines_are_reported_and_the_rest_kept(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "more.txt").write_text("scipy==1.13.1\n-r ../requirements.txt  # a cycle\n")
+    path = tmp_path / "requirements.txt"
+    path.write_text(textwrap.dedent("""\
+        # pins
+        --index-url https://mirror.example/simple
+        --extra-index-url=https://other.example/simple
+        numpy==2.0.2 \\
+            --hash=sha256:aaaa \\
+            --hash=sha256:bbbb
+        numpy>=1
+        Pandas[performance]==2.0.3 ; python_version >= "3.10"  # trailing comment
+        https://files.example/x-1.0-py3-none-any.whl
+        -e git+https://user:secret@git.example/x.git#egg=x
+        ./local/project
+        -r sub/more.txt
+        -r missing.txt
+        not a requirement!
+        --frobnicate
+        h5py===3.11.0
+        six==1.*
+        ujson @ https://files.example/ujson-5.10.0.tar.gz
+        --no-binary :all:
+        """))
+    contents = read_lockfile(path)
+    assert [(e.name, e.version, e.marker) for e in contents.entries] == [
+        ("numpy", "2.0.2", None),
+        ("Pandas", "2.0.3", 'python_version >= "3.10"'),
+        ("scipy", "1.13.1", None),
+        ("h5py", "3.11.0", None),
+    ]
+    assert contents.entries[0].hashes == ["sha256:aaaa", "sha256:bbbb"]
+    assert contents.index_urls == ["https://mirror.example/simple", "https://other.example/simple"]
+    assert {e.source for e in contents.entries} == {"https://mirror.example/simple"}
+    lines = [int(m.group(1)) if (m := re.match(rf"{re.escape(str(path))}:(\d+): ", e)) else -1
+             for e in contents.errors]
+    assert lines == [7, 9, 10, 11, 13, 14, 15, 17, 18], contents.errors
+    assert all(e.startswith(f"{path}:") and "\n" not in e for e in contents.errors)
+    assert "numpy>=1 is not pinned" in contents.errors[0]
+    assert "missing.txt" in contents.errors[4]
+    assert not any("secret" in e for e in contents.errors)
+
+
+def test_select_entries_filters_by_marker(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(textwrap.dedent("""\
+        numpy==1.26.4 ; python_version < "3.12"
+        numpy==2.0.2 ; python_version >= "3.12"
+        pywin32==306 ; sys_platform == "win32"
+        tbb==2021.13.0 ; platform_machine == "x86_64"
+        pandas==2.2.2
+        """))
+    contents = read_lockfile(path)
+
+    def names(python: str, platform: str) -> list[str]:
+        return [f"{e.name}=={e.version}" for e in select_entries(contents, marker_environment(python, platform))]
+
+    assert names("3.11", "manylinux_2_17_x86_64") == ["numpy==1.26.4", "tbb==2021.13.0", "pandas==2.2.2"]
+    assert names("3.12", "win_amd64") == ["numpy==2.0.2", "pywin32==306", "pandas==2.2.2"]
+    assert names("3.12", "macosx_14_0_arm64") == ["numpy==2.0.2", "pandas==2.2.2"]
+    with pytest.raises(ValueError, match="sys_platform"):
+        select_entries(contents, {"python_version": "3.11"})
+
+
+def test_pylock_environments_and_local_sources(tmp_path: Path) -> None:
+    path = tmp_path / "pylock.toml"
+    path.write_text(textwrap.dedent("""\
+        lock-version = "1.0"
+        requires-python = ">=3.10"
+        environments = ["sys_platform == 'linux'"]
+        default-groups = ["test"]
+        created-by = "hand"
+
+        [[packages]]
+        name = "numpy"
+        version = "2.0.2"
+        index = "https://mirror.example/simple"
+        wheels = [{ path = "wheels/numpy-2.0.2-cp311-cp311-linux_x86_64.whl", hashes = { sha256 = "ab" } }]
+
+        [[packages]]
+        name = "pytest"
+        version = "8.3.0"
+        marker = "'test' in dependency_groups"
+        wheels = [{ name = "pytest-8.3.0-py3-none-any.whl", url = "https://files.example/p.whl?x=1" }]
+
+        [[packages]]
+        name = "mine"
+        directory = { path = "." }
+
+        [[packages]]
+        version = "1.0"
+
+        [[packages]]
+        name = "odd"
+        version = "1.0"
+        marker = "python_version >>> '3'"
+        """))
+    contents = read_lockfile(path)
+    numpy, pytest_, _odd = contents.entries
+    (wheel,) = numpy.wheels
+    assert wheel.url == (tmp_path / "wheels" / wheel.filename).resolve().as_uri() and wheel.sha256 == "ab"
+    assert numpy.source == "https://mirror.example/simple"
+    assert pytest_.wheels[0].filename == "pytest-8.3.0-py3-none-any.whl" and pytest_.wheels[0].sha256 is None
+    errors = contents.errors
+    if Version(packaging.__version__) < Version("25"):  # no PEP 751 marker variables before packaging 25
+        assert errors[0].startswith("package pytest: invalid marker")
+        errors = errors[1:]
+    assert errors[0] == "package mine: from directory: . without a version; not checked"
+    assert errors[1].startswith(f"{path}: package #4 has no name")
+    assert errors[2].startswith("package odd: invalid marker")
+    assert len(errors) == 3
+    linux = marker_environment("3.11", "linux_x86_64")
+    assert [e.name for e in select_entries(contents, linux)] == ["numpy", "pytest", "odd"]
+    if Version(packaging.__version__) >= Version("25"):
+        assert [e.name for e in select_entries(contents, linux, groups=[])] == ["numpy", "odd"]
+    with pytest.raises(LockfileError, match="none of the lockfile's environments"):
+        select_entries(contents, marker_environment("3.11", "win_amd64"))
+    with pytest.raises(LockfileError, match=re.escape("requires Python >=3.10; the target is 3.9.0")):
+        select_entries(contents, marker_environment("3.9", "linux_x86_64"))
+
+
+def test_uv_lock_graph_with_extras_cycles_and_workspace(tmp_path: Path) -> None:
+    """Markers accumulate along paths, an extra pulls its optional dependencies, and cycles terminate."""
+    path = tmp_path / "uv.lock"
+    path.write_text(textwrap.dedent("""\
+        version = 1
+        requires-python = ">=3.10"
+
+        [manifest]
+        members = ["app", "lib"]
+
+        [[package]]
+        name = "app"
+        version = "0.1.0"
+        source = { editable = "packages/app" }
+        dependencies = [
+            { name = "a", marker = "sys_platform == 'linux'" },
+            { name = "lib" },
+            { name = "b", extra = ["fast"] },
+        ]
+
+        [[package]]
+        name = "lib"
+        version = "0.1.0"
+        source = { editable = "packages/lib" }
+
+        [[package]]
+        name = "a"
+        version = "1.0"
+        source = { registry = "https://mirror.example/simple" }
+        dependencies = [{ name = "b", marker = "python_full_version < '3.12'" }, { name = "c" }]
+
+        [[package]]
+        name = "b"
+        version = "2.0"
+        source = { registry = "wheels" }
+        dependencies = [{ name = "a" }]
+        wheels = [{ path = "b-2.0-py3-none-any.whl", hash = "sha256:cd" }]
+
+        [package.optional-dependencies]
+        fast = [{ name = "d", marker = "platform_machine == 'x86_64'" }]
+        slow = [{ name = "e" }]
+
+        [[package]]
+        name = "c"
+        version = "3.0"
+        source = { git = "https://git.example/c.git?rev=main#0123abcd" }
+
+        [[package]]
+        name = "d"
+        version = "4.0"
+        source = { registry = "https://mirror.example/simple" }
+
+        [[package]]
+        name = "e"
+        version = "5.0"
+        source = { registry = "https://mirror.example/simple" }
+        """))
+    contents = read_lockfile(path)
+    assert contents.errors == []
+    markers = {e.name: e.marker for e in contents.entries}
+    # b is required by app directly, so a (via b) and c (via a) are always installed too; nothing asks for
+    # b[slow], so e is reachable from no project: kept unconditionally, as over-checking is safe
+    assert markers == {"a": None, "b": None, "c": None, "d": "platform_machine == 'x86_64'", "e": None}
+    c = next(e for e in contents.entries if e.name == "c")
+    assert c.origin == "git: https://git.example/c.git?rev=main#0123abcd" and c.source is None
+    b = next(e for e in contents.entries if e.name == "b")
+    assert b.source == "wheels"  # a local directory registry: its wheels are files
+    assert b.wheels[0].url == (tmp_path / "wheels" / "b-2.0-py3-none-any.whl").resolve().as_uri()
+    assert (b.wheels[0].filename, b.wheels[0].sha256, b.hashes) == ("b-2.0-py3-none-any.whl", "cd", ["sha256:cd"])
+    arm = marker_environment("3.12", "manylinux_2_28_aarch64")
+    assert [e.name for e in select_entries(contents, arm)] == ["a", "b", "c", "e"]
+
+
+def test_uv_lock_markers_and_along_paths(tmp_path: Path) -> None:
+    path = tmp_path / "uv.lock"
+    path.write_text(textwrap.dedent("""\
+        version = 1
+
+        [[package]]
+        name = "app"
+        version = "0.1.0"
+        source = { virtual = "." }
+        dependencies = [
+            { name = "a", marker = "sys_platform == 'linux'" },
+            { name = "b", marker = "sys_platform == 'win32'" },
+        ]
+
+        [[package]]
+        name = "a"
+        version = "1.0"
+        source = { registry = "https://mirror.example/simple" }
+        dependencies = [{ name = "c", marker = "python_full_version >= '3.12'" }]
+
+        [[package]]
+        name = "b"
+        version = "1.0"
+        source = { registry = "https://mirror.example/simple" }
+        dependencies = [{ name = "c" }, { name = "missing" }]
+
+        [[package]]
+        name = "c"
+        version = "1.0"
+        source = { registry = "https://mirror.example/simple" }
+        """))
+    contents = read_lockfile(path)
+    assert contents.errors == ["package b: dependency missing is not in the lock"]
+    c = next(e for e in contents.entries if e.name == "c")
+    assert c.marker == "((python_full_version >= '3.12') and (sys_platform == 'linux')) or (sys_platform == 'win32')"
+    pick = {(py, plat): [e.name for e in select_entries(contents, marker_environment(py, plat))]
+            for py in ("3.11", "3.12") for plat in ("linux_x86_64", "win_amd64", "macosx_11_0_arm64")}
+    assert pick == {
+        ("3.11", "linux_x86_64"): ["a"], ("3.12", "linux_x86_64"): ["a", "c"],
+        ("3.11", "win_amd64"): ["b", "c"], ("3.12", "win_amd64"): ["b", "c"],
+        ("3.11", "macosx_11_0_arm64"): [], ("3.12", "macosx_11_0_arm64"): [],
+    }
+
+
+@pytest.mark.parametrize(("platform", "expected"), [
+    ("manylinux_2_28_x86_64", ("linux", "Linux", "x86_64", "posix")),
+    ("x86_64-manylinux_2_28", ("linux", "Linux", "x86_64", "posix")),
+    ("musllinux_1_2_aarch64", ("linux", "Linux", "aarch64", "posix")),
+    ("macosx_11_0_arm64", ("darwin", "Darwin", "arm64", "posix")),
+    ("aarch64-apple-darwin", ("darwin", "Darwin", "arm64", "posix")),
+    ("macosx_10_9_x86_64", ("darwin", "Darwin", "x86_64", "posix")),
+    ("win_amd64", ("win32", "Windows", "AMD64", "nt")),
+    ("x86_64-pc-windows-msvc", ("win32", "Windows", "AMD64", "nt")),
+    ("win32", ("win32", "Windows", "x86", "nt")),
+    ("win_arm64", ("win32", "Windows", "ARM64", "nt")),
+    ("linux", ("linux", "Linux", "x86_64", "posix")),  # uv's --python-platform aliases
+    ("macos", ("darwin", "Darwin", "arm64", "posix")),
+])
+def test_marker_environment(platform: str, expected: tuple[str, str, str, str]) -> None:
+    env = marker_environment("3.11", platform)
+    assert (env["sys_platform"], env["platform_system"], env["platform_machine"], env["os_name"]) == expected
+    assert (env["python_version"], env["python_full_version"]) == ("3.11", "3.11.0")
+    for bad in (("3", platform), ("3.11", "solaris_sparc"), ("3.11", "linux_mips")):
+        with pytest.raises(ValueError):
+            marker_environment(*bad)
