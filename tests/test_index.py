@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -116,6 +117,13 @@ def test_default_comes_from_pip(tmp_path: Path) -> None:
     assert config.urls[0].startswith("https://")
 
 
+def test_no_pip_and_no_index_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pip._internal.models.index", None)  # makes the import fail
+    with pytest.raises(PackageIndexError, match="pass --index-url"):
+        load_index_config(None, (), env_for(tmp_path), False)
+    assert load_index_config("https://idx.example/simple", (), env_for(tmp_path), False).urls
+
+
 def test_only_local_indexes_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PackageIndexError, match="--index-url"):
         load_index_config("file:///srv/simple", (), env_for(tmp_path), False)
@@ -150,6 +158,16 @@ def test_json_listing_records(server: WheelServer) -> None:
     assert Tag("cp311", "cp311", "manylinux2014_x86_64") in wheel.tags
     assert by_name["demo-1.1-cp311-cp311-win_amd64.whl"].yanked_reason == "broken build"
     assert not by_name["demo-1.0.tar.gz"].is_wheel
+
+
+def test_gzip_listing(server: WheelServer) -> None:
+    base = listing(server, "zipped", [entry(f"zipped-1.{i}-py3-none-any.whl") for i in range(100)], prefix="/gz")
+    server.gzipped.add("/gz/zipped/")
+    assert len(server.pages["/gz/zipped/"][1]) > 20_000
+    with HttpClient(timeout=5) as http:
+        files = IndexClient(IndexConfig((base,)), http).files("zipped")
+        assert len(files) == 100
+        assert http.counters.bytes_read < 5_000  # received compressed
 
 
 def test_html_listing_and_merge(server: WheelServer) -> None:

@@ -173,7 +173,7 @@ def test_requirements_from_the_configured_index(env: Path, index: WheelServer) -
     doc = new.to_json()
     assert doc["upload_time"].startswith("2024-07-01") and doc["sha256"] and doc["bytes_read"] > 0
     assert doc["wheel_size"] == len(index.files[f"pymsis-0.10.0-{SUFFIX}"])
-    assert report.requests > 0 and not report.notes
+    assert report.requests > 0 and all("127.0.0.1" not in n for n in report.notes)
 
 
 def test_remote_cache_second_run_reads_no_binary_bytes(env: Path) -> None:

@@ -4,12 +4,14 @@
 127.0.0.1. The first path segment picks a behaviour: `/ok/`, `/ignore-range/` (answers 200 with the whole
 body), `/truncate/` (declares the full length, sends half, closes), `/shift/` (Content-Range starts one
 byte late), `/total/` (Content-Range claims another total), `/long/` (sends more than asked), `/slow/`
-(stalls), `/flaky/` (503 twice per path, then fine), `/auth/` (Basic auth required).
+(stalls), `/flaky/` (503 twice per path, then fine), `/redirect/` (302 to `/ok/`), `/auth/` (Basic auth
+required for every path below it, pages included).
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import re
 import struct
@@ -43,6 +45,7 @@ class WheelServer:
         self.pages: dict[str, tuple[str, bytes]] = {}  # exact path -> (content type, body)
         self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, client port)
         self.flaky: dict[str, int] = {}
+        self.gzipped: set[str] = set()  # pages sent gzip-encoded when the client accepts it
         self.lock = threading.Lock()
         server = self
 
@@ -86,12 +89,17 @@ class WheelServer:
                 return self._send(h, 401, b"who are you?")
         if h.path in self.pages:
             kind, body = self.pages[h.path]
-            return self._send(h, 200, body, {"Content-Type": kind})
+            headers = {"Content-Type": kind}
+            if h.path in self.gzipped and "gzip" in (h.headers.get("Accept-Encoding") or ""):
+                body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+            return self._send(h, 200, body, headers)
         match = re.match(r"^/([a-z-]+)/(.+)$", h.path)
         if not match or match.group(2) not in self.files:
             return self._send(h, 404, b"not found")
         mode, name = match.groups()
         body = self.files[name]
+        if mode == "redirect":
+            return self._send(h, 302, b"", {"Location": f"/ok/{name}"})
         if mode == "flaky":
             with self.lock:
                 self.flaky[h.path] = self.flaky.get(h.path, 0) + 1
@@ -297,6 +305,13 @@ def test_retries_on_503(server: WheelServer, wheels: dict[str, Path]) -> None:
     with client(retries=1) as http, pytest.raises(RemoteError, match="503") as info:
         http.get_range(server.url("busy-1.0-py3-none-any.whl", "flaky"), 0, 10)
     assert "2 attempts" in str(info.value)
+
+
+def test_redirect_keeps_the_range(server: WheelServer, wheels: dict[str, Path]) -> None:
+    path = wheels["pymsis==0.8.0"]
+    with client() as http:
+        report = inspect_remote_wheel(server.url(path.name, "redirect"), http, size=path.stat().st_size)
+    assert report.built_for is BuiltFor.NUMPY1 and report.bytes_read < report.wheel_size
 
 
 def test_missing_file_is_an_error(server: WheelServer) -> None:

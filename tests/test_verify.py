@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import ast
 import glob
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from abiguard import verify
-from abiguard.model import Verdict
+from abiguard.check import check, verify_findings
+from abiguard.model import BinaryFinding, Verdict
 from abiguard.verify import ImportOutcome, VerifyError, confirms, to_verification, verify_modules
 from tests.support.build import numpy_extension, plain_extension
-from tests.support.venvs import make_venv, site_packages
+from tests.support.venvs import cached_venv, make_venv, site_packages
 
 pytestmark = pytest.mark.venv
 
@@ -46,7 +51,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     sp = site_packages(python)
     for name, parts in MISBEHAVING.items():
         plain_extension(name, sp, **parts)
-    # A package whose __init__ fails: its extension must be reported as parent-failed.
+    # A package whose __init__ fails: reported as the parent; its extension is then imported on its own.
     (sp / "vf_badpkg").mkdir()
     (sp / "vf_badpkg" / "__init__.py").write_text("raise RuntimeError('vf_badpkg init is broken')\n")
     plain_extension("vf_inner", sp / "vf_badpkg")
@@ -89,7 +94,7 @@ def test_every_failure_mode_is_reported_and_the_run_completes(env: tuple[Path, P
     modules = [
         "vf_segv", "vf_hang", "vf_exit", "vf_raise", "vf_ok", "vf_badpkg.vf_inner", "vf_goodpkg.vf_inner",
         "vf_goodpkg.vf_refuse", "vf_sysexit", "vf_osexit", "vf_noisy", "vf_stdin", "vf_spawn",
-        "vf_missing", "vf_ok",
+        "vf_missing", "vf_missing.sub", "vf_ok",
     ]  # fmt: skip
     before = snapshot(sp.parent.parent.parent)  # the whole venv, not only site-packages
     calls: list[tuple[int, int]] = []
@@ -105,7 +110,7 @@ def test_every_failure_mode_is_reported_and_the_run_completes(env: tuple[Path, P
         "vf_exit": ("crashed", "exited with status 3 during import"),
         "vf_raise": ("import-error", "ImportError: vf_raise refuses to load"),
         "vf_ok": ("ok", None),
-        "vf_badpkg.vf_inner": ("parent-failed", "RuntimeError: vf_badpkg init is broken"),
+        "vf_badpkg.vf_inner": ("ok", None),
         "vf_goodpkg.vf_inner": ("ok", None),
         "vf_goodpkg.vf_refuse": ("import-error", "ImportError: vf_raise refuses to load"),
         "vf_sysexit": ("import-error", "SystemExit: 4"),
@@ -114,16 +119,24 @@ def test_every_failure_mode_is_reported_and_the_run_completes(env: tuple[Path, P
         "vf_stdin": ("ok", None),
         "vf_spawn": ("ok", None),
         "vf_missing": ("import-error", "ModuleNotFoundError: No module named 'vf_missing'"),
+        # The one case where the module cannot be imported without its parent: no parent to be found.
+        "vf_missing.sub": ("parent-failed", "ModuleNotFoundError: No module named 'vf_missing'"),
     }
     bad = result["vf_badpkg.vf_inner"]
-    assert (bad.parent, bad.parent_outcome) == ("vf_badpkg", "import-error")
+    assert (bad.parent, bad.parent_outcome, bad.parent_message) == (
+        "vf_badpkg",
+        "import-error",
+        "RuntimeError: vf_badpkg init is broken",
+    )
+    assert result["vf_missing.sub"].parent == "vf_missing"
+    assert all(r.parent is None for name, r in result.items() if name not in ("vf_badpkg.vf_inner", "vf_missing.sub"))
     # faulthandler's last words: where it crashed, and where it hung just before it was killed.
     assert "Segmentation fault" in (result["vf_segv"].detail or "")
     assert "Timeout" in (result["vf_hang"].detail or "")
     assert 2.9 <= result["vf_hang"].seconds < 6
     assert elapsed < 10  # the hang cost its timeout once, in parallel with everything else
     # Progress: 0 first, then one call per distinct module, from this thread, ending at the total.
-    assert calls == [(i, 14) for i in range(15)]
+    assert calls == [(i, 15) for i in range(16)]
     # Nothing was written into the environment: no bytecode, no new files, no changed mtimes.
     assert snapshot(sp.parent.parent.parent) == before
     assert not (sp / "__pycache__").exists() and not (sp / "vf_goodpkg" / "__pycache__").exists()
@@ -204,10 +217,21 @@ def old_pythons() -> list[str]:
 
 
 @pytest.mark.skipif(not old_pythons(), reason="no Python 3.6-3.9 on this machine")
-def test_child_runs_on_old_pythons() -> None:
+def test_child_runs_on_old_pythons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A package whose __init__ fails, two levels deep, reached through PYTHONPATH (hence isolated=False).
+    (tmp_path / "vf_oldpkg" / "sub").mkdir(parents=True)
+    (tmp_path / "vf_oldpkg" / "__init__.py").write_text("raise RuntimeError('vf_oldpkg init is broken')\n")
+    (tmp_path / "vf_oldpkg" / "sub" / "__init__.py").write_text("from .. import helper\n")
+    (tmp_path / "vf_oldpkg" / "helper.py").write_text("VALUE = 1\n")
+    (tmp_path / "vf_oldpkg" / "sub" / "mod.py").write_text("from ..helper import VALUE\nimport vf_oldpkg.sub\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    modules = ["json", "email.mime.text", "vf_missing", "vf_missing.sub", "vf_oldpkg.sub.mod"]
     for python in old_pythons():
-        result = verify_modules(python, ["json", "email.mime.text", "vf_missing", "vf_missing.sub"])
-        assert [r.outcome for r in result.values()] == ["ok", "ok", "import-error", "parent-failed"], python
+        result = verify_modules(python, modules, isolated=False)
+        assert [r.outcome for r in result.values()] == ["ok", "ok", "import-error", "parent-failed", "ok"], python
+        mod = result["vf_oldpkg.sub.mod"]
+        assert (mod.parent, mod.parent_message) == ("vf_oldpkg", "RuntimeError: vf_oldpkg init is broken"), python
+        assert not list(tmp_path.rglob("__pycache__")), python  # -B (3.6, 3.7) or a bytecode directory elsewhere
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -220,6 +244,24 @@ def numpy2_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     sp = site_packages(python)
     numpy_extension("old_np", "1.26.4", sp)
     numpy_extension("new_np", "2.0.2", sp, target="NPY_2_0_API_VERSION")
+    # Packages whose __init__ fails, each holding a NumPy-1 and a NumPy-2 build of the same extension:
+    # vf_npabi fails as pandas 2.0 does under NumPy 2 (its __init__ imports its broken extension), and
+    # its sub-package's __init__ works and must still run; vf_npraise fails for another reason, and
+    # so does its sub-package.
+    for package in ("vf_npabi", "vf_npraise"):
+        for where in (sp / package, sp / package / "sub"):
+            where.mkdir()
+            numpy_extension("old_np", "1.26.4", where)
+            numpy_extension("new_np", "2.0.2", where, target="NPY_2_0_API_VERSION")
+    (sp / "vf_npabi" / "__init__.py").write_text("from . import old_np\n")
+    (sp / "vf_npabi" / "sub" / "__init__.py").write_text("from .. import new_np\nREADY = new_np.zeros().tolist()\n")
+    (sp / "vf_npabi" / "sub" / "uses_new.py").write_text(
+        "from . import READY\nfrom .. import new_np\nimport vf_npabi.sub\n"
+        "assert vf_npabi.sub.READY == READY == [0.0] * 3\n"
+    )
+    (sp / "vf_npabi" / "sub" / "uses_old.py").write_text("from ..old_np import zeros\n")
+    (sp / "vf_npraise" / "__init__.py").write_text("raise RuntimeError('vf_npraise init is broken')\n")
+    (sp / "vf_npraise" / "sub" / "__init__.py").write_text("raise RuntimeError('vf_npraise.sub init is broken')\n")
     return python, sp
 
 
@@ -249,6 +291,84 @@ def test_numpy1_module_under_numpy2(numpy2_env: tuple[Path, Path]) -> None:
     assert confirms(Verdict.BROKEN, old) is True
     assert confirms(Verdict.OK, old) is False
     assert confirms(Verdict.BROKEN, result["new_np"]) is False
+
+
+BANNER = "A module that was compiled using NumPy 1.x cannot be run in\nNumPy 2.0.2"
+
+
+@pytest.mark.network
+def test_a_failed_parent_is_reported_apart_from_the_module(numpy2_env: tuple[Path, Path]) -> None:
+    python, sp = numpy2_env
+    before = snapshot(sp)
+    modules = [
+        "vf_npabi.old_np", "vf_npabi.new_np", "vf_npabi.sub.old_np", "vf_npabi.sub.uses_new",
+        "vf_npabi.sub.uses_old", "vf_npraise.old_np", "vf_npraise.new_np", "vf_npraise.sub.old_np",
+        "vf_npraise.sub.new_np", "vf_npabi",
+    ]  # fmt: skip
+    result = verify_modules(str(python), modules, jobs=4)
+    assert snapshot(sp) == before
+    seen = {name: (r.outcome, r.parent, r.parent_outcome) for name, r in result.items()}
+    assert seen == {
+        # The parent failed on the NumPy ABI, because of its own broken extension: each module still
+        # gets its own outcome, and the sub-package's working __init__ ran (uses_new checks).
+        "vf_npabi.old_np": ("numpy-abi", "vf_npabi", "numpy-abi"),
+        "vf_npabi.new_np": ("ok", "vf_npabi", "numpy-abi"),
+        "vf_npabi.sub.old_np": ("numpy-abi", "vf_npabi", "numpy-abi"),
+        "vf_npabi.sub.uses_new": ("ok", "vf_npabi", "numpy-abi"),
+        "vf_npabi.sub.uses_old": ("numpy-abi", "vf_npabi", "numpy-abi"),
+        # The parent (and its sub-package) failed for a reason of their own: the first one is named.
+        "vf_npraise.old_np": ("numpy-abi", "vf_npraise", "import-error"),
+        "vf_npraise.new_np": ("ok", "vf_npraise", "import-error"),
+        "vf_npraise.sub.old_np": ("numpy-abi", "vf_npraise", "import-error"),
+        "vf_npraise.sub.new_np": ("ok", "vf_npraise", "import-error"),
+        # Control: the package itself, imported as usual.
+        "vf_npabi": ("numpy-abi", None, None),
+    }
+    old, new = result["vf_npabi.old_np"], result["vf_npabi.new_np"]
+    assert old.message == "ImportError: numpy.core.multiarray failed to import"
+    assert old.parent_message == "ImportError: numpy.core.multiarray failed to import"
+    assert old.detail is not None and old.detail.startswith(BANNER)
+    # The banner the parent's attempt printed is the parent's: not the detail of a module that imports.
+    assert (new.message, new.detail) == (None, None)
+    assert result["vf_npraise.old_np"].parent_message == "RuntimeError: vf_npraise init is broken"
+    assert result["vf_npraise.sub.old_np"].parent_message == "RuntimeError: vf_npraise init is broken"
+
+    # Agreement is the module's own.
+    v = to_verification(Verdict.BROKEN, old)
+    assert (v.outcome, v.message, v.confirms, v.parent) == ("numpy-abi", old.message, True, "vf_npabi")
+    assert v.detail == old.detail
+    assert to_verification(Verdict.OK, new).confirms is True
+    assert to_verification(Verdict.BROKEN, new).confirms is False
+    assert to_verification(Verdict.BROKEN, result["vf_npraise.sub.old_np"]).confirms is True
+
+
+@pytest.mark.network
+def test_check_verify_confirms_per_module_and_not_against_a_hypothetical_numpy(
+    numpy2_env: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    python, _ = numpy2_env
+    monkeypatch.setenv("ABIGUARD_CACHE_DIR", str(tmp_path))
+
+    def verified(numpy: str | None) -> dict[str, Any]:
+        report = verify_findings(check(str(python), numpy), everything=True)
+        findings: list[BinaryFinding] = [b for d in report.distributions for b in d.binaries]
+        findings += report.unowned
+        return {b.module: (b.verdict.value, b.verified) for b in findings if b.module and b.module.startswith("vf_np")}
+
+    real = verified(None)
+    assert real["vf_npabi.old_np"][0] == "broken"
+    assert real["vf_npabi.old_np"][1].confirms is True
+    assert real["vf_npabi.old_np"][1].parent == "vf_npabi"
+    assert all(v.confirms is True for _, v in real.values()), real
+    # Judged against numpy 1.26 (old_np "ok", new_np "broken") but imported under the real 2.0.2:
+    # the imports show what they show, and confirm or refute nothing.
+    what_if = verified("1.26.4")
+    assert what_if["vf_npabi.old_np"][0] == "ok"
+    assert what_if["vf_npabi.old_np"][1].outcome == "numpy-abi"
+    assert all(v.confirms is None for _, v in what_if.values()), what_if
+    # --numpy naming the installed version judges against the numpy the imports run with.
+    same = verified("2.0.2")
+    assert all(v.confirms is True for _, v in same.values()), same
 
 
 @pytest.mark.network
@@ -320,4 +440,112 @@ def test_confirms(verdict: str, outcome: str, expected: bool | None) -> None:
 def test_to_verification_names_the_failed_parent() -> None:
     outcome = ImportOutcome("parent-failed", "RuntimeError: boom", parent="pkg", parent_outcome="import-error")
     v = to_verification(Verdict.BROKEN, outcome)
-    assert (v.outcome, v.message, v.confirms) == ("parent-failed", "pkg: RuntimeError: boom", None)
+    assert (v.outcome, v.message, v.confirms, v.parent) == ("parent-failed", "pkg: RuntimeError: boom", None, "pkg")
+    own = ImportOutcome("numpy-abi", "ImportError: x", "banner", parent="pkg", parent_outcome="numpy-abi")
+    v = to_verification(Verdict.BROKEN, own)
+    assert (v.outcome, v.message, v.confirms) == ("numpy-abi", "ImportError: x", True)
+    assert (v.detail, v.parent) == ("banner", "pkg")
+    assert to_verification(Verdict.BROKEN, own, comparable=False).confirms is None
+
+
+ABI = "ImportError: numpy.core.multiarray failed to import"
+
+
+def test_reports_are_read_in_order_and_malformed_ones_dropped() -> None:
+    token = "abiguard-verify-0123456789abcdef:"
+    lines = [f"('parent', 'p', [{ABI!r}])", "('bogus',)", "(not python", "('failed', 'p.m', ['E: x'])"]
+    data = "".join(f"\n{token}{line}\n" for line in lines).encode()
+    assert verify._read_reports(data, token) == [("parent", "p", [ABI]), ("failed", "p.m", ["E: x"])]
+    assert verify._read_reports(b"no report", token) == []
+
+
+@pytest.mark.parametrize(
+    ("head", "tail", "reached", "expected"),
+    [
+        ("parent\nTOKdirect\nmodule\n", "", True, ("parent\n", "module\n", "")),
+        ("parent\nTOKdi", "rect\nmodule\n", True, ("parent\n", "module\n", "")),  # nothing dropped between
+        ("parent\n", "module\n", True, ("parent\n", "", "module\n")),  # the marker fell in the dropped middle
+        ("parent\n", "more\n", False, ("parent\nmore\n", "parent\n", "more\n")),  # never got to the module
+    ],
+)  # fmt: skip
+def test_stderr_is_split_between_the_parent_and_the_module(
+    head: str, tail: str, reached: bool, expected: tuple[str, str, str]
+) -> None:
+    assert verify._split_stderr(head, tail, "TOKdirect\n", reached) == expected
+
+
+def test_classification_with_a_failed_parent() -> None:
+    parent = ("parent", "p", ["ValueError: numpy.dtype size changed, may indicate binary incompatibility"])
+    ok = verify._classify("p.m", ("ok",), 0, "", "", 0.1, parent, "")
+    assert (ok.outcome, ok.parent, ok.parent_outcome) == ("ok", "p", "numpy-abi")
+    assert ok.parent_message == parent[2][0]
+    # The parent's kind comes from its own stderr; the module's from the rest.
+    plain = ("parent", "p", ["RuntimeError: boom"])
+    own = verify._classify("p.m", ("failed", "p.m", ["ImportError: libx.so"]), 0, "", "", 0.1, plain, ABI)
+    assert (own.outcome, own.message, own.parent_outcome) == ("import-error", "ImportError: libx.so", "numpy-abi")
+    crashed = verify._classify("p.m", None, -11, "", "Fatal Python error", 0.1, plain, "")
+    assert (crashed.outcome, crashed.message, crashed.parent) == ("crashed", "SIGSEGV", "p")
+    slow = verify._classify("p.m", None, -9, "", "", 0.1, plain, "", timed_out=30)
+    assert (slow.outcome, slow.message, slow.parent) == ("timeout", "timed out after 30 s", "p")
+
+
+# ---------------------------------------------------------------------------------------------------
+# End to end on real broken and healthy environments: every static verdict the imports can speak to
+# is confirmed, none is refuted.
+
+
+def check_json(python: Path, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    env = dict(os.environ, ABIGUARD_CACHE_DIR=str(tmp_path / "cache"))
+    argv = [sys.executable, "-m", "abiguard", "check", "--python", str(python), "--format", "json", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def verified_binaries(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    binaries = [(d["name"], b) for d in doc["distributions"] for b in d["binaries"]]
+    binaries += [("", b) for b in doc["unowned"]]
+    return [(name, b) for name, b in binaries if "verified" in b]
+
+
+@pytest.mark.network
+@pytest.mark.timeout(90)
+def test_numpy2_with_pandas_2_0_is_confirmed_module_by_module(tmp_path: Path) -> None:
+    python = cached_venv("np2-pandas203", "numpy==2.0.2", "pandas==2.0.3")
+    started = time.monotonic()
+    code, doc = check_json(python, tmp_path, "--verify")
+    elapsed = time.monotonic() - started
+    summary = doc["summary"]
+    assert code == 1 and summary["broken"] == 1
+    pandas = [b for name, b in verified_binaries(doc) if name == "pandas"]
+    # pandas/__init__ imports its broken modules and fails with NumPy's own error; each module is then
+    # imported on its own and fails the same way.
+    assert len(pandas) == summary["binaries_broken"] == summary["verified"] > 30
+    for b in pandas:
+        assert b["verdict"] == "broken", b
+        assert b["verified"]["outcome"] == "numpy-abi", b
+        assert b["verified"]["parent"] == "pandas", b
+        assert b["verified"]["confirms"] is True, b
+    assert (summary["confirmed"], summary["refuted"]) == (summary["verified"], 0)
+    assert elapsed < 60
+
+
+@pytest.mark.network
+@pytest.mark.timeout(120)
+def test_numpy2_with_pandas_2_2_is_confirmed(tmp_path: Path) -> None:
+    python = cached_venv("np2-pandas223", "numpy==2.0.2", "pandas==2.2.3")
+    started = time.monotonic()
+    code, doc = check_json(python, tmp_path, "--verify=all")
+    elapsed = time.monotonic() - started
+    summary = doc["summary"]
+    assert code == 0 and summary["broken"] == summary["at_risk"] == 0
+    found = verified_binaries(doc)
+    assert {name for name, _ in found} == {"numpy", "pandas"}
+    assert summary["verified"] == len(found) > 50
+    assert summary["refuted"] == 0
+    assert summary["confirmed"] > 0
+    # What cannot confirm is a module that failed for a reason other than NumPy's ABI; say which.
+    unconfirmed = {b["module"]: b["verified"] for _, b in found if b["verified"]["confirms"] is not True}
+    assert all(v["outcome"] not in ("ok", "numpy-abi") for v in unconfirmed.values()), unconfirmed
+    assert summary["confirmed"] + len(unconfirmed) == summary["verified"]
+    assert elapsed < 60

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from abiguard.binary import inspect_path
@@ -194,22 +195,36 @@ def verify_findings(
     timeout: float = 30.0,
     jobs: int | None = None,
     progress: Progress | None = None,
+    only: set[str] | None = None,
 ) -> CheckReport:
-    """Import the affected (or all) extension modules in subprocesses and record what each import showed."""
+    """Import the affected (or all) extension modules in subprocesses and record what each import showed.
+
+    The imports run against the installed numpy; when the verdicts were reached against another one
+    (`--numpy VER`), what they show is recorded but confirms or refutes nothing. `only` limits the
+    imports to these distributions (canonical names), e.g. the ones a fix changed.
+    """
     from abiguard.verify import to_verification, verify_modules
 
     def wanted(b: BinaryFinding) -> bool:
         return b.module is not None and (everything or b.verdict in (Verdict.BROKEN, Verdict.AT_RISK))
 
-    all_findings = [b for d in report.distributions for b in d.binaries] + list(report.unowned)
+    chosen = [d for d in report.distributions if only is None or canonicalize_name(d.name) in only]
+    all_findings = [b for d in chosen for b in d.binaries]
+    if only is None:
+        all_findings += list(report.unowned)
     modules = [b.module for b in all_findings if wanted(b) and b.module]
     outcomes = verify_modules(report.environment.executable, modules, jobs=jobs, timeout=timeout,
                               progress=progress)
 
+    comparable = not report.hypothetical or (
+        report.numpy is not None and _version(report.numpy) == _version(report.numpy_installed)
+    )
+
     def attach(b: BinaryFinding) -> BinaryFinding:
         if b.module is None or b.module not in outcomes:
             return b
-        return replace(b, verified=to_verification(b.verdict.value, outcomes[b.module]))
+        verified = to_verification(b.verdict.value, outcomes[b.module], comparable=comparable)
+        return replace(b, verified=verified)
 
     distributions = tuple(replace(d, binaries=tuple(attach(b) for b in d.binaries)) for d in report.distributions)
     return replace(report, distributions=distributions, unowned=tuple(attach(b) for b in report.unowned))

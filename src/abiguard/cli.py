@@ -8,8 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from abiguard import __version__, ui
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from abiguard.fix.apply import ApplyResult
+    from abiguard.fix.planner import Plan
+    from abiguard.model import TargetEnvironment
 
 EXIT_OK, EXIT_CONFLICT, EXIT_ERROR = 0, 1, 2
 
@@ -64,6 +72,65 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(check, ("text", "json"))
     check.set_defaults(func=_check)
 
+    insp = sub.add_parser(
+        "inspect",
+        help="NumPy ABI facts for wheels, shared objects, directories or releases on the index",
+        description="Facts (built_for, min_numpy, producer, evidence) for local wheels, .so/.pyd/.dylib files, "
+        "directories (recursively), or requirements on the index (`name==version`), read remotely with HTTP "
+        "range requests instead of downloading whole wheels.",
+        epilog="exit codes: 0 answered, 2 an error for at least one target (the others are still reported)",
+    )
+    insp.add_argument("targets", nargs="+", metavar="TARGET",
+                      help="wheel, shared object, directory, or name[==version]")
+    insp.add_argument("--python-version", metavar="X.Y", help="target Python for index releases (default: this one)")
+    insp.add_argument("--platform", metavar="TAG", help="target wheel platform tag, e.g. manylinux_2_17_x86_64, "
+                      "win_amd64, macosx_11_0_arm64 (default: this machine)")
+    insp.add_argument("--all-releases", action="store_true", help="one line per release of a project")
+    insp.add_argument("--first-compatible", action="store_true",
+                      help="find the lowest release whose wheel is compatible with --numpy (default 2)")
+    insp.add_argument("--numpy", metavar="VER", help="judge the wheels against this numpy version")
+    insp.add_argument("--sample", type=int, metavar="K",
+                      help="stop after K shared objects agree (faster; the output says it sampled); 0 reads all")
+    insp.add_argument("--index-url", metavar="URL", help="package index (default: your pip/uv configuration)")
+    insp.add_argument("--extra-index-url", action="append", default=[], metavar="URL", help="additional index")
+    insp.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    insp.add_argument("-v", "--verbose", action="store_true", help="list every shared object")
+    _add_format(insp)
+    insp.set_defaults(func=_inspect)
+
+    fix = sub.add_parser(
+        "fix",
+        help="plan (and with --apply, perform) the smallest repair of the ABI conflicts",
+        description="Compute repair plans: downgrade numpy below the smallest ABI boundary that breaks nothing "
+        "else, or upgrade each culprit to its first release built for the installed numpy (found by "
+        "inspecting the index's wheels). Each plan is resolved by uv (or pip) over the whole environment and "
+        "checked statically before it is offered. Without --apply nothing is changed.",
+        epilog="exit codes: 0 fixed or nothing to do, 1 no safe plan (or the fix was rolled back), 2 error",
+    )
+    _add_python(fix)
+    fix.add_argument("--strategy", choices=("auto", "downgrade", "upgrade", "mixed"), default="auto",
+                     help="which repairs to consider (default: auto, all of them ranked)")
+    fix.add_argument("--installer", choices=("uv", "pip"), default=None,
+                     help="resolver and installer (default: uv when available, else pip)")
+    fix.add_argument("--apply", action="store_true", help="perform the best plan: snapshot, install, re-check, "
+                     "and roll back on any failure")
+    fix.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
+    fix.add_argument("--no-verify", action="store_true", help="after --apply, re-check statically but do not import")
+    fix.add_argument("--index-url", metavar="URL", help="package index (default: your pip/uv configuration)")
+    fix.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    _add_format(fix)
+    fix.set_defaults(func=_fix)
+
+    rb = sub.add_parser(
+        "rollback",
+        help="restore the environment from the last snapshot abiguard took",
+        description="Restore the distributions the last `fix --apply` or guarded `install` changed, exactly as "
+        "they were (file by file, offline), also after abiguard itself was killed mid-apply.",
+        epilog="exit codes: 0 restored (or nothing to restore), 2 error",
+    )
+    _add_python(rb)
+    rb.set_defaults(func=_rollback)
+
     cons = sub.add_parser(
         "constraints",
         help="print a constraints file with the hidden ABI bounds of an environment",
@@ -77,6 +144,133 @@ def build_parser() -> argparse.ArgumentParser:
     cons.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
     cons.set_defaults(func=_constraints)
     return parser
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from abiguard.inspect import InspectError, InspectOptions, inspect_targets
+
+    numpy = args.numpy if args.numpy or not args.first_compatible else "2"
+    opts = InspectOptions(
+        python_version=args.python_version, platform=args.platform, all_releases=args.all_releases,
+        first_compatible=args.first_compatible, numpy=numpy, use_cache=not args.no_cache,
+        index_url=args.index_url, extra_index_urls=tuple(args.extra_index_url), sample=args.sample,
+    )
+    show = args.format == "text" and ui.interactive()
+    try:
+        report = inspect_targets(args.targets, opts, progress=ui.progress("inspecting", show))
+    except InspectError as exc:
+        ui.error(str(exc))
+        return EXIT_ERROR
+    if args.format == "json":
+        from abiguard.report.json import dumps, envelope
+
+        print(dumps(envelope(**report.to_json())))
+    else:
+        from abiguard.report.inspect_text import render_inspect
+        from abiguard.report.text import console
+
+        render_inspect(report, console(), verbose=args.verbose)
+    return EXIT_ERROR if report.has_errors else EXIT_OK
+
+
+def _probe(python: str | None) -> TargetEnvironment | None:
+    from abiguard.sources.environment import EnvironmentError_, probe
+
+    try:
+        return probe(python)
+    except EnvironmentError_ as exc:
+        ui.error(str(exc))
+        return None
+
+
+def _fix(args: argparse.Namespace) -> int:
+    from abiguard.fix import repair
+    from abiguard.fix.resolver import ResolveError, choose_installer
+    from abiguard.report.fix_text import render_plans
+    from abiguard.report.text import console
+
+    env = _probe(args.python)
+    if env is None:
+        return EXIT_ERROR
+    text = args.format == "text"
+    log = ui.status if text and ui.interactive() else None
+    try:
+        installer = choose_installer(args.installer)
+        current = repair.scan(env, use_cache=not args.no_cache)
+        fixplan = repair.plan(current, strategy=args.strategy, installer=installer, use_cache=not args.no_cache,
+                              index_url=args.index_url, log=log)
+    except ResolveError as exc:
+        ui.error(str(exc))
+        return EXIT_ERROR
+    out = console()
+    applied = None
+    if fixplan.nothing_to_do:
+        code = EXIT_OK
+        if text:
+            out.print("No NumPy ABI conflicts: nothing to fix.")
+    elif not fixplan.plans:
+        code = EXIT_CONFLICT
+        if text:
+            render_plans(fixplan, out)
+    else:
+        if text:
+            render_plans(fixplan, out)
+        code = EXIT_OK
+        if args.apply:
+            applied, code = _apply(args, env, fixplan.plans[0], installer, out if text else None)
+    if not text:
+        from abiguard.report.json import dumps, fix_document
+
+        print(dumps(fix_document(fixplan, installer, applied)))
+    return code
+
+
+def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, installer: str,
+           out: Console | None) -> tuple[ApplyResult | None, int]:
+    from abiguard.fix import repair
+    from rich.markup import escape
+
+    from abiguard.fix.apply import ApplyError, apply_changes
+
+    if not args.yes:
+        if not sys.stdin.isatty():
+            ui.error("--apply changes the environment and there is no terminal to confirm it",
+                     "pass --yes to apply without asking")
+            return None, EXIT_ERROR
+        answer = input(f"Apply plan 1 ({chosen.strategy}) to {env.prefix}? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            ui.error("not applied")
+            return None, EXIT_CONFLICT
+    touched = repair.touched_names(chosen)
+    try:
+        result = apply_changes(
+            env, chosen.pins(), touched=touched, installer=installer,
+            after=lambda: repair.recheck(env, touched, verify=not args.no_verify),
+        )
+    except ApplyError as exc:
+        ui.error(str(exc))
+        return None, EXIT_ERROR
+    if out is not None:
+        style = "green" if result.ok else "bold red"
+        out.print(f"[{style}]{result.message}[/]")
+        if result.output_tail and not result.ok:
+            out.print(escape(result.output_tail))
+    return result, (EXIT_OK if result.ok else EXIT_CONFLICT)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from abiguard.fix.apply import ApplyError, rollback
+
+    env = _probe(args.python)
+    if env is None:
+        return EXIT_ERROR
+    try:
+        result = rollback(env)
+    except ApplyError as exc:
+        ui.error(str(exc))
+        return EXIT_ERROR
+    print(result.message)
+    return EXIT_OK if result.ok else EXIT_ERROR
 
 
 def _constraints(args: argparse.Namespace) -> int:

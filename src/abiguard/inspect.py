@@ -14,6 +14,7 @@ the release before it are then checked, the answer in full.
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ from abiguard.sources.remote import DEFAULT_MAX_MEMBER, HttpClient, RemoteError,
 from abiguard.sources.wheel import (
     ReadPolicy,
     WheelReport,
+    combine,
     inspect_local_wheel,
     inspect_remote_wheel,
     is_numpy_own,
@@ -126,8 +128,6 @@ class DirectoryItem:
 
     @property
     def built_for(self) -> BuiltFor:
-        from abiguard.sources.wheel import combine
-
         return combine([b.facts for b in self.binaries] + [_summary_facts(w) for w in self.wheels])[0]
 
     def to_json(self) -> dict[str, Any]:
@@ -295,9 +295,15 @@ class _Session:
 
     @property
     def http(self) -> HttpClient:
-        if self._http is None:
-            self._http = HttpClient(timeout=self.options.timeout)
+        if self._http is None:  # a wheel URL target before any index use: pip's CA bundle if it set one
+            cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+            self._http = HttpClient(timeout=self.options.timeout, cafile=cafile)
         return self._http
+
+    def notes(self) -> list[str]:
+        """Skipped indexes, index errors that others made up for, cache warnings: each once."""
+        found = list(self._index.notes) if self._index is not None else []
+        return list(dict.fromkeys([*found, *self.cache.warnings]))
 
     @property
     def requests(self) -> int:
@@ -339,8 +345,6 @@ class _Session:
 
 
 def _running_python() -> str:
-    import sys
-
     return f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
@@ -372,9 +376,7 @@ def inspect_targets(
                 progress(done, len(targets))
     finally:
         session.close()
-    if session._index is not None:
-        report.notes.extend(dict.fromkeys(session.index.notes))
-    report.notes.extend(session.cache.warnings)
+    report.notes.extend(session.notes())
     report.bytes_read = session.bytes_read
     report.requests = session.requests
     return report
@@ -389,7 +391,9 @@ def _inspect_one(session: _Session, spec: _Spec) -> list[Item]:
         if spec.kind == "wheel":
             return [_local_wheel(session, Path(spec.target), spec.target)]
         if spec.kind == "binary":
-            return [_binary(session, Path(spec.target), spec.target, Path(spec.target).name)]
+            path = Path(spec.target)
+            items, errors = _binaries(session, [(path, path.name)], spec.target)
+            return [*items, *errors]
         if spec.kind == "url":
             return [session.remote(spec.target, None, None, None, session.policy(None), redact(spec.target))]
         assert spec.requirement is not None
@@ -412,18 +416,33 @@ def _local_wheel(session: _Session, path: Path, target: str) -> WheelItem:
     return WheelItem(target, report, session.numpy, sum(m.cached for m in report.outcome.members))
 
 
-def _binary(session: _Session, path: Path, target: str, rel: str, numpy_own: bool = False,
-            known: dict[FileKey, BinaryFacts] | None = None) -> BinaryItem:
-    key = FileKey.from_path(path)
-    hits = known if known is not None else session.cache.lookup_files([key])
-    facts = hits.get(key)
-    cached = facts is not None
-    if facts is None:
-        facts = inspect_path(path, numpy_itself=numpy_own)
-        session.cache.store_files({key: facts})
-        session.bytes_read += facts.bytes_read
-    verdict, consequence = judge(facts, session.numpy) if session.numpy is not None else (None, None)
-    return BinaryItem(target, str(path), module_name(rel), facts, cached, verdict, consequence)
+def _binaries(session: _Session, paths: list[tuple[Path, str]], target: str) -> tuple[list[BinaryItem],
+                                                                                     list[ErrorItem]]:
+    """Facts for local shared objects (path, path relative to the scanned root): one batched cache lookup,
+    one batched store."""
+    keys: dict[Path, FileKey] = {}
+    errors: list[ErrorItem] = []
+    for path, _ in paths:
+        try:
+            keys[path] = FileKey.from_path(path)
+        except OSError as exc:
+            errors.append(ErrorItem(str(path), f"cannot read: {exc.strerror or exc}"))
+    hits = session.cache.lookup_files(keys.values())
+    fresh: dict[FileKey, BinaryFacts] = {}
+    items: list[BinaryItem] = []
+    for path, rel in paths:
+        key = keys.get(path)
+        if key is None:
+            continue
+        facts = hits.get(key)
+        cached = facts is not None
+        if facts is None:
+            facts = fresh[key] = inspect_path(path, numpy_itself=is_numpy_own("", rel))
+            session.bytes_read += facts.bytes_read
+        verdict, consequence = judge(facts, session.numpy) if session.numpy is not None else (None, None)
+        items.append(BinaryItem(target, str(path), module_name(rel), facts, cached, verdict, consequence))
+    session.cache.store_files({k: f for k, f in fresh.items() if not (f.reason or "").startswith("cannot")})
+    return items, errors
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -435,22 +454,8 @@ def _walk(root: Path) -> Iterator[Path]:
 
 def _directory(session: _Session, root: Path) -> DirectoryItem:
     files = [p for p in _walk(root) if p.is_file() and not p.is_symlink()]
-    binaries = [p for p in files if is_shared_object_name(p.name)]
-    keys = {}
-    for p in binaries:
-        try:
-            keys[p] = FileKey.from_path(p)
-        except OSError:
-            continue
-    hits = session.cache.lookup_files(list(keys.values()))
-    items: list[BinaryItem] = []
-    errors: list[ErrorItem] = []
-    for p in binaries:
-        rel = p.relative_to(root).as_posix()
-        try:
-            items.append(_binary(session, p, str(root), rel, is_numpy_own("", rel), hits))
-        except OSError as exc:
-            errors.append(ErrorItem(str(p), f"cannot read: {exc.strerror or exc}"))
+    shared = [(p, p.relative_to(root).as_posix()) for p in files if is_shared_object_name(p.name)]
+    items, errors = _binaries(session, shared, str(root))
     wheels: list[WheelItem] = []
     for p in files:
         if p.name.lower().endswith(".whl"):

@@ -35,3 +35,9 @@ def error(message: str, hint: str | None = None) -> None:
     sys.stderr.write(f"abiguard: error: {message}\n")
     if hint:
         sys.stderr.write(f"  hint: {hint}\n")
+
+
+def status(message: str) -> None:
+    """One line of what long work is doing now, overwritten by the next."""
+    sys.stderr.write(f"\r\033[K{message}…")
+    sys.stderr.flush()

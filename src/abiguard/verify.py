@@ -44,17 +44,30 @@ _HEAD_BYTES = 64 * 1024
 _TAIL_BYTES = 64 * 1024
 _DETAIL_CHARS = 2000
 
-# Run by the target interpreter as `python -I -B -X faulthandler -c _CHILD TOKEN MODULE DUMP_AFTER`.
+# Run by the target interpreter as `python -I -B -X faulthandler -c _CHILD TOKEN MODULE DUMP_AFTER BYTECODE`.
 # Python 3.6 syntax; fd 1 is re-pointed at stderr so that whatever the module prints (from Python or
-# C) goes there, and only the report reaches the original stdout. `os._exit` right after the report
+# C) goes there, and only the reports reach the original stdout. `os._exit` right after the last report
 # skips interpreter shutdown: faster, and a crash in some library's finalizer is not the import's.
+#
+# The parents are imported first, as Python would. When one fails (as a package whose __init__ imports
+# the broken module does), the child reports that ("parent" line), puts a stand-in in its place (an
+# empty package whose __path__ the import system's finders gave without running any package code) and
+# goes on: deeper parents still run their __init__, stand-ins replace those that fail too, and the
+# module's siblings resolve through the stand-ins. Just before the module's own import it writes TOKEN
+# + "direct" to stderr so that the parent can tell the output of the two apart.
+# BYTECODE (3.8+) is a directory outside the environment where the imports of one run share compiled
+# bytecode (`-B` still holds on older Pythons): a package installed without .pyc files (uv's default) is
+# then compiled once per run instead of once per module.
 _CHILD = r"""
 import os, sys
 def main():
-    token, name, dump_after = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    token, name, dump_after, bytecode = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
     write, leave = os.write, os._exit
     report = os.dup(1)
     os.dup2(2, 1)
+    if bytecode and hasattr(sys, 'pycache_prefix'):
+        sys.pycache_prefix = bytecode
+        sys.dont_write_bytecode = False
     if dump_after > 0:
         import faulthandler
         faulthandler.dump_traceback_later(dump_after)
@@ -70,25 +83,58 @@ def main():
                 break
         kind = type(error).__name__
         return (kind + ': ' + first if first else kind)[:1000]
-    def send(fields):
+    def chain(error):
+        found = []
+        while error is not None and len(found) < 5:
+            found.append(line(error))
+            error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        return found
+    def send(fields, final=True):
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except BaseException:
                 pass
         write(report, ('\n' + token + ascii(fields) + '\n').encode('ascii'))
-        leave(0)
+        if final:
+            leave(0)
     parts = name.split('.') if name else []
+    first = None
     for i in range(len(parts)):
         current = '.'.join(parts[:i + 1])
+        if current == name and first is not None:
+            write(2, ('\n' + token + 'direct\n').encode('ascii'))
         try:
             __import__(current)
+            continue
         except BaseException as error:
-            chain = []
-            while error is not None and len(chain) < 5:
-                chain.append(line(error))
-                error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-            send(('failed', current, chain))
+            failed = chain(error)
+        if current == name:
+            send(('failed', name, failed))
+        if first is None:
+            first = (current, failed)
+            send(('parent',) + first, False)
+        above = sys.modules.get('.'.join(parts[:i])) if i else None
+        path = getattr(above, '__path__', None)
+        spec = None
+        for finder in sys.meta_path if path is not None or not i else ():
+            try:
+                spec = finder.find_spec(current, path)
+            except Exception:
+                spec = None
+            if spec is not None:
+                break
+        if spec is None or not spec.submodule_search_locations:
+            send(('failed',) + first)
+        module = type(sys)(current)
+        module.__path__ = list(spec.submodule_search_locations)
+        module.__package__ = current
+        module.__spec__ = spec
+        if spec.has_location:
+            module.__file__ = spec.origin
+        sys.modules[current] = module
+        if above is not None:
+            setattr(above, parts[i], module)
     send(('ok',))
 main()
 """
@@ -123,10 +169,16 @@ class ImportOutcome:
     """What importing one module in a fresh process of the target interpreter showed.
 
     `message` is the exception's first line as "Type: message", a signal name such as "SIGSEGV", or
-    "timed out after 30 s". For `parent-failed` it is the parent's exception, `parent` names that
-    parent and `parent_outcome` says whether it failed on the NumPy ABI or otherwise. `detail` holds
-    NumPy's "A module that was compiled using NumPy 1.x ..." banner when it was printed, else the
-    NumPy message that caused the final exception, else (crash, timeout) the end of stderr.
+    "timed out after 30 s". `detail` holds NumPy's "A module that was compiled using NumPy 1.x ..."
+    banner when it was printed, else the NumPy message that caused the final exception, else (crash,
+    timeout) the end of stderr.
+
+    When a parent package failed to import, `parent` names it, `parent_outcome` says whether it failed
+    on the NumPy ABI (`numpy-abi`) or otherwise (`import-error`) and `parent_message` is its exception;
+    the outcome, message and detail are then those of the module imported with stand-ins for its
+    parents (see `_CHILD`), so they speak about the module itself. Only when that could not be done (a
+    parent package cannot be found on the path at all) is the outcome `parent-failed`, with the first
+    failed parent's exception as its message.
     """
 
     outcome: str
@@ -135,6 +187,7 @@ class ImportOutcome:
     seconds: float = 0.0
     parent: str | None = None
     parent_outcome: str | None = None
+    parent_message: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,6 +197,7 @@ class ImportOutcome:
             "seconds": round(self.seconds, 3),
             "parent": self.parent,
             "parent_outcome": self.parent_outcome,
+            "parent_message": self.parent_message,
         }
 
 
@@ -156,6 +210,7 @@ def confirms(static_verdict: str, outcome: ImportOutcome) -> bool | None:
     prediction: a crash, a timeout, a non-NumPy ImportError (a missing shared library, a missing
     dependency) or a parent package that failed first all end the import before NumPy's ABI check
     decides anything about this module, so they neither confirm nor refute. `unknown` predicts nothing.
+    A parent's failure does not count: the outcome is the module's own (see `ImportOutcome`).
     """
     verdict = static_verdict.value if isinstance(static_verdict, Enum) else str(static_verdict)
     if verdict == "none":
@@ -169,12 +224,22 @@ def confirms(static_verdict: str, outcome: ImportOutcome) -> bool | None:
     return None
 
 
-def to_verification(static_verdict: str, outcome: ImportOutcome) -> Verification:
-    """The report's view of an import outcome: a parent's failure is prefixed with the parent's name."""
+def to_verification(static_verdict: str, outcome: ImportOutcome, *, comparable: bool = True) -> Verification:
+    """The report's view of an import outcome: a parent's failure is prefixed with the parent's name.
+
+    `comparable=False` when the static verdict was not reached against the numpy the imports ran with
+    (`check --numpy VER`): the outcome is still recorded, but it confirms or refutes nothing.
+    """
     message = outcome.message
     if outcome.outcome == PARENT_FAILED and outcome.parent:
         message = f"{outcome.parent}: {message}"
-    return Verification(outcome=outcome.outcome, message=message, confirms=confirms(static_verdict, outcome))
+    return Verification(
+        outcome=outcome.outcome,
+        message=message,
+        confirms=confirms(static_verdict, outcome) if comparable else None,
+        detail=outcome.detail,
+        parent=outcome.parent,
+    )
 
 
 def verify_modules(
@@ -203,8 +268,10 @@ def verify_modules(
     if not names:
         return {}
     workers = max(1, min(jobs or os.cpu_count() or 1, len(names)))
-    with tempfile.TemporaryDirectory(prefix="abiguard-verify-", ignore_cleanup_errors=True) as cwd:
-        runner = _Runner(python, timeout, cwd, isolated)
+    with tempfile.TemporaryDirectory(prefix="abiguard-verify-", ignore_cleanup_errors=True) as scratch:
+        cwd, bytecode = os.path.join(scratch, "cwd"), os.path.join(scratch, "bytecode")
+        os.mkdir(cwd)
+        runner = _Runner(python, timeout, cwd, isolated, bytecode)
         runner.preflight()
         results: dict[str, ImportOutcome] = {}
         if progress:
@@ -264,11 +331,12 @@ class _Capture(threading.Thread):
             self.ready.set()
 
     def _has_report(self) -> bool:
-        # stdout carries nothing but the report (the child points fd 1 at stderr), so a short window
-        # at the end suffices.
+        # stdout carries nothing but the reports (the child points fd 1 at stderr), so a short window
+        # at the end suffices. A "parent" report is followed by the module's own: not the last one.
         data = bytes(self._head[-4096:] + self._tail[-(64 * 1024 - 4096) :])
-        at = data.rfind(self._token or b"\0")
-        return at >= 0 and data.endswith(b"\n")
+        token = self._token or b"\0"
+        at = data.rfind(token)
+        return at >= 0 and data.endswith(b"\n") and not data.startswith(b"('parent'", at + len(token))
 
     def data(self) -> bytes:
         """The first and the last bytes read (what lay between them was dropped)."""
@@ -285,9 +353,10 @@ class _Capture(threading.Thread):
 class _Runner:
     """Starts, watches and classifies the child processes of one `verify_modules` call."""
 
-    def __init__(self, python: str, timeout: float, cwd: str, isolated: bool) -> None:
+    def __init__(self, python: str, timeout: float, cwd: str, isolated: bool, bytecode: str = "") -> None:
         self.timeout = timeout
         self.cwd = cwd
+        self.bytecode = bytecode
         self.token = "abiguard-verify-" + secrets.token_hex(8) + ":"
         flags = ["-I"] if isolated else []
         # -B: no bytecode in the target's site-packages; faulthandler: a crash leaves a Python traceback.
@@ -323,7 +392,7 @@ class _Runner:
                 raise _Aborted
             try:
                 proc = subprocess.Popen(
-                    [*self.argv, module, self.dump_after],
+                    [*self.argv, module, self.dump_after, self.bytecode],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -350,12 +419,16 @@ class _Runner:
         seconds = time.monotonic() - started
         out.join(1.0)
         err.join(1.0)  # a daemon that left the group may hold stderr open: take what we have
-        report = _read_report(out.data(), self.token)
+        reports = _read_reports(out.data(), self.token)
+        final = reports[-1] if reports and reports[-1][0] != "parent" else None
+        parent = next((r for r in reports if r[0] == "parent"), None)
         head, tail = err.text()
-        if not exited and report is None:
-            message = f"timed out after {self.timeout:g} s"
-            return ImportOutcome(TIMEOUT, message, _last(head, tail), seconds)
-        return _classify(module, report, returncode, head, tail, seconds)
+        parent_stderr = ""
+        if parent is not None:
+            reached = final is not None and (final[0] == "ok" or final[1] == module)  # the marker was written
+            parent_stderr, head, tail = _split_stderr(head, tail, self.token + "direct\n", reached)
+        timed_out = self.timeout if not exited and final is None else None
+        return _classify(module, final, returncode, head, tail, seconds, parent, parent_stderr, timed_out)
 
 
 def _await_exit(proc: subprocess.Popen[bytes], deadline: float) -> bool:
@@ -390,36 +463,70 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _read_report(data: bytes, token: str) -> tuple[Any, ...] | None:
+def _read_reports(data: bytes, token: str) -> list[tuple[Any, ...]]:
+    """The well-formed report lines, in order: at most one ("parent", name, chain), then at most one
+    ("ok",) or ("failed", name, chain)."""
     text = data.decode("ascii", "replace")
-    at = text.rfind(token)
-    if at < 0:
-        return None
-    line = text[at + len(token) :].split("\n", 1)[0]
-    try:
-        fields = ast.literal_eval(line)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-    if fields == ("ok",):
-        return ("ok",)
-    if (
-        isinstance(fields, tuple)
-        and len(fields) == 3
-        and fields[0] == "failed"
-        and isinstance(fields[1], str)
-        and isinstance(fields[2], list)
-        and fields[2]
-        and all(isinstance(x, str) for x in fields[2])
-    ):
-        return fields
-    return None
+    found: list[tuple[Any, ...]] = []
+    for piece in text.split(token)[1:]:
+        try:
+            fields = ast.literal_eval(piece.split("\n", 1)[0])
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if fields == ("ok",):
+            found.append(("ok",))
+        elif (
+            isinstance(fields, tuple)
+            and len(fields) == 3
+            and fields[0] in ("failed", "parent")
+            and isinstance(fields[1], str)
+            and isinstance(fields[2], list)
+            and fields[2]
+            and all(isinstance(x, str) for x in fields[2])
+        ):
+            found.append(fields)
+    return found
+
+
+def _split_stderr(head: str, tail: str, marker: str, reached: bool) -> tuple[str, str, str]:
+    """(before, head, tail): the stderr of the parents' attempt, then that of the module's own attempt.
+
+    A marker that was written (`reached`: the child went on to import the module) but is not in the
+    capture fell in the dropped middle: the kept head is all before it and the kept tail all after it.
+    Without a marker (the child never got to the module, or died on the way) all of it is the parents'
+    and, for want of better, also the module's.
+    """
+    text = head + tail
+    at = text.find(marker)
+    if at >= 0:
+        return text[:at], text[at + len(marker) :], ""
+    if reached:
+        return head, "", tail
+    return text, head, tail
 
 
 def _classify(
-    module: str, report: tuple[Any, ...] | None, returncode: int, head: str, tail: str, seconds: float
+    module: str,
+    report: tuple[Any, ...] | None,
+    returncode: int,
+    head: str,
+    tail: str,
+    seconds: float,
+    parent: tuple[Any, ...] | None = None,
+    parent_stderr: str = "",
+    timed_out: float | None = None,
 ) -> ImportOutcome:
+    """`report` is the child's last report (None: it never sent one), `parent` its ("parent", ...) report
+    if a parent failed, with `parent_stderr` what was printed before the module's own attempt."""
+    about_parent: dict[str, Any] = {}
+    if parent is not None:
+        _, name, chain = parent
+        kind = NUMPY_ABI if _is_numpy_abi(chain, parent_stderr) else IMPORT_ERROR
+        about_parent = {"parent": name, "parent_outcome": kind, "parent_message": chain[0]}
     stderr = head + tail
     banner = _banner(stderr)
+    if timed_out is not None:
+        return ImportOutcome(TIMEOUT, f"timed out after {timed_out:g} s", _last(head, tail), seconds, **about_parent)
     if report is None:
         if returncode < 0:
             try:
@@ -428,12 +535,12 @@ def _classify(
                 message = f"signal {-returncode}"
         else:
             message = f"exited with status {returncode}" + (" during import" if module else "")
-        return ImportOutcome(CRASHED, message, banner or _last(head, tail), seconds)
+        return ImportOutcome(CRASHED, message, banner or _last(head, tail), seconds, **about_parent)
     if report[0] == "ok":
-        return ImportOutcome(OK, None, banner, seconds)
+        return ImportOutcome(OK, None, banner, seconds, **about_parent)
     _, failed, chain = report
     message = chain[0]
-    abi = any(_NUMPY_ABI.search(line) for line in chain) or bool(_NUMPY_ABI.search(stderr))
+    abi = _is_numpy_abi(chain, stderr)
     detail = banner
     if abi and detail is None:
         cause = [x for x in chain[1:] if _NUMPY_ABI.search(x)]
@@ -441,8 +548,14 @@ def _classify(
         detail = cause[0].strip()[:_DETAIL_CHARS] if cause else None
     kind = NUMPY_ABI if abi else IMPORT_ERROR
     if failed != module:
-        return ImportOutcome(PARENT_FAILED, message, detail, seconds, parent=failed, parent_outcome=kind)
-    return ImportOutcome(kind, message, detail, seconds)
+        return ImportOutcome(
+            PARENT_FAILED, message, detail, seconds, parent=failed, parent_outcome=kind, parent_message=message
+        )
+    return ImportOutcome(kind, message, detail, seconds, **about_parent)
+
+
+def _is_numpy_abi(chain: Sequence[str], stderr: str) -> bool:
+    return any(_NUMPY_ABI.search(line) for line in chain) or bool(_NUMPY_ABI.search(stderr))
 
 
 def _banner(stderr: str) -> str | None:

@@ -6,6 +6,8 @@ import fcntl
 import re
 import subprocess
 import sys
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.cache import cache_root
@@ -46,3 +48,13 @@ def fetch_wheel(requirement: str, platform: str, python_version: str = "3.11") -
             found = sorted(target.glob("*.whl"))
     assert len(found) == 1, found
     return found[0]
+
+
+def shared_objects(wheel: Path) -> Iterator[tuple[str, bytes]]:
+    """(member name, bytes) of each shared object in `wheel`, one at a time to keep memory low."""
+    from abiguard.binary import is_shared_object_name
+
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            if is_shared_object_name(info.filename):
+                yield info.filename, zf.read(info)

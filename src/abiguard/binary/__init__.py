@@ -83,8 +83,14 @@ def _inspect(reader: Reader, numpy_itself: bool) -> BinaryFacts:
 
 def _classify(reader: Reader, lay: Layout, group: int) -> numpy_family.NumpyFacts:
     hits = numpy_family.Hits()
+    skipped = []
     for chunk in chunks(reader, [r for r in lay.regions if r.group == group]):
-        numpy_family.search(hits, chunk.offset, chunk.data, chunk.stop)
+        if not numpy_family.search(hits, chunk.offset, chunk.data, chunk.stop):
+            skipped.append((chunk.offset, len(chunk.data), chunk.stop))
+    if skipped and numpy_family.wants_producers(hits):
+        # Producer markers can sit in a chunk of their own in a large .rodata: read those chunks again.
+        for offset, length, stop in skipped:
+            numpy_family.search_producers(hits, offset, reader.read(offset, length), stop)
     return numpy_family.decide(hits, lay.packer)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -63,6 +63,9 @@ class BytesReader:
         return data
 
 
+_pread: Callable[[int, int, int], bytes] | None = getattr(os, "pread", None)
+
+
 class FileReader:
     """Reads ranges of a local file with pread and counts the bytes it read."""
 
@@ -78,7 +81,12 @@ class FileReader:
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or offset >= self.size or length <= 0:
             return b""
-        data = os.pread(self._fd, min(length, self.size - offset), offset)
+        length = min(length, self.size - offset)
+        if _pread is not None:
+            data = _pread(self._fd, length, offset)
+        else:  # Windows has no pread
+            os.lseek(self._fd, offset, os.SEEK_SET)
+            data = os.read(self._fd, length)
         self.bytes_read += len(data)
         return data
 
@@ -202,12 +210,16 @@ def _upx_in(data: bytes) -> str | None:
 
 _SHT_PROGBITS = 1
 _SHT_STRTAB = 3
+_SHT_NOBITS = 8
 _SHF_WRITE = 0x1
 _SHF_ALLOC = 0x2
 _SHF_EXECINSTR = 0x4
 _PT_LOAD = 1
 _PF_X, _PF_W, _PF_R = 1, 2, 4
-_ELF_SKIP_PREFIXES = (".eh_frame", ".gcc_except_table", ".interp", ".note", ".gnu_debuglink", ".ARM.ex")
+# Read-only sections that hold no C literals: unwind tables, and CUDA device code (catboost's .nv_fatbin is
+# 224 MB of its 277 MB file).
+_ELF_SKIP_PREFIXES = (".eh_frame", ".gcc_except_table", ".interp", ".note", ".gnu_debuglink", ".ARM.ex",
+                      ".nv_fatbin", "__nv_relfatbin", ".nvFatBin")
 
 
 def _elf(reader: Reader, head: bytes) -> Layout:
@@ -258,6 +270,8 @@ def _elf(reader: Reader, head: bytes) -> Layout:
             _check_range(reader, offset, size, f"section {name}")
             symbols.append(Region(name, offset, size))
             continue
+        if sh_type != _SHT_NOBITS and size:
+            _check_range(reader, offset, size, f"section {name}")  # a cut file fails here, not later
         if sh_type != _SHT_PROGBITS or size == 0:
             continue
         if not flags & _SHF_ALLOC or flags & (_SHF_EXECINSTR | _SHF_WRITE):
@@ -306,7 +320,7 @@ _IMAGE_SCN_CNT_CODE = 0x20
 _IMAGE_SCN_CNT_INITIALIZED_DATA = 0x40
 _IMAGE_SCN_MEM_EXECUTE = 0x20000000
 _IMAGE_SCN_MEM_WRITE = 0x80000000
-_PE_SKIP = (".pdata", ".reloc", ".rsrc", ".tls", ".xdata")
+_PE_SKIP = (".pdata", ".reloc", ".rsrc", ".tls", ".xdata", ".nv_fatb")
 
 
 def _pe(reader: Reader, head: bytes) -> Layout:
@@ -395,6 +409,9 @@ def _macho(reader: Reader, base: int, size: int, group: int) -> tuple[tuple[Regi
             raise FormatError("corrupt Mach-O load command")
         if cmd in (_LC_SEGMENT, _LC_SEGMENT_64):
             seg64 = cmd == _LC_SEGMENT_64
+            fileoff, filesize = _unpack(end + ("QQ" if seg64 else "II"), cmds, pos + (40 if seg64 else 32))
+            if fileoff + filesize > size:
+                raise FormatError("Mach-O segment lies outside the image: truncated?")
             (nsects,) = _unpack(end + "I", cmds, pos + (64 if seg64 else 48))
             sect_pos = pos + (72 if seg64 else 56)
             sect_fmt = end + ("16s16sQQIIIIIIII" if seg64 else "16s16sIIIIIIIII")

@@ -1,18 +1,20 @@
 """The NumPy ABI family: which NumPy C-ABI a binary was compiled for, from the string literals in it.
 
-The rules (R0-R11) and why each is decisive are in shared/research/numpy-abi.md. They only look at bytes;
-nothing here imports or runs the binary.
+The rules (R0-R11) and why each is decisive are in shared/research/numpy-abi.md; R12 (rust-numpy) is ours.
+They only look at bytes; nothing here imports or runs the binary.
 
-Order of trust: C-level literals that numpy's own headers compile into `_import_array()` (R1, R2, R4*)
-decide first, because they are present exactly when the C-API is imported; pybind11's run-time import
-(R3, R5) next; Python-level literals from Cython's numpy `.pxd` (R6, R7) last, since Cython >= 3.1 may
-compress them away and hand-written code can copy them.
+Order of trust: C-level literals that numpy's own headers compile into `_import_array()`/`_import_umath()`
+(R1, R2, R4*) decide first, because they are present exactly when the C-API is imported; R1/R4 count only
+next to a capsule name (`_ARRAY_API`/`_UFUNC_API`), since both module names are also plain Python imports.
+Binding libraries that pick the module at run time (pybind11 R3/R5, rust-numpy R12) come next, and
+Python-level literals from Cython's numpy `.pxd` (R6, R7) last: Cython >= 3.1 may compress them away and
+hand-written code copies them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from abiguard.model import BuiltFor, Evidence, Producer
@@ -46,8 +48,15 @@ _FIXED = (
     ("api", ARRAY_API), ("ufunc-api", UFUNC_API),
 )
 _PATTERNS = (("R6", R6), ("R7", R7), ("R8", R8))
+_PREFIXES = {
+    R2: b"module was compiled against NumPy C-API version",
+    R6: b"numpy.core.",
+    R7: b"numpy._core.",
+    R8: b"is auto-generated with f2py",
+    R9: b"_cython_",
+}
 # Cheap first test: every marker below contains one of these, so a chunk with none needs no further search.
-_ANY_NUMPY = (b"numpy", b"NumPy", b"_API", b"f2py")
+_ANY_NUMPY = (b"numpy", b"NumPy", b"Numpy", b"_API", b"f2py")
 
 
 @dataclass(frozen=True)
@@ -74,29 +83,50 @@ class Hits:
         return marker in self.found
 
 
-def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> None:
-    """Record the markers in `data` (read at file offset `base`) that start before `stop`."""
+def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> bool:
+    """Record the markers in `data` (read at file offset `base`) that start before `stop`.
+
+    Returns False, having searched nothing, when `data` holds no NumPy-related text at all: then only the
+    producer markers could be there, and those matter only if another chunk mentions NumPy (see
+    `search_producers` and `wants_producers`).
+    """
     stop = len(data) if stop is None else stop
-    _search_re(hits, "R9", R9, data, base, stop)
-    _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop)
-    _search_fixed(hits, "pybind11", PYBIND11, data, base, stop)
-    for needle in RUST_NUMPY:
-        _search_fixed(hits, "rust-numpy", needle, data, base, stop)
     if not any(m in data for m in _ANY_NUMPY):
-        return
+        return False
+    search_producers(hits, base, data, stop)
     for marker, needle in _FIXED:
         _search_fixed(hits, marker, needle, data, base, stop)
     _search_fixed(hits, "R12", RUST_NUMPY_SWITCH, data, base, stop)
     _search_fixed(hits, "R12old", RUST_NUMPY_OLD_MODULE, data, base, stop)
-    for match in R2.finditer(data):
-        if match.start() >= stop:
-            break
+    for match in _matches(R2, data, stop):
         version = (int(match.group(1)), int(match.group(2)))
         if hits.min_numpy is None or version > hits.min_numpy:
             hits.min_numpy = version
             hits.found["R2"] = Evidence("R2", base + match.start(), match.group(0).decode("latin-1"))
     for marker, pattern in _PATTERNS:
         _search_re(hits, marker, pattern, data, base, stop)
+    return True
+
+
+def search_producers(hits: Hits, base: int, data: bytes, stop: int | None = None) -> None:
+    """Record the markers that name the binding generator (Cython, pybind11, rust-numpy)."""
+    stop = len(data) if stop is None else stop
+    _search_re(hits, "R9", R9, data, base, stop)
+    _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop)
+    _search_fixed(hits, "pybind11", PYBIND11, data, base, stop)
+    for needle in RUST_NUMPY:
+        _search_fixed(hits, "rust-numpy", needle, data, base, stop)
+
+
+def wants_producers(hits: Hits) -> bool:
+    """Whether chunks skipped by `search` must be searched for producer markers before deciding.
+
+    Only when something NumPy-related was found (else the verdict is "none" whatever the producer) and the
+    producer markers found so far do not already settle the producer.
+    """
+    numpy_related = set(hits.found) - {"R9", "cython", "pybind11", "rust-numpy"}
+    settled = "pybind11" in hits or "rust-numpy" in hits or "R8" in hits or "R3" in hits
+    return bool(numpy_related) and not settled
 
 
 def _search_fixed(hits: Hits, marker: str, needle: bytes, data: bytes, base: int, stop: int) -> None:
@@ -108,11 +138,25 @@ def _search_fixed(hits: Hits, marker: str, needle: bytes, data: bytes, base: int
 
 
 def _search_re(hits: Hits, marker: str, pattern: re.Pattern[bytes], data: bytes, base: int, stop: int) -> None:
-    if marker in hits:
-        return
-    match = pattern.search(data)
-    if match and match.start() < stop:
-        hits.add(marker, base + match.start(), match.group(0))
+    if marker not in hits:
+        for match in _matches(pattern, data, stop):
+            hits.add(marker, base + match.start(), match.group(0))
+            return
+
+
+def _matches(pattern: re.Pattern[bytes], data: bytes, stop: int) -> Iterator[re.Match[bytes]]:
+    """Matches starting before `stop`, found with bytes.find on the pattern's literal prefix.
+
+    bytes.find is several times faster than the regex engine's own scan, and most chunks hold no prefix.
+    """
+    prefix = _PREFIXES[pattern]
+    end = stop + len(prefix) - 1
+    pos = data.find(prefix, 0, end)
+    while pos >= 0:
+        match = pattern.match(data, pos)
+        if match:
+            yield match
+        pos = data.find(prefix, pos + 1, end)
 
 
 def classify(
@@ -122,8 +166,10 @@ def classify(
     if numpy_itself:
         return itself()
     hits = Hits()
-    for base, data in regions:
-        search(hits, base, data)
+    skipped = [(base, data) for base, data in regions if not search(hits, base, data)]
+    if wants_producers(hits):
+        for base, data in skipped:
+            search_producers(hits, base, data)
     return decide(hits, packer)
 
 

@@ -276,7 +276,7 @@ def rollback(
             raise ApplyError(f"rollback from {snap} failed: {_one_line(str(exc))}") from None
         seconds = time.monotonic() - t0
         _journal(snap, ROLLED_BACK, "rolled back on request")
-        what = ", ".join(f"{d['name']}=={d['version']}" for d in manifest["dists"]) or "nothing installed"
+        what = ", ".join(_describe(d, outcome) for d in manifest["dists"]) or "nothing"
         why = " (the change was interrupted)" if state == PENDING else ""
         message = f"restored {what} from snapshot {snap.name}{why}"
         if outcome.removed_dists:
@@ -725,7 +725,8 @@ def _journal(snap: Path, state: str, message: str, **extra: Any) -> None:
 
 @dataclass
 class _Outcome:
-    removed_dists: list[str] = field(default_factory=list)
+    replaced: dict[str, str] = field(default_factory=dict)  # key -> the version installed before the restore
+    removed_dists: list[str] = field(default_factory=list)  # installed by the change, gone again
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -781,10 +782,10 @@ def _restore(
             _remove_file(p, dirs_to_tidy)
         _remove_tree(d.path, prefix)
         dirs_to_tidy.add(os.path.dirname(d.path))
-        outcome.removed_dists.append(f"{d.name}=={d.version}")
-    # drop the distributions that the snapshot brings back from the "removed" list shown to the user
-    back = {f"{d['name']}=={d['version']}" for d in manifest["dists"]}
-    outcome.removed_dists = sorted(x for x in outcome.removed_dists if x not in back)
+        if any(d.key == x["key"] for x in manifest["dists"]):
+            outcome.replaced[d.key] = d.version
+        else:
+            outcome.removed_dists.append(f"{d.name}=={d.version}")
 
     # 2. files left in directories only the touched distributions own (an interrupted install's leftovers,
     #    stale bytecode); files that were there before the change and that no RECORD lists stay
@@ -854,6 +855,14 @@ def _restore(
         if item["inside_prefix"] and item["key"] not in touched and not os.path.isdir(target(item["dist_info"])):
             outcome.missing.append(f"{item['name']}=={item['version']}")
     return outcome
+
+
+def _describe(dist: dict[str, Any], outcome: _Outcome) -> str:
+    now = outcome.replaced.get(dist["key"])
+    text = f"{dist['name']}=={dist['version']}"
+    if now is None:
+        return f"{text} (was missing)"
+    return text if now == dist["version"] else f"{text} (was {now})"
 
 
 def _remove_file(path: str, dirs_to_tidy: set[str]) -> None:

@@ -115,7 +115,7 @@ def plan_fix(
         try:
             requirements, constraints, why = build()
             say(f"resolving the {name} plan with {installer}")
-            resolution = resolve(env, installed, requirements, constraints=constraints, installer=installer)
+            resolution, requirements = _resolve_smallest(env, installed, requirements, constraints, installer)
         except (ResolveError, _NoPlan) as exc:
             rejected.append(Rejected(name, str(exc)))
             continue
@@ -146,6 +146,22 @@ def _binaries(report: CheckReport) -> Iterable[tuple[str, BuiltFor, str | None]]
             yield d.name, b.facts.built_for, b.facts.min_numpy
     for b in report.unowned:
         yield "(unowned)", b.facts.built_for, b.facts.min_numpy
+
+
+def _resolve_smallest(
+    env: TargetEnvironment, installed: dict[str, str], requirements: list[str], constraints: list[str],
+    installer: str,
+) -> tuple[Resolution, list[str]]:
+    """Exactly the first compatible releases when the resolver accepts them, else anything from there up.
+
+    Upgrading only as far as needed keeps the jump (and its API changes) as small as the fix allows."""
+    exact = [r.replace(">=", "==", 1) if ">=" in r and not r.startswith("numpy") else r for r in requirements]
+    if exact != requirements:
+        try:
+            return resolve(env, installed, exact, constraints=constraints, installer=installer), exact
+        except ResolveError:
+            pass
+    return resolve(env, installed, requirements, constraints=constraints, installer=installer), requirements
 
 
 def _downgrade_request(report: CheckReport) -> tuple[list[str], list[str], dict[str, str]]:
@@ -216,7 +232,7 @@ def _mixed(
         requirements.append(f"{key}>={first}")
         why[key] = f"first release built for numpy {target}"
     try:
-        resolution = resolve(env, installed, requirements, installer=installer)
+        resolution, requirements = _resolve_smallest(env, installed, requirements, [], installer)
     except ResolveError as exc:
         return Rejected("mixed", str(exc))
     plan = _verify("mixed", requirements, [], why, resolution, report, installed, inspector, env, say)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from abiguard import __version__
 from abiguard.model import BinaryFinding, CheckReport, Verdict
+
+if TYPE_CHECKING:
+    from abiguard.fix.apply import ApplyResult
+    from abiguard.fix.planner import FixPlan
 
 SCHEMA = 1
 
@@ -58,3 +62,18 @@ def check_document(report: CheckReport) -> dict[str, Any]:
 
 def dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2)
+
+
+def fix_document(fix: FixPlan, installer: str, applied: ApplyResult | None) -> dict[str, Any]:
+    env = fix.report.environment
+    return envelope(
+        environment={"python": env.python_version, "executable": env.executable, "numpy": fix.report.numpy},
+        installer=installer,
+        nothing_to_do=fix.nothing_to_do,
+        plans=[p.to_json() for p in fix.plans],
+        rejected=[r.to_json() for r in fix.rejected],
+        applied=None if applied is None else {
+            "ok": applied.ok, "message": applied.message, "restored": applied.restored,
+            "snapshot": str(applied.snapshot) if applied.snapshot else None,
+        },
+    )

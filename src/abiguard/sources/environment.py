@@ -272,3 +272,13 @@ def numpy_version(dists: list[InstalledDistribution]) -> str | None:
         if d.key == "numpy":
             return d.version
     return None
+
+
+def platform_tag(env: TargetEnvironment) -> str | None:
+    """The most specific wheel platform tag the target accepts, e.g. manylinux_2_36_x86_64 or win_amd64."""
+    plat = env.platform.replace("-", "_").replace(".", "_")
+    if plat.startswith("linux_") and env.libc and env.libc.startswith("glibc "):
+        major, _, minor = env.libc.split()[1].partition(".")
+        machine = env.marker_env.get("platform_machine") or plat[len("linux_"):]
+        return f"manylinux_{major}_{minor.split('.')[0]}_{machine}"
+    return plat or None

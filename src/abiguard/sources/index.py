@@ -20,6 +20,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,7 @@ def _from_pip_files(env: Mapping[str, str], found: _Found, system_files: bool) -
                 continue
         except (configparser.Error, UnicodeDecodeError):
             continue
-        for section in ("global", "install", "download"):
+        for section in ("global", "install"):  # pip: the command's section overrides [global]
             values = {k.replace("_", "-"): v for k, v in parser.items(section)} if parser.has_section(section) else {}
             if values.get("index-url"):
                 primary = (values["index-url"].strip(), f"pip config {path}")
@@ -252,13 +253,30 @@ class IndexFile:
     yanked: bool = False
     yanked_reason: str | None = None
     requires_python: str | None = None
-    tags: frozenset[Tag] = frozenset()
-    build: tuple[int, str] | tuple[()] = ()
     index: str = ""
 
     @property
     def is_wheel(self) -> bool:
         return self.filename.endswith(".whl")
+
+    @cached_property
+    def _wheel_parts(self) -> tuple[tuple[int, str] | tuple[()], frozenset[Tag]]:
+        """Parsed lazily: a big project lists thousands of files and most are never ranked."""
+        if not self.is_wheel:
+            return (), frozenset()
+        try:
+            _, _, build, tags = parse_wheel_filename(self.filename)
+        except InvalidWheelFilename:
+            return (), frozenset()
+        return build, frozenset(tags)
+
+    @property
+    def tags(self) -> frozenset[Tag]:
+        return self._wheel_parts[1]
+
+    @property
+    def build(self) -> tuple[int, str] | tuple[()]:
+        return self._wheel_parts[0]
 
     def python_ok(self, python_version: str) -> bool:
         """Does `requires-python` admit this Python (an unreadable specifier admits everything)?"""
@@ -274,11 +292,13 @@ def parse_file(filename: str, url: str, meta: Mapping[str, Any], index: str) -> 
     """An IndexFile from a listing entry; None for files that are neither wheels nor sdists."""
     try:
         if filename.endswith(".whl"):
-            name, version, build, tags = parse_wheel_filename(filename)
+            parts = filename[:-4].split("-")
+            if len(parts) not in (5, 6):
+                return None
+            name, version = canonicalize_name(parts[0]), Version(parts[1])
         else:
             name, version = parse_sdist_filename(filename)
-            build, tags = (), frozenset()
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+    except (InvalidSdistFilename, InvalidVersion):
         return None
     hashes = meta.get("hashes") or {}
     yanked = meta.get("yanked", False)
@@ -294,8 +314,6 @@ def parse_file(filename: str, url: str, meta: Mapping[str, Any], index: str) -> 
         yanked=bool(yanked),
         yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
         requires_python=meta.get("requires-python") or None,
-        tags=frozenset(tags),
-        build=build,
         index=index,
     )
 
@@ -373,7 +391,8 @@ def _parse_json(body: bytes, base: str, index: str) -> list[IndexFile]:
     for entry in entries:
         if not isinstance(entry, dict) or "filename" not in entry or "url" not in entry:
             continue
-        parsed = parse_file(entry["filename"], urllib.parse.urljoin(base, entry["url"]), entry, index)
+        url = entry["url"]
+        parsed = parse_file(entry["filename"], url if "://" in url else urllib.parse.urljoin(base, url), entry, index)
         if parsed is not None:
             out.append(parsed)
     return out

@@ -408,7 +408,8 @@ def _content_range(resp: Response, url: str) -> tuple[int, int, int]:
     if resp.status == 404:
         raise RemoteError(f"HTTP 404 Not Found from {redact(url)}")
     if resp.status != 206:
-        raise RemoteError(f"HTTP {resp.status} instead of 206 Partial Content for a range of {redact(url)}")
+        raise RemoteError(f"HTTP {resp.status} {_reason(resp.status)} instead of 206 Partial Content for a"
+                          f" range of {redact(url)}")
     header = resp.headers.get("Content-Range", "")
     match = _CONTENT_RANGE.match(header)
     if not match:
@@ -512,7 +513,8 @@ class RemoteZip:
         self.size = total
         self._tail = (start, data)
         pos = data.rfind(_EOCD)
-        while pos >= 0 and pos + 22 + struct.unpack_from("<H", data, pos + 20)[0] != len(data):
+        while pos >= 0 and (pos + 22 > len(data) or pos + 22 + struct.unpack_from("<H", data, pos + 20)[0]
+                            != len(data)):
             pos = data.rfind(_EOCD, 0, pos)  # that match was inside the archive comment
         if pos < 0:
             raise RemoteError(f"{redact(self.url)} is not a ZIP file (no end-of-central-directory record)")

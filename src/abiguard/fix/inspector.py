@@ -1,0 +1,50 @@
+"""The planner's view of the index: facts of a release's wheel for the target, and first-compatible search."""
+
+from __future__ import annotations
+
+from packaging.version import Version
+
+from abiguard.fix.planner import ReleaseFacts
+from abiguard.inspect import ErrorItem, InspectOptions, SearchItem, WheelItem, inspect_targets
+from abiguard.model import BuiltFor, TargetEnvironment
+from abiguard.sources.environment import platform_tag
+
+
+class IndexInspector:
+    """Answers for one target environment, memoised for the life of one command."""
+
+    def __init__(self, env: TargetEnvironment, *, use_cache: bool = True, index_url: str | None = None) -> None:
+        self._base = InspectOptions(
+            python_version=env.python_tag, platform=platform_tag(env), use_cache=use_cache, index_url=index_url
+        )
+        self._releases: dict[tuple[str, str], ReleaseFacts] = {}
+        self._first: dict[tuple[str, str], str | None] = {}
+        self.notes: list[str] = []
+
+    def _options(self, **changes: object) -> InspectOptions:
+        from dataclasses import replace
+
+        return replace(self._base, **changes)  # type: ignore[arg-type]
+
+    def release(self, name: str, version: str) -> ReleaseFacts:
+        key = (name, version)
+        if key not in self._releases:
+            report = inspect_targets([f"{name}=={version}"], self._options(sample=0))
+            self.notes.extend(n for n in report.notes if n not in self.notes)
+            item = report.items[0] if report.items else None
+            if isinstance(item, WheelItem):
+                out = item.report.outcome
+                self._releases[key] = ReleaseFacts(out.built_for, out.min_numpy, item.report.wheel_size)
+            else:
+                why = item.message if isinstance(item, ErrorItem) else "no answer from the index"
+                self._releases[key] = ReleaseFacts(BuiltFor.UNKNOWN, None, None, why)
+        return self._releases[key]
+
+    def first_compatible(self, name: str, numpy: Version) -> str | None:
+        key = (name, str(numpy))
+        if key not in self._first:
+            report = inspect_targets([name], self._options(first_compatible=True, numpy=str(numpy)))
+            self.notes.extend(n for n in report.notes if n not in self.notes)
+            item = report.items[0] if report.items else None
+            self._first[key] = item.found if isinstance(item, SearchItem) else None
+        return self._first[key]

@@ -1,0 +1,39 @@
+"""Human-readable `fix` plans: a table per plan and the exact commands for uv and pip."""
+
+from __future__ import annotations
+
+import shlex
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from abiguard.fix.planner import FixPlan
+
+
+def render_plans(fix: FixPlan, out: Console) -> None:
+    report = fix.report
+    culprits = [d for d in report.distributions if d.affected]
+    names = ", ".join(f"{d.name} {d.version}" for d in culprits)
+    out.print(f"[bold]{len(culprits)} distributions need a fix[/] under numpy {report.numpy}: {escape(names)}")
+    out.print()
+    for rank, plan in enumerate(fix.plans, 1):
+        label = "recommended" if rank == 1 else f"option {rank}"
+        out.print(f"[bold]Plan {rank} ({label}): {plan.strategy}[/]  "
+                  f"{len(plan.changes)} changes, checked statically: [green]no ABI conflict left[/]")
+        table = Table(show_edge=False, pad_edge=False)
+        for col in ("package", "from", "to", "why"):
+            table.add_column(col)
+        for c in plan.changes:
+            table.add_row(c.name, c.old or "-", c.new or "(removed)", plan.why.get(c.name, ""))
+        out.print(table)
+        for installer in ("uv", "pip"):
+            out.print(f"  {installer}:  [cyan]{escape(shlex.join(plan.commands[installer]))}[/]")
+        out.print()
+    for r in fix.rejected:
+        out.print(f"[yellow]not offered[/]: {r.strategy}: {escape(r.reason)}")
+    if fix.rejected:
+        out.print()
+    if not fix.plans:
+        out.print("[bold red]No safe plan found.[/] Each strategy above would leave an ABI conflict or cannot "
+                  "be resolved.")
