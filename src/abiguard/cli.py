@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from abiguard.fix.apply import ApplyResult
     from abiguard.fix.planner import Plan
-    from abiguard.model import TargetEnvironment
+    from abiguard.model import CheckReport, TargetEnvironment
 
 EXIT_OK, EXIT_CONFLICT, EXIT_ERROR = 0, 1, 2
 
@@ -130,6 +130,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_python(rb)
     rb.set_defaults(func=_rollback)
+
+    inst = sub.add_parser(
+        "install",
+        help="guarded install: refuse an install that would create an ABI conflict",
+        description="Resolve what `uv pip install ARGS` (or pip) would do over the whole environment, read the "
+        "wheels that would land remotely, and judge them together with what stays installed. A clean result "
+        "is installed (with a snapshot, re-checked, rolled back on failure); a conflict is refused with the "
+        "distributions that would break and a safe alternative.",
+        epilog="example: abiguard install -- \"numpy>=2\"\n"
+        "exit codes: 0 installed (or nothing to do), 1 refused or rolled back, 2 error",
+    )
+    _add_python(inst)
+    inst.add_argument("--installer", choices=("uv", "pip"), default=None,
+                      help="resolver and installer (default: uv when available, else pip)")
+    inst.add_argument("--force", action="store_true", help="install even if it creates a conflict (warns first)")
+    inst.add_argument("--dry-run", action="store_true", help="judge the install but do not perform it")
+    inst.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    _add_format(inst)
+    inst.add_argument("install_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                      help="requirements and options for the installer, after --")
+    inst.set_defaults(func=_install)
+
+    lock = sub.add_parser(
+        "lock-check",
+        help="check a lockfile or pinned requirements for ABI conflicts, without installing",
+        description="Pick the wheel each entry of a pylock.toml, uv.lock or pinned requirements file would "
+        "install on the target (by tags), read it remotely, and report conflicts exactly as `check` does. "
+        "No environment is created and nothing is installed.",
+        epilog=_EPILOG,
+    )
+    lock.add_argument("file", metavar="FILE", help="pylock.toml, pylock.NAME.toml, uv.lock or requirements.txt")
+    lock.add_argument("--python-version", metavar="X.Y", help="target Python (default: this one)")
+    lock.add_argument("--platform", metavar="TAG", help="target platform tag, e.g. manylinux_2_28_x86_64, "
+                      "win_amd64, macosx_11_0_arm64 (default: this machine)")
+    lock.add_argument("--index-url", metavar="URL", help="index for entries that name no wheel (requirements)")
+    lock.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    lock.add_argument("-v", "--verbose", action="store_true", help="list every distribution and module")
+    _add_format(lock)
+    lock.set_defaults(func=_lock_check)
 
     cons = sub.add_parser(
         "constraints",
@@ -273,6 +312,121 @@ def _rollback(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
+def _install(args: argparse.Namespace) -> int:
+    import shlex
+
+    from rich.markup import escape
+
+    from abiguard.fix import repair
+    from abiguard.fix.apply import ApplyError, apply_changes
+    from abiguard.fix.inspector import IndexInspector
+    from abiguard.fix.resolver import ResolveError, choose_installer
+    from abiguard.prevent.install import alternatives, judge_install
+    from abiguard.report.text import console
+
+    pip_args = [a for a in args.install_args if a != "--"] if args.install_args[:1] == ["--"] else args.install_args
+    if not pip_args:
+        ui.error("nothing to install", 'put the requirements after --, e.g. abiguard install -- "numpy>=2"')
+        return EXIT_ERROR
+    env = _probe(args.python)
+    if env is None:
+        return EXIT_ERROR
+    text = args.format == "text"
+    log = ui.status if text and ui.interactive() else None
+    try:
+        installer = choose_installer(args.installer)
+        current = repair.scan(env, use_cache=not args.no_cache)
+        inspector = IndexInspector(env, use_cache=not args.no_cache)
+        verdict = judge_install(current, pip_args, inspector, installer, log)
+        alternative = None if verdict.safe else alternatives(current, verdict, inspector, installer, log)
+    except ResolveError as exc:
+        ui.error(f"the installer cannot resolve this install: {exc}")
+        return EXIT_ERROR
+    out = console()
+    doc: dict[str, object] = {
+        "environment": {"python": env.python_version, "executable": env.executable},
+        "installer": installer, "args": pip_args,
+        "changes": [c.to_json() for c in verdict.changes], "problems": verdict.problems,
+        "alternative": None if alternative is None else {
+            "args": list(alternative.args), "changes": [c.to_json() for c in alternative.changes],
+            "command": ["abiguard", "install", "--python", env.executable, "--", *alternative.args],
+        },
+    }
+    if text:
+        for c in verdict.changes:
+            out.print(f"  {c.kind:9} {c.name} {c.old or ''}{' -> ' if c.old and c.new else ''}{c.new or ''}")
+    refused = not verdict.safe and not args.force
+    if not verdict.safe and text:
+        out.print()
+        out.print("[bold red]This install would break the environment:[/]")
+        for name, why in verdict.problems.items():
+            out.print(f"  {escape(name)}: {escape(why)}")
+        if alternative is not None:
+            cmd = shlex.join(["abiguard", "install", "--python", env.executable, "--", *alternative.args])
+            out.print(f"Safe alternative: [cyan]{escape(cmd)}[/]")
+            for c in alternative.changes:
+                out.print(f"  {c.kind:9} {c.name} {c.old or ''}{' -> ' if c.old and c.new else ''}{c.new or ''}")
+        else:
+            out.print("No safe alternative found (tried holding numpy below 2 and upgrading what breaks).")
+        if args.force:
+            out.print("[bold yellow]--force: installing anyway.[/]")
+    code = EXIT_CONFLICT if refused else EXIT_OK
+    if not refused and verdict.changes and not args.dry_run:
+        touched = {c.name for c in verdict.changes}
+        after = None if args.force else (lambda: repair.recheck(env, touched, verify=False))
+        try:
+            result = apply_changes(env, pip_args, touched=touched, installer=installer, after=after)
+        except ApplyError as exc:
+            ui.error(str(exc))
+            return EXIT_ERROR
+        doc["applied"] = {"ok": result.ok, "message": result.message, "restored": result.restored}
+        if text:
+            out.print(result.message)
+        code = EXIT_OK if result.ok else EXIT_CONFLICT
+    elif text and not verdict.changes:
+        out.print("Nothing to install: the requirements are already satisfied.")
+    doc["action"] = "refused" if refused else ("dry-run" if args.dry_run else "installed")
+    if not text:
+        from abiguard.report.json import dumps, envelope
+
+        print(dumps(envelope(**doc)))
+    return code
+
+
+def _lock_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from abiguard.prevent.lockcheck import LockCheckError, lock_check
+
+    path = Path(args.file)
+    if not path.is_file():
+        ui.error(f"no lockfile at {path}")
+        return EXIT_ERROR
+    show = args.format == "text" and ui.interactive()
+    try:
+        report = lock_check(path, python_version=args.python_version, platform=args.platform,
+                            use_cache=not args.no_cache, index_url=args.index_url,
+                            progress=ui.progress("reading wheels", show))
+    except LockCheckError as exc:
+        ui.error(str(exc))
+        return EXIT_ERROR
+    _render_check(report, args.format, args.verbose)
+    if report.has_conflicts:
+        return EXIT_CONFLICT
+    return EXIT_ERROR if report.errors else EXIT_OK
+
+
+def _render_check(report: CheckReport, fmt: str, verbose: bool) -> None:
+    if fmt == "json":
+        from abiguard.report.json import check_document, dumps
+
+        print(dumps(check_document(report)))
+    else:
+        from abiguard.report.text import console, render_check
+
+        render_check(report, console(), verbose=verbose)
+
+
 def _constraints(args: argparse.Namespace) -> int:
     from abiguard.check import CheckError, check
     from abiguard.prevent.constraints import render
@@ -315,14 +469,7 @@ def _check(args: argparse.Namespace) -> int:
         except VerifyError as exc:
             ui.error(str(exc))
             return EXIT_ERROR
-    if args.format == "json":
-        from abiguard.report.json import check_document, dumps
-
-        print(dumps(check_document(report)))
-    else:
-        from abiguard.report.text import console, render_check
-
-        render_check(report, console(), verbose=args.verbose)
+    _render_check(report, args.format, args.verbose)
     return EXIT_CONFLICT if report.has_conflicts else EXIT_OK
 
 

@@ -208,9 +208,10 @@ def confirms(static_verdict: str, outcome: ImportOutcome) -> bool | None:
     NumPy's C-API) and `at-risk` predict a successful import (at-risk modules import and then compute
     wrong results, which an import cannot see). Only `ok` and `numpy-abi` outcomes speak to the
     prediction: a crash, a timeout, a non-NumPy ImportError (a missing shared library, a missing
-    dependency) or a parent package that failed first all end the import before NumPy's ABI check
-    decides anything about this module, so they neither confirm nor refute. `unknown` predicts nothing.
-    A parent's failure does not count: the outcome is the module's own (see `ImportOutcome`).
+    dependency) or a parent package that could not be stood in for (`parent-failed`) all end the import
+    before NumPy's ABI check decides anything about this module, so they neither confirm nor refute.
+    `unknown` predicts nothing. A parent that failed but could be stood in for does not count: the
+    outcome is then the module's own (see `ImportOutcome`).
     """
     verdict = static_verdict.value if isinstance(static_verdict, Enum) else str(static_verdict)
     if verdict == "none":

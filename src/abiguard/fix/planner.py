@@ -251,37 +251,8 @@ def _verify(
     env: TargetEnvironment,
     say: Log,
 ) -> Plan:
-    """Judge the environment the change set would leave: new wheels read remotely, the rest from the scan."""
-    after = dict(installed)
-    for c in resolution.changes:
-        if c.new is None:
-            after.pop(c.name, None)
-        else:
-            after[c.name] = c.new
-    numpy = Version(after["numpy"]) if "numpy" in after else None
-    changed = {c.name for c in resolution.changes}
-    problems: list[str] = []
-    size = 0
-    for c in resolution.changes:
-        if c.new is None or c.name == "numpy":
-            continue
-        say(f"inspecting {c.name} {c.new} on the index")
-        facts = inspector.release(c.name, c.new)
-        size += facts.wheel_size or 0
-        problem = _judge_release(c.name, c.new, facts, numpy)
-        if problem:
-            problems.append(problem)
-    for d in report.distributions:
-        key = str(canonicalize_name(d.name))
-        if key in changed or key == "numpy":
-            continue
-        for b in d.binaries:
-            if b.facts.built_for is BuiltFor.UNKNOWN:
-                continue  # unreadable before and after: the plan neither causes nor cures it
-            problem = _judge_release(d.name, d.version, ReleaseFacts(b.facts.built_for, b.facts.min_numpy), numpy)
-            if problem:
-                problems.append(problem)
-                break
+    """A plan from a resolution: the change set judged statically, with the commands that make it."""
+    problems, size = judge_changes(report, installed, resolution.changes, inspector, say)
     commands = {
         "uv": install_command(env, "uv", [f"{c.name}=={c.new}" for c in resolution.changes if c.new]),
         "pip": install_command(env, "pip", [f"{c.name}=={c.new}" for c in resolution.changes if c.new]),
@@ -289,18 +260,63 @@ def _verify(
     for c in resolution.changes:
         why.setdefault(c.name, "required by the resolver for a consistent set")
     return Plan(strategy, tuple(requirements), tuple(constraints), resolution.changes, not problems,
-                tuple(problems), commands, why, size)
+                tuple(problems.values()), commands, why, size)
+
+
+def judge_changes(
+    report: CheckReport,
+    installed: dict[str, str],
+    changes: Iterable[Change],
+    inspector: ReleaseInspector,
+    say: Log | None = None,
+) -> tuple[dict[str, str], int]:
+    """Judge the environment a change set would leave: new wheels read remotely, the rest from the scan.
+
+    Returns the problems by canonical distribution name, and the download size of the new wheels."""
+    changes = list(changes)
+    after = dict(installed)
+    for c in changes:
+        if c.new is None:
+            after.pop(c.name, None)
+        else:
+            after[c.name] = c.new
+    numpy = Version(after["numpy"]) if "numpy" in after else None
+    changed = {c.name for c in changes}
+    problems: dict[str, str] = {}
+    size = 0
+    for c in changes:
+        if c.new is None or c.name == "numpy":
+            continue
+        if say is not None:
+            say(f"inspecting {c.name} {c.new} on the index")
+        facts = inspector.release(c.name, c.new)
+        size += facts.wheel_size or 0
+        problem = _judge_release(c.name, c.new, facts, numpy)
+        if problem:
+            problems[c.name] = problem
+    for d in report.distributions:
+        key = str(canonicalize_name(d.name))
+        if key in changed or key == "numpy":
+            continue
+        for b in d.binaries:
+            if b.facts.built_for is BuiltFor.UNKNOWN:
+                continue  # unreadable before and after: a change neither causes nor cures it
+            problem = _judge_release(d.name, d.version, ReleaseFacts(b.facts.built_for, b.facts.min_numpy), numpy)
+            if problem:
+                problems[key] = problem
+                break
+    return problems, size
 
 
 def _judge_release(name: str, version: str, facts: ReleaseFacts, numpy: Version | None) -> str | None:
     if facts.built_for in (BuiltFor.NONE,):
         return None
     if numpy is None:
-        return f"{name} {version} needs numpy, which the plan removes"
+        return f"{name} {version} needs numpy, which would be removed"
     if facts.built_for is BuiltFor.NUMPY1 and numpy >= NUMPY2:
-        return f"{name} {version} is built for NumPy 1.x but the plan installs numpy {numpy}"
+        return f"{name} {version} is built for NumPy 1.x but numpy would be {numpy}"
     if facts.built_for is BuiltFor.NUMPY2 and facts.min_numpy and numpy < Version(facts.min_numpy):
-        return f"{name} {version} needs numpy >= {facts.min_numpy} but the plan installs numpy {numpy}"
+        return f"{name} {version} needs numpy >= {facts.min_numpy} but numpy would be {numpy}"
     if facts.built_for is BuiltFor.UNKNOWN:
         return f"{name} {version}: {facts.note or 'its wheel could not be judged'}"
     return None

@@ -30,7 +30,8 @@ def render_check(report: CheckReport, out: Console, verbose: bool = False) -> No
     env = report.environment
     numpy = report.numpy or "not installed"
     what_if = f" (hypothetical; installed: {report.numpy_installed or 'none'})" if report.hypothetical else ""
-    out.print(f"[bold]Python {env.python_version}[/] at {escape(env.executable)}, numpy {numpy}{what_if}")
+    where = f"for {env.platform}" if not env.site_packages else "at"
+    out.print(f"[bold]Python {env.python_version}[/] {where} {escape(env.executable)}, numpy {numpy}{what_if}")
     out.print()
     shown = [d for d in report.distributions if d.verdict is not Verdict.OK or verbose]
     for dist in shown:
@@ -46,6 +47,10 @@ def render_check(report: CheckReport, out: Console, verbose: bool = False) -> No
         for p in report.declared:
             have = f"{p.installed} is installed" if p.installed else "it is not installed"
             out.print(f"  {escape(p.distribution)} {p.version} requires {escape(p.requirement)}, but {have}")
+        out.print()
+    for message in report.errors:
+        out.print(f"[bold red]error[/]: {escape(message)}")
+    if report.errors:
         out.print()
     _refuted(report, out)
     _summary(report, out)
@@ -84,7 +89,8 @@ def _distribution(dist: DistributionFinding, report: CheckReport, out: Console, 
         out.print(f"    evidence: {escape(first.path)} has [cyan]{text}[/] ({e.marker}) at {e.offset:#x}")
     out.print(f"    consequence: {escape(_consequence(first))}")
     if dist.verdict in (Verdict.BROKEN, Verdict.AT_RISK):
-        out.print(f"    why pip allowed it: {escape(_why(dist))}")
+        if dist.numpy_requirement is not None or report.environment.site_packages:
+            out.print(f"    why pip allowed it: {escape(_why(dist))}")
         for line in _ways_out(dist, report):
             out.print(f"    way out: {escape(line)}")
     out.print()

@@ -1,0 +1,69 @@
+"""`abiguard install`: resolve what an install would do, judge the result statically, then install or refuse.
+
+The wheels that would land are read remotely (never downloaded whole) and judged together with the binaries
+that stay. A refusal comes with a safe alternative found the way `fix` finds plans: the same install with
+`numpy<2` added, or with the distributions it would break upgraded to their first compatible release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from packaging.version import Version
+
+from abiguard.fix.planner import ReleaseInspector, judge_changes
+from abiguard.fix.repair import Scan
+from abiguard.fix.resolver import Change, ResolveError, resolve
+from abiguard.rules.numpy import NUMPY2
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the install would do and what it would break (problems new to the environment only)."""
+
+    args: tuple[str, ...]
+    changes: tuple[Change, ...]
+    problems: dict[str, str]
+
+    @property
+    def safe(self) -> bool:
+        return not self.problems
+
+
+def judge_install(current: Scan, args: Sequence[str], inspector: ReleaseInspector, installer: str,
+                  log: Log | None = None) -> Verdict:
+    resolution = resolve(current.env, current.installed, list(args), installer=installer)
+    before, _ = judge_changes(current.report, current.installed, (), inspector)
+    after, _ = judge_changes(current.report, current.installed, resolution.changes, inspector, log)
+    new = {name: why for name, why in after.items() if name not in before}
+    return Verdict(tuple(args), resolution.changes, new)
+
+
+def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, installer: str,
+                 log: Log | None = None) -> Verdict | None:
+    """The first variant of the install that is safe: hold numpy below 2, or upgrade what it would break."""
+    numpy_after = next((c.new for c in verdict.changes if c.name == "numpy" and c.new), None)
+    candidates: list[list[str]] = []
+    if numpy_after is not None and Version(numpy_after) >= NUMPY2:
+        broken = [name for name in verdict.problems if name != "numpy"]
+        upgrades: list[str] = []
+        for name in broken:
+            first = inspector.first_compatible(name, Version(numpy_after))
+            if first is None:
+                upgrades: list[str] = []
+                break
+            upgrades.append(f"{name}>={first}")
+        if upgrades:
+            candidates.append([*verdict.args, *upgrades])
+        candidates.append([*verdict.args, "numpy<2"])
+    for args in candidates:
+        try:
+            candidate = judge_install(current, args, inspector, installer, log)
+        except ResolveError:
+            continue
+        if candidate.safe:
+            return candidate
+    return None
