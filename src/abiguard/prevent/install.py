@@ -53,7 +53,7 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
         for name in broken:
             first = inspector.first_compatible(name, Version(numpy_after))
             if first is None:
-                upgrades: list[str] = []
+                upgrades = []
                 break
             upgrades.append(f"{name}>={first}")
         if upgrades:
