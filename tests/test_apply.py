@@ -52,6 +52,7 @@ INSTALLERS = ["uv", "pip"]
 def _uv_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """The installers abiguard runs use the test's uv cache (fast, offline after the first run)."""
     monkeypatch.setenv("UV_CACHE_DIR", uv_env()["UV_CACHE_DIR"])
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")  # an unreachable index fails at once instead of after 11 s
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
 
 
@@ -308,7 +309,7 @@ def test_installer_failing_midway_is_restored(venv: Path, state: Path, tmp_path:
 @pytest.mark.parametrize(
     ("installer", "args", "expect"),
     [
-        ("uv", ["--index-url", "http://127.0.0.1:9/simple", "numpy==1.25.2"], "uv failed"),
+        ("uv", ["--index-url", "http://127.0.0.1:9/simple", "numpy==1.25.2"], "Connection refused"),
         ("uv", ["numpy==1.26.4", "pandas==0.0.0"], "uv failed"),
         ("pip", ["numpy==1.26.4", "pandas==0.0.0"], "No matching distribution"),
     ],
@@ -504,6 +505,21 @@ def test_read_only_environment_is_refused_before_any_change(
     with pytest.raises(ApplyError, match="cannot write to .*: run abiguard as the owner"):
         apply_changes(env_of(venv), ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
     assert installed(venv)["numpy"] == "2.0.2"
+
+
+def test_snapshot_that_cannot_be_written_refuses_cleanly(
+    venv: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(pairs: list[tuple[str, str]], **kw: Any) -> None:
+        raise OSError(28, "No space left on device", pairs[0][1])
+
+    monkeypatch.setattr(apply_mod, "_copy_files", full)
+    env = env_of(venv)
+    with pytest.raises(ApplyError, match="cannot write the snapshot under .*: No space left on device"):
+        apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
+    assert installed(venv)["numpy"] == "2.0.2"
+    assert last_snapshot(env, state) is None
+    assert not any((state / "snapshots").rglob("*.partial"))
 
 
 def test_unwritable_state_dir_is_a_clear_error(venv: Path, tmp_path: Path) -> None:

@@ -171,12 +171,16 @@ def apply_changes(
         started = time.monotonic()
         snap, manifest = _take_snapshot(env, prefix, sites, dists, touched_keys, installer, args, snaps)
         snapshot_seconds = time.monotonic() - started
-        _journal(snap, PENDING, "installer about to run")
+        try:
+            _journal(snap, PENDING, "installer about to run")
+        except OSError as exc:
+            shutil.rmtree(snap, ignore_errors=True)
+            raise ApplyError(f"cannot write the journal in {snap}: {exc.strerror or exc}") from None
 
         def undo(reason: str, returncode: int | None, tail: str, install_seconds: float) -> ApplyResult:
             t0 = time.monotonic()
             try:
-                outcome = _restore(env, snap, manifest, journal_state=PENDING, after_infos=None, thorough=True)
+                outcome = _restore(env, snap, manifest, after_infos=None, thorough=True)
             except Exception as exc:
                 _journal(snap, RESTORE_FAILED, f"{reason}; restore failed: {exc}")
                 return ApplyResult(
@@ -262,15 +266,14 @@ def rollback(
                 message=f"nothing to do: snapshot {snap.name} was already restored ({journal.get('updated')})",
             )
         prefix = _real(env.prefix)
+        if manifest.get("prefix_real") != prefix:
+            raise ApplyError(f"snapshot {snap} belongs to {manifest.get('prefix')}, not to {env.prefix}")
         sites = _site_dirs(env)
         _check_writable(env, prefix, sites, _scan(sites), set(manifest["touched"]))
         after_infos = journal.get("after_dist_infos") if state == APPLIED else None
         t0 = time.monotonic()
         try:
-            outcome = _restore(env, snap, manifest, journal_state=state, after_infos=after_infos,
-                               thorough=state != APPLIED)
-        except ApplyError:
-            raise
+            outcome = _restore(env, snap, manifest, after_infos=after_infos, thorough=state != APPLIED)
         except Exception as exc:
             _journal(snap, RESTORE_FAILED, f"rollback failed: {exc}")
             raise ApplyError(f"rollback from {snap} failed: {_one_line(str(exc))}") from None
@@ -579,8 +582,32 @@ def _take_snapshot(
     args: list[str],
     snaps: Path,
 ) -> tuple[Path, dict[str, Any]]:
-    _real_dir.cache_clear()
+    """Copy what the change may touch into a new snapshot directory; nothing in the environment changes.
+
+    The directory is written as `<stamp>.partial` and renamed when complete, so a crash here leaves nothing
+    a rollback would use. Any failure (a full disk) is a clean refusal before the installer runs."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    partial = snaps / (stamp + _PARTIAL)
+    try:
+        return _write_snapshot(env, prefix, sites, dists, touched, installer, args, snaps, stamp)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ApplyError(f"cannot write the snapshot under {snaps}: {exc.strerror or exc}{where}") from None
+
+
+def _write_snapshot(
+    env: TargetEnvironment,
+    prefix: str,
+    sites: list[str],
+    dists: list[_Dist],
+    touched: list[str],
+    installer: str,
+    args: list[str],
+    snaps: Path,
+    stamp: str,
+) -> tuple[Path, dict[str, Any]]:
+    _real_dir.cache_clear()
     final = snaps / stamp
     partial = snaps / (stamp + _PARTIAL)
     partial.mkdir(parents=True)
@@ -736,15 +763,12 @@ def _restore(
     snap: Path,
     manifest: dict[str, Any],
     *,
-    journal_state: str,
     after_infos: list[str] | None,
     thorough: bool,
 ) -> _Outcome:
     """Make the touched distributions exactly as in the snapshot, and remove what the change added."""
     _real_dir.cache_clear()
     prefix = _real(env.prefix)
-    if manifest.get("prefix_real") != prefix:
-        raise ApplyError(f"snapshot {snap} belongs to {manifest.get('prefix')}, not to {env.prefix}")
     files_dir = snap / "files"
     outcome = _Outcome()
     sites = _site_dirs(env)
@@ -995,9 +1019,15 @@ def _tail(output: str, lines: int = TAIL_LINES) -> str:
 
 
 def _error_line(output: str) -> str:
+    """The installer's last error line; for uv, with the innermost `cause:` that follows it (the real why)."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if re.match(r"(error|ERROR)\b", ln)]
-    chosen = errors[-1] if errors else (lines[-1] if lines else "no output")
+    errors = [i for i, ln in enumerate(lines) if re.match(r"(error|ERROR)\b", ln)]
+    if not errors:
+        return _one_line(_redact(lines[-1] if lines else "no output"))
+    chosen = lines[errors[-1]]
+    causes = [ln for ln in lines[errors[-1] + 1:] if ln.startswith("cause:")]
+    if causes:
+        chosen += f" ({causes[-1][len('cause:'):].strip()})"
     return _one_line(_redact(chosen))
 
 
