@@ -168,7 +168,9 @@ CHILD = textwrap.dedent(
 )
 
 
-def start_child(python: Path, args: list[str], touched: list[str], installer: str, state: Path) -> subprocess.Popen[str]:
+def start_child(
+    python: Path, args: list[str], touched: list[str], installer: str, state: Path
+) -> subprocess.Popen[str]:
     """Another abiguard process applying a change to the same environment."""
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(python), json.dumps(args), json.dumps(touched), installer, str(state)],
@@ -181,7 +183,9 @@ def wheel(path: Path, name: str, files: dict[str, bytes], version: str = "1.0") 
     dist = f"{name.replace('-', '_')}-{version}"
     files = dict(files)
     files[f"{dist}.dist-info/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode()
-    files[f"{dist}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist}.dist-info/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     rows = []
     for n, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -349,6 +353,24 @@ def test_after_rejecting_the_change_restores(venv: Path, state: Path, how: str) 
     assert diff(tree, snapshot_tree(root)) == []
 
 
+def test_untouched_distribution_changed_by_the_installer_is_kept_and_reported(
+    venv: Path, state: Path, tmp_path: Path
+) -> None:
+    """A resolver set that missed a distribution: the restore keeps its new version rather than nothing."""
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    v1 = wheel(tmp_path / "v1", "abiguard-extra", {"abiguard_extra.py": b"X = 1\n"})
+    v2 = wheel(tmp_path / "v2", "abiguard-extra", {"abiguard_extra.py": b"X = 2\n"}, version="2.0")
+    subprocess.run([apply_mod.find_uv() or "uv", "pip", "install", "--quiet", "--python", str(venv), str(v1)],
+                   check=True)
+    result = apply_changes(env_of(venv), ["numpy==1.26.4", str(v2)], touched=["numpy"], installer="uv",
+                           after=lambda: "reject", state_dir=state)
+    assert not result.ok and not result.restored
+    assert "except abiguard-extra==1.0 (now 2.0): not in the touched set" in result.message
+    assert installed(venv)["numpy"] == "2.0.2"
+    assert installed(venv)["abiguard-extra"] == "2.0"
+
+
 def test_new_distributions_are_removed_and_nothing_outside_the_prefix_is_touched(
     venv: Path, state: Path, tmp_path: Path
 ) -> None:
@@ -410,7 +432,7 @@ def test_sigkill_mid_install_then_rollback(venv: Path, state: Path, installer: s
     env = env_of(venv)
     snap = last_snapshot(env, state)
     assert snap is not None and snapshot_state(snap) == PENDING
-    with pytest.raises(ApplyError, match="did not finish.*rollback"):
+    with pytest.raises(ApplyError, match=r"did not finish.*rollback"):
         apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer=installer, state_dir=state)
 
     back = rollback(env, state_dir=state)
@@ -431,7 +453,7 @@ def test_killed_abiguard_leaves_the_lock_to_its_installer(venv: Path, state: Pat
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     env = env_of(venv)
-    with pytest.raises(ApplyError, match="being changed by another abiguard.*installer is still running"):
+    with pytest.raises(ApplyError, match=r"being changed by another abiguard.*installer is still running"):
         rollback(env, state_dir=state, lock_timeout=0.3)
     slow_index.release.set()  # the orphaned uv gets its 404, fails and exits, dropping the lock
     back = rollback(env, state_dir=state, lock_timeout=60)
@@ -474,7 +496,7 @@ def test_concurrent_apply_waits_then_fails_clearly_or_proceeds(
 
 
 def test_rollback_without_snapshot_is_a_clear_error(venv: Path, state: Path) -> None:
-    with pytest.raises(ApplyError, match="no snapshot of .* nothing to roll back"):
+    with pytest.raises(ApplyError, match=r"no snapshot of .* nothing to roll back"):
         rollback(env_of(venv), state_dir=state)
 
 
@@ -483,7 +505,7 @@ def test_missing_installers_are_clear_errors(tmp_path: Path, state: Path, monkey
     subprocess.run([apply_mod.find_uv() or "uv", "venv", "--quiet", "--python", sys.executable, str(bare)],
                    check=True, env=uv_env())
     env = env_of(bare / "bin" / "python")
-    with pytest.raises(ApplyError, match="pip is not installed in .*: use --installer uv"):
+    with pytest.raises(ApplyError, match=r"pip is not installed in .*: use --installer uv"):
         apply_changes(env, ["numpy"], touched=["numpy"], installer="pip", state_dir=state)
     monkeypatch.setattr(apply_mod, "find_uv", lambda: None)
     with pytest.raises(ApplyError, match="uv not found"):
@@ -502,7 +524,7 @@ def test_read_only_environment_is_refused_before_any_change(
     real_access = os.access
     # tests run as root here, where chmod does not stop writes: simulate a read-only environment
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p).startswith(root) else real_access(p, mode))
-    with pytest.raises(ApplyError, match="cannot write to .*: run abiguard as the owner"):
+    with pytest.raises(ApplyError, match=r"cannot write to .*: run abiguard as the owner"):
         apply_changes(env_of(venv), ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
     assert installed(venv)["numpy"] == "2.0.2"
 
@@ -515,7 +537,7 @@ def test_snapshot_that_cannot_be_written_refuses_cleanly(
 
     monkeypatch.setattr(apply_mod, "_copy_files", full)
     env = env_of(venv)
-    with pytest.raises(ApplyError, match="cannot write the snapshot under .*: No space left on device"):
+    with pytest.raises(ApplyError, match=r"cannot write the snapshot under .*: No space left on device"):
         apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
     assert installed(venv)["numpy"] == "2.0.2"
     assert last_snapshot(env, state) is None
@@ -525,5 +547,5 @@ def test_snapshot_that_cannot_be_written_refuses_cleanly(
 def test_unwritable_state_dir_is_a_clear_error(venv: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(ApplyError, match="cannot create .*ABIGUARD_STATE_DIR"):
+    with pytest.raises(ApplyError, match=r"cannot create .*ABIGUARD_STATE_DIR"):
         apply_changes(env_of(venv), ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=blocker / "x")

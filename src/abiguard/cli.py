@@ -256,7 +256,8 @@ def _fix(args: argparse.Namespace) -> int:
             render_plans(fixplan, out)
         code = EXIT_OK
         if args.apply:
-            applied, code = _apply(args, env, fixplan.plans[0], installer, out if text else None)
+            applied, code = _apply(args, env, fixplan.plans[0], installer, out if text else None,
+                                   repair.affected_names(fixplan.report))
     if not text:
         from abiguard.report.json import dumps, fix_document
 
@@ -265,7 +266,7 @@ def _fix(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, installer: str,
-           out: Console | None) -> tuple[ApplyResult | None, int]:
+           out: Console | None, affected: set[str]) -> tuple[ApplyResult | None, int]:
     from rich.markup import escape
 
     from abiguard.fix import repair
@@ -281,10 +282,13 @@ def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, insta
             ui.error("not applied")
             return None, EXIT_CONFLICT
     touched = repair.touched_names(chosen)
+    index = ["--index-url", args.index_url] if args.index_url else []  # install from where the plan was made
     try:
         result = apply_changes(
-            env, chosen.pins(), touched=touched, installer=installer,
-            after=lambda: repair.recheck(env, touched, verify=not args.no_verify),
+            env, [*index, *chosen.pins()], touched=touched, installer=installer,
+            # the imports that prove the fix: what changed, and what was broken before (after a numpy
+            # downgrade, the culprit's modules rather than numpy's)
+            after=lambda: repair.recheck(env, touched | affected, verify=not args.no_verify),
         )
     except ApplyError as exc:
         ui.error(str(exc))
@@ -321,7 +325,7 @@ def _install(args: argparse.Namespace) -> int:
     from abiguard.fix.apply import ApplyError, apply_changes
     from abiguard.fix.inspector import IndexInspector
     from abiguard.fix.resolver import ResolveError, choose_installer
-    from abiguard.prevent.install import alternatives, judge_install
+    from abiguard.prevent.install import alternatives, judge_install, recheck_new
     from abiguard.report.text import console
 
     pip_args = [a for a in args.install_args if a != "--"] if args.install_args[:1] == ["--"] else args.install_args
@@ -368,12 +372,17 @@ def _install(args: argparse.Namespace) -> int:
                 out.print(f"  {c.kind:9} {c.name} {c.old or ''}{' -> ' if c.old and c.new else ''}{c.new or ''}")
         else:
             out.print("No safe alternative found (tried holding numpy below 2 and upgrading what breaks).")
-        if args.force:
+        if args.force and not args.dry_run:
             out.print("[bold yellow]--force: installing anyway.[/]")
+    if not verdict.safe and args.force and not args.dry_run and not text:
+        sys.stderr.write(f"abiguard: warning: --force: installing although it breaks {', '.join(verdict.problems)}\n")
     code = EXIT_CONFLICT if refused else EXIT_OK
+    action = "refused" if refused else ("nothing-to-do" if not verdict.changes else
+                                        ("dry-run" if args.dry_run else "installed"))
     if not refused and verdict.changes and not args.dry_run:
         touched = {c.name for c in verdict.changes}
-        after = None if args.force else (lambda: repair.recheck(env, touched, verify=False))
+        # only conflicts the install creates undo it; ones the environment already had are not its doing
+        after = None if args.force else (lambda: recheck_new(current, use_cache=not args.no_cache))
         try:
             result = apply_changes(env, pip_args, touched=touched, installer=installer, after=after)
         except ApplyError as exc:
@@ -383,9 +392,13 @@ def _install(args: argparse.Namespace) -> int:
         if text:
             out.print(result.message)
         code = EXIT_OK if result.ok else EXIT_CONFLICT
+        action = "installed" if result.ok else ("rolled-back" if result.restored else "failed")
     elif text and not verdict.changes:
         out.print("Nothing to install: the requirements are already satisfied.")
-    doc["action"] = "refused" if refused else ("dry-run" if args.dry_run else "installed")
+    elif text and args.dry_run:
+        out.print("Dry run: nothing was installed." if refused or not verdict.safe
+                  else "Dry run: this install is safe; nothing was installed.")
+    doc["action"] = action
     if not text:
         from abiguard.report.json import dumps, envelope
 

@@ -192,10 +192,10 @@ def decide(hits: Hits, packer: str | None = None) -> NumpyFacts:
         reason = None
         if "R4a" in hits or "R4b" in hits:
             reason = "also carries NumPy 1.x header literals (R4a/R4b): part of it may be built for NumPy 1.x"
-        return NumpyFacts(BuiltFor.NUMPY2, min_numpy, producer, evidence("R1", "R2", "R3", "R4a", "R4b", "R5"),
+        return NumpyFacts(BuiltFor.NUMPY2, min_numpy, producer, evidence("R1", "R2", "R3", "R4a", "R4b", "R5", "R7"),
                           reason)
     if ("R4" in hits and c_api) or "R4a" in hits or "R4b" in hits:
-        return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R4", "R4a", "R4b", "R3", "R5"))
+        return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R4", "R4a", "R4b", "R3", "R5", "R6"))
     if producer is Producer.PYBIND11_OLD:
         return NumpyFacts(BuiltFor.NUMPY1, None, producer, evidence("R5", "api"))
     rust = "rust-numpy" in hits and "api" in hits

@@ -113,7 +113,7 @@ def resolve_state_dir(state_dir: Path | None = None) -> Path:
 
 def env_key(env: TargetEnvironment) -> str:
     """Stable id of an environment: the same venv reached through a symlink gets the same snapshots and lock."""
-    return hashlib.sha256(_real(env.prefix).encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(os.path.normcase(_real(env.prefix)).encode("utf-8")).hexdigest()[:16]
 
 
 def snapshots_dir(env: TargetEnvironment, state_dir: Path | None = None) -> Path:
@@ -194,7 +194,7 @@ def apply_changes(
             _prune(snaps, keep_snapshots)
             message = f"{reason}; the environment was restored from the snapshot"
             if outcome.missing:
-                message += f", except {', '.join(outcome.missing)} (not in the snapshot; reinstall it)"
+                message += f", except {', '.join(outcome.missing)}: not in the touched set, reinstall it"
             return ApplyResult(
                 ok=False, snapshot=snap, restored=not outcome.missing, output_tail=tail, returncode=returncode,
                 message=message, snapshot_seconds=snapshot_seconds, install_seconds=install_seconds,
@@ -266,7 +266,7 @@ def rollback(
                 message=f"nothing to do: snapshot {snap.name} was already restored ({journal.get('updated')})",
             )
         prefix = _real(env.prefix)
-        if manifest.get("prefix_real") != prefix:
+        if os.path.normcase(str(manifest.get("prefix_real"))) != os.path.normcase(prefix):
             raise ApplyError(f"snapshot {snap} belongs to {manifest.get('prefix')}, not to {env.prefix}")
         sites = _site_dirs(env)
         _check_writable(env, prefix, sites, _scan(sites), set(manifest["touched"]))
@@ -285,7 +285,7 @@ def rollback(
         if outcome.removed_dists:
             message += f"; removed {', '.join(outcome.removed_dists)}"
         if outcome.missing:
-            message += f"; could not restore {', '.join(outcome.missing)} (not in the snapshot; reinstall it)"
+            message += f"; could not restore {', '.join(outcome.missing)}: not in the touched set, reinstall it"
         return RollbackResult(
             ok=not outcome.missing, snapshot=snap, restored=True, message=message, restore_seconds=seconds,
             notes=tuple(outcome.notes),
@@ -433,7 +433,8 @@ class _Dist:
 
 
 def _real(path: str) -> str:
-    return os.path.normcase(os.path.realpath(path))
+    # No normcase: paths are also written back on restore, and Windows must get its original spelling.
+    return os.path.realpath(path)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -444,6 +445,7 @@ def _real_dir(path: str) -> str:
 
 
 def _inside(path: str, root: str) -> bool:
+    path, root = os.path.normcase(path), os.path.normcase(root)
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -508,7 +510,7 @@ def _resolve(site: str, entry: str, prefix: str) -> str | None:
     parent = _real_dir(os.path.dirname(full))
     if not _inside(parent, prefix):
         return None
-    return os.path.join(parent, os.path.normcase(os.path.basename(full)))
+    return os.path.join(parent, os.path.basename(full))
 
 
 def _is_file(path: str) -> bool:
@@ -780,10 +782,14 @@ def _restore(
     touched = set(manifest["touched"])
     before = {str(i["dist_info"]) for i in manifest["installed"] if i["inside_prefix"]}
     added_by_change = set(after_infos) - before if after_infos is not None else None
+    # An untouched distribution the installer changed anyway is not in the snapshot: keeping its new version
+    # is better than leaving nothing (the outcome reports it).
+    untouched_before = {str(i["key"]) for i in manifest["installed"] if i["inside_prefix"]} - touched
 
     def is_new(d: _Dist) -> bool:
         rel = _rel(d.path, prefix)
-        return rel not in before and (added_by_change is None or rel in added_by_change)
+        return (rel not in before and (added_by_change is None or rel in added_by_change)
+                and d.key not in untouched_before)
 
     current = _scan(sites)
     remove = [d for d in current if d.key in touched or is_new(d)]
@@ -855,12 +861,12 @@ def _restore(
     # 5. copy the snapshot back; unlink first, the file may be a hard link into uv's cache
     pairs = [(os.path.join(files_dir, *rel.split("/")), target(rel)) for rel in sorted(restore)]
     for parent in sorted({os.path.dirname(dst) for _, dst in pairs}):
-        os.makedirs(parent, exist_ok=True)
-        if not _inside(_real(parent), prefix):
+        if not _inside(_real(parent), prefix):  # before creating anything through a link
             raise ApplyError(f"refusing to restore into {parent}: it leads outside {env.prefix}")
+        os.makedirs(parent, exist_ok=True)
     _copy_files(pairs, replace=True)
     for d in manifest["dists"]:
-        record = os.path.join(d["dist_info_path"], "RECORD")
+        record = f"{d['dist_info_path']}/RECORD"
         if record in restore and not _same_bytes(os.path.join(files_dir, record), target(record)):
             raise ApplyError(f"{record} differs from the snapshot after the restore")
 
@@ -874,10 +880,12 @@ def _restore(
                 break
             empty = os.path.dirname(empty)
 
-    # 7. distributions the change removed without naming them cannot come back from the snapshot
+    # 7. distributions the change altered without naming them cannot come back from the snapshot
+    now = {d.key: d.version for d in _scan(sites)}
     for item in manifest["installed"]:
         if item["inside_prefix"] and item["key"] not in touched and not os.path.isdir(target(item["dist_info"])):
-            outcome.missing.append(f"{item['name']}=={item['version']}")
+            state = f"now {now[item['key']]}" if item["key"] in now else "now absent"
+            outcome.missing.append(f"{item['name']}=={item['version']} ({state})")
     return outcome
 
 
@@ -992,11 +1000,12 @@ def _copy_files(pairs: list[tuple[str, str]], *, replace: bool = False) -> None:
                 os.unlink(dst)
         shutil.copy2(src, dst, follow_symlinks=False)
         if not os.path.islink(dst):
-            fd = os.open(dst, os.O_RDWR if sys.platform == "win32" else os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with contextlib.suppress(OSError):  # durability is best effort: a mode without read access is legal
+                fd = os.open(dst, os.O_RDWR if sys.platform == "win32" else os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     if not replace:
         for parent in sorted({os.path.dirname(dst) for _, dst in pairs}):

@@ -97,8 +97,11 @@ def plan_fix(
     strategy: str = "auto",
     installer: str = "uv",
     log: Log | None = None,
+    index_url: str | None = None,
 ) -> FixPlan:
-    """Plans for every strategy asked for, each resolved over the whole environment and checked statically."""
+    """Plans for every strategy asked for, each resolved over the whole environment and checked statically.
+
+    `index_url` (the user's `--index-url`) is given to the resolver and written into the plans' commands."""
     say = log or (lambda _msg: None)
     env = report.environment
     culprits = [d for d in report.distributions if d.verdict in (Verdict.BROKEN, Verdict.AT_RISK)]
@@ -115,17 +118,19 @@ def plan_fix(
         try:
             requirements, constraints, why = build()
             say(f"resolving the {name} plan with {installer}")
-            resolution, requirements = _resolve_smallest(env, installed, requirements, constraints, installer)
+            resolution, requirements = _resolve_smallest(env, installed, requirements, constraints, installer,
+                                                         index_url)
         except (ResolveError, _NoPlan) as exc:
             rejected.append(Rejected(name, str(exc)))
             continue
-        plan = _verify(name, requirements, constraints, why, resolution, report, installed, inspector, env, say)
+        plan = _verify(name, requirements, constraints, why, resolution, report, installed, inspector, env, say,
+                       index_url)
         if plan.verified_static:
             plans.append(plan)
         else:
             rejected.append(Rejected(name, "; ".join(plan.problems)))
     if not plans and strategy in ("auto", "mixed") and len(culprits) > 0:
-        mixed = _mixed(report, installed, inspector, installer, env, say)
+        mixed = _mixed(report, installed, inspector, installer, env, say, index_url)
         if isinstance(mixed, Plan):
             plans.append(mixed)
         else:
@@ -150,7 +155,7 @@ def _binaries(report: CheckReport) -> Iterable[tuple[str, BuiltFor, str | None]]
 
 def _resolve_smallest(
     env: TargetEnvironment, installed: dict[str, str], requirements: list[str], constraints: list[str],
-    installer: str,
+    installer: str, index_url: str | None = None,
 ) -> tuple[Resolution, list[str]]:
     """Exactly the first compatible releases when the resolver accepts them, else anything from there up.
 
@@ -158,10 +163,12 @@ def _resolve_smallest(
     exact = [r.replace(">=", "==", 1) if ">=" in r and not r.startswith("numpy") else r for r in requirements]
     if exact != requirements:
         try:
-            return resolve(env, installed, exact, constraints=constraints, installer=installer), exact
+            return resolve(env, installed, exact, constraints=constraints, installer=installer,
+                           index_url=index_url), exact
         except ResolveError:
             pass
-    return resolve(env, installed, requirements, constraints=constraints, installer=installer), requirements
+    resolution = resolve(env, installed, requirements, constraints=constraints, installer=installer, index_url=index_url)
+    return resolution, requirements
 
 
 def _downgrade_request(report: CheckReport) -> tuple[list[str], list[str], dict[str, str]]:
@@ -216,6 +223,7 @@ def _mixed(
     installer: str,
     env: TargetEnvironment,
     say: Log,
+    index_url: str | None = None,
 ) -> Plan | Rejected:
     """Upgrade the NumPy-1.x culprits and move numpy to 2 (or above the floors) at once."""
     floors = [Version(m) for _, built, m in _binaries(report) if built is BuiltFor.NUMPY2 and m]
@@ -232,10 +240,10 @@ def _mixed(
         requirements.append(f"{key}>={first}")
         why[key] = f"first release built for numpy {target}"
     try:
-        resolution, requirements = _resolve_smallest(env, installed, requirements, [], installer)
+        resolution, requirements = _resolve_smallest(env, installed, requirements, [], installer, index_url)
     except ResolveError as exc:
         return Rejected("mixed", str(exc))
-    plan = _verify("mixed", requirements, [], why, resolution, report, installed, inspector, env, say)
+    plan = _verify("mixed", requirements, [], why, resolution, report, installed, inspector, env, say, index_url)
     return plan if plan.verified_static else Rejected("mixed", "; ".join(plan.problems))
 
 
@@ -250,12 +258,13 @@ def _verify(
     inspector: ReleaseInspector,
     env: TargetEnvironment,
     say: Log,
+    index_url: str | None = None,
 ) -> Plan:
     """A plan from a resolution: the change set judged statically, with the commands that make it."""
     problems, size = judge_changes(report, installed, resolution.changes, inspector, say)
     commands = {
-        "uv": install_command(env, "uv", [f"{c.name}=={c.new}" for c in resolution.changes if c.new]),
-        "pip": install_command(env, "pip", [f"{c.name}=={c.new}" for c in resolution.changes if c.new]),
+        tool: install_command(env, tool, [f"{c.name}=={c.new}" for c in resolution.changes if c.new], index_url)
+        for tool in ("uv", "pip")
     }
     for c in resolution.changes:
         why.setdefault(c.name, "required by the resolver for a consistent set")

@@ -86,21 +86,26 @@ def resolve(
     constraints: Sequence[str] = (),
     installer: str = "uv",
     timeout: float = 300.0,
+    index_url: str | None = None,
 ) -> Resolution:
     """The changes installing `requirements` into the environment would make (nothing is installed).
 
     `installed` maps canonical names to installed versions; every one of them takes part in the resolution.
+    `index_url` replaces the installer's configured index, as `--index-url` does.
     """
     with tempfile.TemporaryDirectory(prefix="abiguard-resolve-") as tmp:
         names = os.path.join(tmp, "installed.txt")
         with open(names, "w") as fh:
             fh.write("\n".join(sorted(installed)) + "\n")
-        cons = os.path.join(tmp, "constraints.txt")
-        with open(cons, "w") as fh:
-            fh.write("\n".join(constraints) + "\n")
+        extra = ["--index-url", index_url] if index_url else []
+        if constraints:  # an empty constraints file makes uv print a warning into the resolver's message
+            cons = os.path.join(tmp, "constraints.txt")
+            with open(cons, "w") as fh:
+                fh.write("\n".join(constraints) + "\n")
+            extra += ["-c", cons]
         if installer == "uv":
-            return _uv(env, installed, requirements, names, cons, timeout)
-        return _pip(env, installed, requirements, names, cons, tmp, timeout)
+            return _uv(env, installed, requirements, names, extra, timeout)
+        return _pip(env, installed, requirements, names, extra, tmp, timeout)
 
 
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -117,13 +122,13 @@ def _failure(proc: subprocess.CompletedProcess[str]) -> ResolveError:
     return ResolveError("\n".join(lines[-12:]) or f"resolver exited with {proc.returncode}")
 
 
-def _uv(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str, cons: str,
-        timeout: float) -> Resolution:
+def _uv(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str,
+        extra: list[str], timeout: float) -> Resolution:
     uv = find_uv()
     if uv is None:
         raise ResolveError("uv is not available")
     cmd = [uv, "pip", "install", "--python", env.executable, "--dry-run", "--output-format", "json",
-           "-r", names, "-c", cons, *requirements]
+           "-r", names, *extra, *requirements]
     proc = _run(cmd, timeout)
     if proc.returncode != 0:
         raise _failure(proc)
@@ -143,12 +148,12 @@ def _uv(env: TargetEnvironment, installed: dict[str, str], requirements: Sequenc
     return Resolution("uv", changes, tuple(cmd))
 
 
-def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str, cons: str,
-         tmp: str, timeout: float) -> Resolution:
+def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str,
+         extra: list[str], tmp: str, timeout: float) -> Resolution:
     report = os.path.join(tmp, "report.json")
     base = _pip_command(env)
     cmd = [*base, "install", "--dry-run", "--quiet", "--disable-pip-version-check", "--report", report,
-           "-r", names, "-c", cons, *requirements]
+           "-r", names, *extra, *requirements]
     proc = _run(cmd, timeout)
     if proc.returncode != 0:
         raise _failure(proc)
@@ -179,8 +184,15 @@ def _diff(removed: dict[str, str], added: dict[str, str]) -> tuple[Change, ...]:
     return tuple(changes)
 
 
-def install_command(env: TargetEnvironment, installer: str, pins: Sequence[str]) -> list[str]:
-    """The command a user (or `fix --apply`) runs to make exactly these changes."""
+def install_command(
+    env: TargetEnvironment, installer: str, pins: Sequence[str], index_url: str | None = None
+) -> list[str]:
+    """The command a user runs to make exactly these changes (`fix --apply` runs the same arguments).
+
+    A password in `index_url` is masked: the command is printed, and credentials never are."""
+    from abiguard.sources.remote import redact
+
+    index = ["--index-url", redact(index_url)] if index_url else []
     if installer == "uv":
-        return ["uv", "pip", "install", "--python", env.executable, *pins]
-    return [env.executable, "-m", "pip", "install", *pins]
+        return ["uv", "pip", "install", "--python", env.executable, *index, *pins]
+    return [env.executable, "-m", "pip", "install", *index, *pins]

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from abiguard.fix.planner import ReleaseInspector, judge_changes
 from abiguard.fix.repair import Scan
 from abiguard.fix.resolver import Change, ResolveError, resolve
+from abiguard.model import Verdict as Health
 from abiguard.rules.numpy import NUMPY2
 
 Log = Callable[[str], None]
@@ -66,4 +68,22 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
             continue
         if candidate.safe:
             return candidate
+    return None
+
+
+def recheck_new(current: Scan, *, use_cache: bool = True) -> str | None:
+    """After a guarded install: None unless a distribution that was not broken or at risk before now is.
+
+    Conflicts the environment already had are not the install's doing (`judge_install` ignores them too), so
+    they must not undo it: installing an unrelated package into an already broken environment is allowed."""
+    from abiguard.fix.repair import scan
+
+    bad = (Health.BROKEN, Health.AT_RISK)
+    already = {str(canonicalize_name(d.name)) for d in current.report.distributions if d.verdict in bad}
+    after = scan(current.env, use_cache=use_cache)
+    new = [d for d in after.report.distributions
+           if d.verdict in bad and str(canonicalize_name(d.name)) not in already]
+    if new:
+        names = ", ".join(f"{d.name} {d.version} ({d.verdict.value})" for d in new)
+        return f"the install created ABI conflicts: {names}"
     return None

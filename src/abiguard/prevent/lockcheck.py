@@ -40,9 +40,14 @@ class LockCheckError(Exception):
 
 
 def default_platform() -> str:
+    """This machine's most specific wheel platform tag, e.g. manylinux_2_36_x86_64, win_amd64, macosx_14_0_arm64.
+
+    packaging may list the plain `linux_<arch>` tag first on Linux; taken as the target it would accept no
+    manylinux or musllinux wheel (nothing on PyPI), so the first tag that is not plain `linux_*` wins."""
     from packaging.tags import platform_tags
 
-    return next(iter(platform_tags()))
+    tags = list(platform_tags())
+    return next((t for t in tags if not t.startswith("linux_")), tags[0])
 
 
 def lock_check(

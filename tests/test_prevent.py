@@ -1,0 +1,362 @@
+"""Prevention, end to end through the CLI: the guarded `install` on real venvs with real uv and pip, and
+`lock-check` on lockfiles written by the real uv. Nothing is mocked; the index is the configured one.
+
+The classic break: pandas 2.0.3 is built for NumPy 1.x, so `numpy>=2` must not be installed next to it, while
+pandas 2.2.2 and later are built for NumPy 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.version import Version
+
+from tests.support.venvs import make_venv, site_packages, uv, uv_env
+
+pytestmark = [pytest.mark.network, pytest.mark.venv]
+
+OLD = ("numpy==1.26.4", "pandas==2.0.3")
+BROKEN_PINS = "pandas==2.0.3\nnumpy==2.0.2\n"
+FIXED_PINS = "pandas==2.2.3\nnumpy==2.0.2\n"
+LINUX = ["--python-version", "3.11", "--platform", "manylinux_2_28_x86_64"]
+UNKNOWN = "nonexistent-package-abiguard-xyz"
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def result_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One result cache for the module: wheels read once are not read again by the next test."""
+    return tmp_path_factory.mktemp("abiguard-cache")
+
+
+@pytest.fixture
+def cli(tmp_path: Path, result_cache: Path) -> Cli:
+    """`cli("check", "--python", PY)`: abiguard in a subprocess, with its cache and state in temporary dirs."""
+    env = uv_env()  # no VIRTUAL_ENV; the installers share the tests' uv cache
+    env["ABIGUARD_CACHE_DIR"] = str(result_cache)
+    env["ABIGUARD_STATE_DIR"] = str(tmp_path / "state")
+    env.pop("CI", None)
+
+    def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "abiguard", *map(str, args)], capture_output=True, text=True,
+                              env=env, cwd=cwd, timeout=300, stdin=subprocess.DEVNULL)
+
+    return run
+
+
+def records(python: Path) -> dict[str, bytes]:
+    """Every RECORD of the venv, byte for byte: any install, upgrade or removal changes this."""
+    site = site_packages(python)
+    return {p.parent.name: p.read_bytes() for p in sorted(site.glob("*.dist-info/RECORD"))}
+
+
+def version_of(python: Path, name: str) -> str:
+    out = subprocess.run([str(python), "-I", "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def document(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.stdout.lstrip().startswith("{"), proc.stdout + proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def verdicts(doc: dict[str, Any]) -> dict[str, str]:
+    return {d["name"]: d["verdict"] for d in doc["distributions"]}
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single `abiguard: error:` line (no traceback, nothing else on stderr)."""
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("abiguard: error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def old_venv(tmp_path: Path) -> Path:
+    """numpy 1.26.4 + pandas 2.0.3: consistent today, broken by any `numpy>=2`."""
+    return make_venv(tmp_path / "venv", *OLD)
+
+
+# -- guarded install ---------------------------------------------------------------------------------
+
+
+def test_install_refuses_numpy2_and_its_alternative_works(cli: Cli, old_venv: Path) -> None:
+    py = old_venv
+    before = records(py)
+    assert {"numpy-1.26.4.dist-info", "pandas-2.0.3.dist-info"} <= set(before)
+
+    # text: refused, names pandas and why, proposes a ready command
+    refused = cli("install", "--python", py, "--", "numpy>=2")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    out = refused.stdout
+    assert "This install would break the environment" in out
+    assert "pandas: pandas 2.0.3 is built for NumPy 1.x but numpy would be 2." in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("Safe alternative: ")]
+    text_command = shlex.split(line.removeprefix("Safe alternative: "))
+
+    # JSON: the same verdict, as a document
+    doc = document(cli("install", "--python", py, "--format", "json", "--", "numpy>=2"))
+    assert doc["action"] == "refused"
+    assert doc["args"] == ["numpy>=2"]
+    (numpy_change,) = [c for c in doc["changes"] if c["name"] == "numpy"]
+    assert numpy_change["from"] == "1.26.4" and Version(numpy_change["to"]) >= Version("2")
+    assert numpy_change["kind"] == "upgrade"
+    assert set(doc["problems"]) == {"pandas"}
+    assert "built for NumPy 1.x" in doc["problems"]["pandas"]
+    alt = doc["alternative"]
+    assert sorted(alt["args"]) == ["numpy>=2", "pandas>=2.2.2"]  # 2.2.2: the first pandas built for NumPy 2
+    assert alt["command"] == text_command
+    assert alt["command"][:5] == ["abiguard", "install", "--python", str(py.resolve()), "--"]
+    by_name = {c["name"]: c for c in alt["changes"]}
+    assert by_name["pandas"]["kind"] == "upgrade" and Version(by_name["pandas"]["to"]) >= Version("2.2.2")
+    assert Version(by_name["numpy"]["to"]) >= Version("2")
+
+    # dry-run of the alternative: judged safe, nothing installed
+    dry = cli("install", "--python", py, "--dry-run", "--format", "json", "--", "pandas>=2.2.2", "numpy>=2")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert document(dry)["action"] == "dry-run" and document(dry)["problems"] == {}
+    dry_text = cli("install", "--python", py, "--dry-run", "--", "numpy>=2")
+    assert dry_text.returncode == 1 and "Dry run: nothing was installed." in dry_text.stdout
+
+    # nothing of the above touched the environment
+    assert records(py) == before
+    assert version_of(py, "numpy") == "1.26.4"
+
+    # the proposed command, run as printed: installs, and the result checks clean and imports
+    assert text_command[:2] == ["abiguard", "install"]
+    done = cli(*text_command[2:])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "installed with uv" in done.stdout
+    assert Version(version_of(py, "numpy")) >= Version("2")
+    assert Version(version_of(py, "pandas")) >= Version("2.2.2")
+    check = cli("check", "--python", py)
+    assert check.returncode == 0, check.stdout + check.stderr
+    imported = subprocess.run([str(py), "-c", "import pandas; pandas.DataFrame({'a': [1, 2]}).sum()"],
+                              capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
+
+    # the same requirements again: nothing to do
+    again = document(cli("install", "--python", py, "--format", "json", "--", "pandas>=2.2.2", "numpy>=2"))
+    assert again["action"] == "nothing-to-do" and again["changes"] == []
+
+
+def test_install_force_installs_after_a_warning(cli: Cli, old_venv: Path) -> None:
+    py = old_venv
+    forced = cli("install", "--python", py, "--force", "--", "numpy>=2")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "This install would break the environment" in forced.stdout
+    assert forced.stdout.index("--force: installing anyway.") < forced.stdout.index("installed with uv")
+    assert Version(version_of(py, "numpy")) >= Version("2")
+    assert version_of(py, "pandas") == "2.0.3"
+
+    check = cli("check", "--python", py, "--format", "json")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert verdicts(document(check))["pandas"] == "broken"
+
+
+def test_install_refusal_with_pip(cli: Cli, old_venv: Path) -> None:
+    py = old_venv
+    before = records(py)
+    proc = cli("install", "--python", py, "--installer", "pip", "--format", "json", "--", "numpy>=2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert doc["installer"] == "pip" and doc["action"] == "refused"
+    assert set(doc["problems"]) == {"pandas"}
+    assert any(c["name"] == "numpy" and c["from"] == "1.26.4" for c in doc["changes"])
+    assert doc["alternative"] is not None
+    assert any(a.startswith("pandas>=") for a in doc["alternative"]["args"])
+    assert records(py) == before
+
+
+def test_install_into_an_already_broken_env_is_not_undone_for_old_conflicts(cli: Cli, tmp_path: Path) -> None:
+    """pandas 2.0.3 on numpy 2.0.2 is broken before the install; adding `six` does not make it worse."""
+    py = make_venv(tmp_path / "broken", "numpy==2.0.2", "pandas==2.0.3")
+    proc = cli("install", "--python", py, "--format", "json", "--", "six==1.17.0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert doc["problems"] == {} and doc["action"] == "installed" and doc["applied"]["ok"] is True
+    assert version_of(py, "six") == "1.17.0"
+
+
+# -- lock-check: real lockfiles written by uv --------------------------------------------------------
+
+
+def _uv(*args: str, cwd: Path) -> None:
+    done = subprocess.run([uv(), *args], cwd=cwd, env=uv_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def _compile(root: Path, pins: str, *extra: str, target: str = "x86_64-manylinux_2_28") -> Path:
+    """`uv pip compile` of `pins` in a directory of its own; `extra` picks the format and output name."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "req.in").write_text(pins)
+    _uv("pip", "compile", "--quiet", "--python-version", "3.11", "--python-platform", target, *extra, "req.in",
+        cwd=root)
+    return root
+
+
+def _project(root: Path, pins: str) -> Path:
+    deps = ", ".join(json.dumps(p) for p in pins.split())
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "demo"\nversion = "0.1.0"\nrequires-python = ">=3.11"\ndependencies = [{deps}]\n'
+    )
+    _uv("lock", "--quiet", "--python", sys.executable, cwd=root)
+    return root / "uv.lock"
+
+
+@pytest.fixture(scope="module")
+def locks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("locks")
+    found: dict[str, Path] = {}
+    for pair, pins in (("broken", BROKEN_PINS), ("fixed", FIXED_PINS)):
+        d = _compile(root / f"pylock-{pair}", pins, "--format", "pylock.toml", "-o", "pylock.toml")
+        found[f"pylock-{pair}"] = d / "pylock.toml"
+        d = _compile(root / f"req-{pair}", pins, "--generate-hashes", "-o", "requirements.txt")
+        found[f"requirements-{pair}"] = d / "requirements.txt"
+        found[f"uvlock-{pair}"] = _project(root / f"project-{pair}", pins)
+        for triple, tag in (("x86_64-pc-windows-msvc", "win_amd64"), ("aarch64-apple-darwin", "macosx_11_0_arm64")):
+            d = _compile(root / f"pylock-{tag}-{pair}", pins, "--format", "pylock.toml", "-o", "pylock.toml",
+                         target=triple)
+            found[f"pylock-{tag}-{pair}"] = d / "pylock.toml"
+    return found
+
+
+@pytest.mark.parametrize("kind", ["pylock", "uvlock", "requirements"])
+def test_lock_check_broken_pair(cli: Cli, locks: dict[str, Path], kind: str) -> None:
+    lockfile = locks[f"{kind}-broken"]
+    if kind == "requirements":  # pins and hashes only: each wheel is looked up on the index
+        assert "--hash=sha256:" in lockfile.read_text() and "https://" not in lockfile.read_text()
+    text = cli("lock-check", lockfile, *LINUX)
+    assert text.returncode == 1, text.stdout + text.stderr
+    assert "broken  pandas 2.0.3" in text.stdout
+    assert "1 broken" in text.stdout
+
+    proc = cli("lock-check", lockfile, *LINUX, "--format", "json")
+    assert proc.returncode == 1
+    doc = document(proc)
+    assert doc["errors"] == []
+    assert doc["environment"]["numpy"] == "2.0.2"
+    assert verdicts(doc) == {"pandas": "broken"}
+    (pandas,) = doc["distributions"]
+    assert pandas["version"] == "2.0.3"
+    assert any(b["built_for"] == "numpy1" and b["path"].endswith("x86_64-linux-gnu.so") for b in pandas["binaries"])
+
+
+@pytest.mark.parametrize("kind", ["pylock", "uvlock", "requirements"])
+def test_lock_check_fixed_pair_is_clean(cli: Cli, locks: dict[str, Path], kind: str) -> None:
+    proc = cli("lock-check", locks[f"{kind}-fixed"], *LINUX, "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert doc["errors"] == []
+    assert verdicts(doc) == {"pandas": "ok"}
+    (pandas,) = doc["distributions"]
+    assert pandas["version"] == "2.2.3"
+    assert any(b["built_for"] == "numpy2" for b in pandas["binaries"])
+
+
+@pytest.mark.parametrize(("tag", "suffix"), [("win_amd64", ".cp311-win_amd64.pyd"),
+                                             ("macosx_11_0_arm64", "-darwin.so")])
+def test_lock_check_windows_and_macos_targets(cli: Cli, locks: dict[str, Path], tag: str, suffix: str) -> None:
+    broken = cli("lock-check", locks[f"pylock-{tag}-broken"], "--python-version", "3.11", "--platform", tag,
+                 "--format", "json")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    doc = document(broken)
+    assert doc["environment"]["platform"] == tag and doc["errors"] == []
+    assert verdicts(doc) == {"pandas": "broken"}
+    bad = [b for b in doc["distributions"][0]["binaries"] if b["verdict"] == "broken"]
+    assert bad and all(b["path"].endswith(suffix) for b in bad)
+
+    fixed = cli("lock-check", locks[f"pylock-{tag}-fixed"], "--python-version", "3.11", "--platform", tag,
+                "--format", "json")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert verdicts(document(fixed)) == {"pandas": "ok"}
+
+
+def _glibc_x86_64_2_28() -> bool:
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return False
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        return False
+    name, _, version = libc.partition(" ")
+    return name == "glibc" and Version(version) >= Version("2.28")
+
+
+@pytest.mark.skipif(not _glibc_x86_64_2_28(), reason="needs an x86_64 glibc >= 2.28 machine for the manylinux lock")
+def test_lock_check_default_platform_is_this_machine(cli: Cli, locks: dict[str, Path]) -> None:
+    """Without --platform the target is this machine, which accepts manylinux wheels (not only `linux_x86_64`)."""
+    doc = document(cli("lock-check", locks["pylock-broken"], "--python-version", "3.11", "--format", "json"))
+    assert doc["errors"] == []
+    assert doc["environment"]["platform"].startswith("manylinux_")
+    assert verdicts(doc) == {"pandas": "broken"}
+
+
+# -- lock-check: errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("pylock.toml", 'lock-version = "1.0"\n[[packages]\nname = "pandas"\n'),
+    ("uv.lock", "version = 1\n[[package]]\nname = \n"),
+])
+def test_lock_check_malformed_toml(cli: Cli, tmp_path: Path, name: str, content: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    proc = cli("lock-check", path, *LINUX)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    line = one_line_error(proc)
+    assert str(path) in line and "invalid TOML" in line
+
+
+def test_lock_check_unknown_package_is_one_error_among_results(cli: Cli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken" / "requirements.txt"
+    broken.parent.mkdir()
+    broken.write_text(BROKEN_PINS + f"{UNKNOWN}==1.0\n")
+    # conflicts and errors: the conflict decides (exit 1), the error is reported with it
+    proc = cli("lock-check", broken, *LINUX, "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pandas": "broken"}
+    (error,) = doc["errors"]
+    assert UNKNOWN in error and "1.0" in error and "\n" not in error
+
+    text = cli("lock-check", broken, *LINUX)
+    assert text.returncode == 1 and "Traceback" not in text.stderr
+    assert "broken  pandas 2.0.3" in text.stdout
+    assert len([ln for ln in text.stdout.splitlines() if UNKNOWN in ln]) == 1
+
+    # errors only: exit 2, the other entries still judged
+    clean = tmp_path / "clean" / "requirements.txt"
+    clean.parent.mkdir()
+    clean.write_text(FIXED_PINS + f"{UNKNOWN}==1.0\n")
+    proc = cli("lock-check", clean, *LINUX, "--format", "json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pandas": "ok"}
+    assert len(doc["errors"]) == 1 and UNKNOWN in doc["errors"][0]
+
+
+def test_lock_check_missing_file(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "pylock.toml"
+    proc = cli("lock-check", missing, *LINUX)
+    assert proc.returncode == 2
+    assert str(missing) in one_line_error(proc)
