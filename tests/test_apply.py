@@ -409,6 +409,37 @@ def test_new_distributions_are_removed_and_nothing_outside_the_prefix_is_touched
     assert sorted(manifest["dists"][0]["outside_prefix"]) == sorted([str(outside), rel_out])
 
 
+def test_a_rollback_that_dies_midway_can_be_run_again(
+    venv: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = venv_root(venv)
+    tree = snapshot_tree(root)
+    env = env_of(venv)
+    result = apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
+    assert result.ok and result.snapshot is not None
+    real_copy = apply_mod._copy_files
+
+    def broken(pairs: list[tuple[str, str]], *, replace: bool = False) -> None:
+        real_copy(pairs[: len(pairs) // 2], replace=replace)
+        raise exc
+
+    monkeypatch.setattr(apply_mod, "_copy_files", broken)
+    exc: BaseException = OSError(5, "Input/output error")
+    with pytest.raises(ApplyError, match=r"rollback from .* failed: \[Errno 5\] Input/output error"):
+        rollback(env, state_dir=state)
+    assert snapshot_state(result.snapshot) == "restore-failed"
+    exc = KeyboardInterrupt()  # dies without a chance to write the journal
+    with pytest.raises(KeyboardInterrupt):
+        rollback(env, state_dir=state)
+    assert snapshot_state(result.snapshot) == "restoring"
+    with pytest.raises(ApplyError, match="did not finish"):
+        apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
+    monkeypatch.setattr(apply_mod, "_copy_files", real_copy)
+    back = rollback(env, state_dir=state)
+    assert back.ok and back.restored, back.message
+    assert diff(tree, snapshot_tree(root)) == []
+
+
 # -- interrupted applies -----------------------------------------------------------------------------
 
 

@@ -219,6 +219,21 @@ def test_rust_numpy() -> None:
     assert (new.built_for, new.min_numpy) == (BuiltFor.NUMPY2, None)
     old = classify([(0, common + b"numpy.core.multiarraynumpy.core.umath")])
     assert old.built_for is BuiltFor.NUMPY1 and old.reason is not None and "rust-numpy" in old.reason
+    assert (new.producer, old.producer) == (Producer.RUST_NUMPY_NEW, Producer.RUST_NUMPY_OLD)
+
+
+def test_old_bindings_under_numpy2_are_at_risk_not_broken() -> None:
+    """They import under NumPy 2 and then read 1.x structures: wrong results, not an import error."""
+    from packaging.version import Version
+
+    from abiguard.model import BinaryFacts, Verdict
+    from abiguard.rules.numpy import judge
+
+    for producer in (Producer.PYBIND11_OLD, Producer.RUST_NUMPY_OLD):
+        facts = BinaryFacts("elf", BuiltFor.NUMPY1, None, producer)
+        assert judge(facts, Version("2.0.2"))[0] is Verdict.AT_RISK
+        assert judge(facts, Version("1.26.4"))[0] is Verdict.OK
+    assert judge(BinaryFacts("elf", BuiltFor.NUMPY1, None, Producer.CYTHON), Version("2.0.2"))[0] is Verdict.BROKEN
 
 
 def test_c_api_name_without_a_version_marker_is_unknown() -> None:

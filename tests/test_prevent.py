@@ -123,7 +123,7 @@ def test_install_refuses_numpy2_and_its_alternative_works(cli: Cli, old_venv: Pa
     alt = doc["alternative"]
     assert sorted(alt["args"]) == ["numpy>=2", "pandas>=2.2.2"]  # 2.2.2: the first pandas built for NumPy 2
     assert alt["command"] == text_command
-    assert alt["command"][:5] == ["abiguard", "install", "--python", str(py.resolve()), "--"]
+    assert alt["command"][:5] == ["abiguard", "install", "--python", os.path.abspath(py), "--"]
     by_name = {c["name"]: c for c in alt["changes"]}
     assert by_name["pandas"]["kind"] == "upgrade" and Version(by_name["pandas"]["to"]) >= Version("2.2.2")
     assert Version(by_name["numpy"]["to"]) >= Version("2")

@@ -28,7 +28,14 @@ class Producer(str, Enum):
     PYBIND11_OLD = "pybind11<2.12"
     PYBIND11_NEW = "pybind11>=2.12"
     F2PY = "f2py"
+    RUST_NUMPY_OLD = "rust-numpy<0.22"
+    RUST_NUMPY_NEW = "rust-numpy>=0.22"
     UNKNOWN = "unknown"
+
+    @property
+    def misbehaves_silently(self) -> bool:
+        """Bindings that import under NumPy 2 but keep reading NumPy 1.x structures (at-risk, not broken)."""
+        return self in (Producer.PYBIND11_OLD, Producer.RUST_NUMPY_OLD)
 
 
 class Verdict(str, Enum):

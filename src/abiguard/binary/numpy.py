@@ -224,6 +224,8 @@ def _producer(hits: Hits) -> Producer:
         return Producer.PYBIND11_NEW
     if "R5" in hits and "pybind11" in hits and "api" in hits:
         return Producer.PYBIND11_OLD
+    if "rust-numpy" in hits and "api" in hits:
+        return Producer.RUST_NUMPY_NEW if "R12" in hits else Producer.RUST_NUMPY_OLD
     if "R8" in hits:
         return Producer.F2PY
     if "R9" in hits or "cython" in hits:

@@ -167,7 +167,8 @@ def _resolve_smallest(
                            index_url=index_url), exact
         except ResolveError:
             pass
-    resolution = resolve(env, installed, requirements, constraints=constraints, installer=installer, index_url=index_url)
+    resolution = resolve(env, installed, requirements, constraints=constraints, installer=installer,
+                         index_url=index_url)
     return resolution, requirements
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
 
-from abiguard.check import check_environment, verify_findings
+from abiguard.check import check_environment
 from abiguard.fix.planner import FixPlan, Plan, plan_fix
 from abiguard.model import CheckReport, TargetEnvironment, Verdict
 from abiguard.sources.environment import InstalledDistribution, iter_distributions
@@ -48,9 +47,12 @@ def recheck(env: TargetEnvironment, touched: set[str], *, verify: bool = True, t
 
     `touched` (canonical names) should hold what the install changed and what was broken before it: after a
     numpy downgrade the modules that prove the fix are the culprit's, not numpy's. All those modules are
-    first imported together in one process of the target (a couple of seconds even for pandas); only when
-    that does not succeed cleanly is each imported in its own process, to say which fails and why (one
-    interpreter start per module: about a minute for pandas on two cores)."""
+    first imported together in one process of the target (a couple of seconds even for pandas); only the
+    ones that fail there (numpy ships test modules that never import) are then imported each in its own
+    process, which says why. Isolating every module costs one interpreter start per module: about a minute
+    for pandas on two cores, so that is done only when the shared process itself dies or hangs."""
+    from abiguard.verify import CRASHED, NUMPY_ABI, verify_modules
+
     after = scan(env)
     bad = [d for d in after.report.distributions if d.verdict in (Verdict.BROKEN, Verdict.AT_RISK)]
     if bad:
@@ -58,17 +60,12 @@ def recheck(env: TargetEnvironment, touched: set[str], *, verify: bool = True, t
         return f"the environment still has ABI conflicts after the install: {names}"
     if not verify:
         return None
-    modules = [b.module for d in after.report.distributions if canonicalize_name(d.name) in touched
-               for b in d.binaries if b.module]
-    if _import_together(env.executable, modules, timeout):
-        return None
-    verified = verify_findings(after.report, everything=True, timeout=timeout, only=touched)
-    failed = [
-        f"{b.module}: {b.verified.message}"
-        for d in verified.distributions
-        for b in d.binaries
-        if b.verified is not None and b.verified.outcome in ("numpy-abi", "crashed")
-    ]
+    modules = list(dict.fromkeys(b.module for d in after.report.distributions
+                                 if canonicalize_name(d.name) in touched for b in d.binaries if b.module))
+    together = _import_together(env.executable, modules, timeout)
+    suspects = modules if together is None else together
+    outcomes = verify_modules(env.executable, suspects, timeout=timeout)
+    failed = [f"{m}: {o.message}" for m, o in outcomes.items() if o.outcome in (NUMPY_ABI, CRASHED)]
     if failed:
         return f"{len(failed)} modules fail to import after the install, e.g. {failed[0]}"
     return None
@@ -84,51 +81,51 @@ def affected_names(report: CheckReport) -> set[str]:
             if d.verdict in (Verdict.BROKEN, Verdict.AT_RISK)}
 
 
-# Run as `python -I -B -c _TOGETHER TOKEN BYTECODE MODULE...`: imports every module in this one process, with
-# what modules print sent to stderr, and writes TOKEN to the real stdout only when every import succeeded (a
-# module that exits the process, or crashes it, therefore never passes). Python 3.6 syntax, like verify's child.
+# Run as `python -I -B -c _TOGETHER TOKEN MODULE...`: imports every module in this one process, with what the
+# modules print sent to stderr, and at the end writes TOKEN and the names that failed to the real stdout. A
+# module that ends or crashes the process leaves no such line. Python 3.6 syntax, like verify's child. `-B`
+# writes nothing into the environment; a shared bytecode directory (as verify uses) would not help a single
+# process, and writing it costs more than compiling in memory.
 _TOGETHER = r"""
 import os, sys
 report = os.dup(1)
 os.dup2(2, 1)
-if sys.argv[2] and hasattr(sys, 'pycache_prefix'):
-    sys.pycache_prefix = sys.argv[2]
-    sys.dont_write_bytecode = False
-ok = True
-for name in sys.argv[3:]:
+failed = []
+for name in sys.argv[2:]:
     try:
         __import__(name)
     except BaseException:
-        ok = False
-        break
+        failed.append(name)
 for stream in (sys.stdout, sys.stderr):
     try:
         stream.flush()
     except BaseException:
         pass
-if ok:
-    os.write(report, sys.argv[1].encode('ascii'))
+os.write(report, (sys.argv[1] + ' '.join(failed)).encode('utf-8'))
 os._exit(0)
 """
 
 
-def _import_together(python: str, modules: list[str], timeout: float) -> bool:
-    """True when every module imports in one fresh process of `python`; False says nothing about which fails."""
+def _import_together(python: str, modules: list[str], timeout: float) -> list[str] | None:
+    """The modules that fail to import in one fresh process of `python` that imports them all, in order;
+    None when that process did not get to the end (crash, exit, timeout)."""
     if not modules:
-        return True
+        return []
     import secrets
     import subprocess
     import tempfile
 
-    token = "abiguard-ok-" + secrets.token_hex(8)
+    token = "abiguard-imported-" + secrets.token_hex(8) + ":"
     with tempfile.TemporaryDirectory(prefix="abiguard-recheck-", ignore_cleanup_errors=True) as scratch:
         try:
             proc = subprocess.run(
-                [python, "-I", "-B", "-c", _TOGETHER, token, os.path.join(scratch, "bytecode"),
-                 *dict.fromkeys(modules)],
+                [python, "-I", "-B", "-c", _TOGETHER, token, *modules],
                 cwd=scratch, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 timeout=timeout,
             )
         except (OSError, subprocess.TimeoutExpired):
-            return False
-    return proc.returncode == 0 and proc.stdout.decode("ascii", "replace").strip() == token
+            return None
+    out = proc.stdout.decode("utf-8", "replace")
+    if proc.returncode != 0 or not out.startswith(token):
+        return None
+    return out[len(token):].split()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from abiguard.model import BuiltFor, CheckReport, Producer
+from abiguard.model import BuiltFor, CheckReport
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,9 @@ def numpy_bounds(report: CheckReport) -> list[Bound]:
             continue
         old = [b for b in d.binaries if b.facts.built_for is BuiltFor.NUMPY1]
         if old:
-            risky = sum(1 for b in old if b.facts.producer is Producer.PYBIND11_OLD)
+            risky = sum(1 for b in old if b.facts.producer is not None and b.facts.producer.misbehaves_silently)
             what = f"{len(old)} shared objects built for NumPy 1.x" + (
-                f" ({risky} pybind11 < 2.12)" if risky else "")
+                f" ({risky} of them import but misbehave under NumPy 2)" if risky else "")
             v1.append(f"{d.name} {d.version}: {what}")
         for b in d.binaries:
             if b.facts.built_for is BuiltFor.NUMPY2 and b.facts.min_numpy:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from packaging.version import Version
 
-from abiguard.model import BinaryFacts, BuiltFor, Producer, Verdict
+from abiguard.model import BinaryFacts, BuiltFor, Verdict
 
 NUMPY2 = Version("2")
 
@@ -20,9 +20,9 @@ def judge(facts: BinaryFacts, numpy: Version | None) -> tuple[Verdict, str | Non
     if facts.built_for is BuiltFor.NUMPY1:
         if numpy < NUMPY2:
             return Verdict.OK, None
-        if facts.producer is Producer.PYBIND11_OLD:
+        if facts.producer is not None and facts.producer.misbehaves_silently:
             return Verdict.AT_RISK, (
-                f"pybind11 < 2.12 built on NumPy 1.x: imports under numpy {numpy} but reads NumPy 1.x "
+                f"{facts.producer.value} built on NumPy 1.x: imports under numpy {numpy} but reads NumPy 1.x "
                 "structures and can return wrong results"
             )
         if any(e.marker == "R6" for e in facts.evidence) and not any(
