@@ -141,7 +141,7 @@ def test_install_refuses_numpy2_and_its_alternative_works(cli: Cli, old_venv: Pa
 
     # the proposed command, run as printed: installs, and the result checks clean and imports
     assert text_command[:2] == ["abiguard", "install"]
-    done = cli(*text_command[2:])
+    done = cli(*text_command[1:])  # `abiguard` is `python -m abiguard` here
     assert done.returncode == 0, done.stdout + done.stderr
     assert "installed with uv" in done.stdout
     assert Version(version_of(py, "numpy")) >= Version("2")

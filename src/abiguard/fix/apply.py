@@ -659,10 +659,13 @@ def _write_snapshot(
                 and os.path.isdir(full) and not os.path.islink(full)):
             owned_dirs.append(_rel(full, prefix))
     unlisted: list[str] = []  # files already there that no RECORD lists (kept as they are)
+    empty_dirs: list[str] = []  # directories without files (a restore sweeps empty ones that are not listed)
     for od in owned_dirs:
         for root, dirs, names in os.walk(os.path.join(prefix, *od.split("/"))):
             dirs[:] = [x for x in dirs if x != "__pycache__"]
             unlisted.extend(r for r in (_rel(os.path.join(root, n), prefix) for n in names) if r not in all_files)
+            if not names and not dirs:
+                empty_dirs.append(_rel(root, prefix))
 
     freeze: list[str] = []
     installed: list[dict[str, Any]] = []
@@ -692,6 +695,7 @@ def _write_snapshot(
         "dists": manifest_dists,
         "owned_dirs": owned_dirs,
         "unlisted": sorted(unlisted),
+        "empty_dirs": sorted(empty_dirs),
         "sites": {_rel(s, prefix): sorted(os.listdir(s)) for s in sites if _inside(s, prefix)},
         "installed": installed,
     }
@@ -884,8 +888,10 @@ def _restore(
         if record in restore and not _same_bytes(os.path.join(files_dir, record), target(record)):
             raise ApplyError(f"{record} differs from the snapshot after the restore")
 
-    # 6. empty directories the removal left behind
-    stops = {prefix, *sites}
+    # 6. empty directories the removal left behind (or an earlier, interrupted restore did), except the ones
+    #    that were empty before
+    empty_before = {target(r) for r in manifest.get("empty_dirs", ())}
+    stops = {prefix, *sites, *empty_before}
     for empty in sorted(dirs_to_tidy, key=len, reverse=True):
         while _inside(empty, prefix) and empty not in stops and os.path.dirname(empty) != prefix:
             try:
@@ -893,6 +899,14 @@ def _restore(
             except OSError:
                 break
             empty = os.path.dirname(empty)
+    for od in manifest["owned_dirs"] if sweep else ():
+        for root, _dirs, _names in os.walk(target(od), topdown=False):
+            if root not in stops:
+                with contextlib.suppress(OSError):
+                    os.rmdir(root)
+    for empty in empty_before:
+        if _inside(_real(os.path.dirname(empty)), prefix):
+            os.makedirs(empty, exist_ok=True)
 
     # 7. distributions the change altered without naming them cannot come back from the snapshot
     now = {d.key: d.version for d in _scan(sites)}
