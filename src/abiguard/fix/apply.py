@@ -538,6 +538,13 @@ def _owned_paths(dist: _Dist, prefix: str) -> tuple[set[str], list[str]]:
     return paths, outside
 
 
+def _identity(path: str) -> list[int]:
+    """What says a file is still the very one the snapshot copied: installers replace files (new inode, new
+    mtime), they never edit them in place. ctime is left out: linking the file elsewhere changes it."""
+    st = os.lstat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode]
+
+
 def _top(path: str, site: str) -> str | None:
     if not _inside(path, site) or path == site:
         return None
@@ -636,6 +643,7 @@ def _write_snapshot(
                 top_owners.setdefault((d.site, top), set()).add(d.key)
 
     manifest_dists: list[dict[str, Any]] = []
+    identity: dict[str, list[int]] = {}
     all_files: set[str] = set()
     pairs: list[tuple[str, str]] = []
     for d in inside:
@@ -645,6 +653,7 @@ def _write_snapshot(
         by_rel = sorted((_rel(p, prefix), p) for p in paths)
         rels = [rel for rel, _ in by_rel]
         pairs += [(p, os.path.join(files_dir, *rel.split("/"))) for rel, p in by_rel]
+        identity.update((rel, _identity(p)) for rel, p in by_rel)
         all_files.update(rels)
         manifest_dists.append({
             "name": d.name, "key": d.key, "version": d.version,
@@ -696,6 +705,7 @@ def _write_snapshot(
         "owned_dirs": owned_dirs,
         "unlisted": sorted(unlisted),
         "empty_dirs": sorted(empty_dirs),
+        "identity": identity,
         "sites": {_rel(s, prefix): sorted(os.listdir(s)) for s in sites if _inside(s, prefix)},
         "installed": installed,
     }
@@ -821,15 +831,33 @@ def _restore(
     def target(rel: str) -> str:
         return os.path.join(prefix, *rel.split("/"))
 
+    # Files the change left alone (a touched distribution the installer did not replace after all, or the
+    # whole set when it failed early) stay where they are: no removal, no copy.
+    identity: dict[str, list[int]] = manifest.get("identity", {})
+    intact: set[str] = set()
+    for rel in restore:
+        with contextlib.suppress(OSError):
+            if rel in identity and _identity(target(rel)) == identity[rel]:
+                intact.add(rel)
+
     # 1. remove what is installed now
     for d in remove:
         for entry in _record(d.path):
             p = _resolve(d.site, entry, prefix)
-            if p is None or (p in protected and _rel(p, prefix) not in restore):
+            if p is None:
+                continue
+            rel = _rel(p, prefix)
+            if rel in intact or (p in protected and rel not in restore):
                 continue
             _remove_file(p, dirs_to_tidy)
-        _remove_tree(d.path, prefix)
-        dirs_to_tidy.add(os.path.dirname(d.path))
+        for root, _dirs, names in os.walk(d.path):
+            for n in names:
+                if _rel(os.path.join(root, n), prefix) not in intact:
+                    _remove_file(os.path.join(root, n), dirs_to_tidy)
+        info_rel = _rel(d.path, prefix) + "/"
+        if not any(r.startswith(info_rel) for r in intact):
+            _remove_tree(d.path, prefix)
+        dirs_to_tidy.add(d.path)
         if any(d.key == x["key"] for x in manifest["dists"]):
             outcome.replaced[d.key] = d.version
         else:
@@ -872,12 +900,12 @@ def _restore(
                 outcome.notes.append(f"left in place: {_rel(path, prefix)} (new; no RECORD lists it)")
 
     # 4. stale bytecode next to sources that come back (same size and mtime would make it look valid)
-    for rel in restore:
+    for rel in restore - intact:
         if rel.endswith(".py"):
             _remove_bytecode(target(rel), spare=lambda p: _rel(p, prefix) in restore)
 
     # 5. copy the snapshot back; unlink first, the file may be a hard link into uv's cache
-    pairs = [(os.path.join(files_dir, *rel.split("/")), target(rel)) for rel in sorted(restore)]
+    pairs = [(os.path.join(files_dir, *rel.split("/")), target(rel)) for rel in sorted(restore - intact)]
     for parent in sorted({os.path.dirname(dst) for _, dst in pairs}):
         if not _inside(_real(parent), prefix):  # before creating anything through a link
             raise ApplyError(f"refusing to restore into {parent}: it leads outside {env.prefix}")
