@@ -462,13 +462,18 @@ def test_sigkill_mid_install_then_rollback(venv: Path, state: Path, installer: s
 
     env = env_of(venv)
     snap = last_snapshot(env, state)
-    assert snap is not None and snapshot_state(snap) == PENDING
-    with pytest.raises(ApplyError, match=r"did not finish.*rollback"):
-        apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer=installer, state_dir=state)
+    assert snap is not None
+    # pip extracts for seconds after removing the old numpy, so it is always caught mid-install; uv takes
+    # milliseconds, and on a busy machine it may have finished (then the rollback undoes a complete change)
+    interrupted = snapshot_state(snap) == PENDING
+    assert interrupted or (installer == "uv" and snapshot_state(snap) == APPLIED)
+    if interrupted:
+        with pytest.raises(ApplyError, match=r"did not finish.*rollback"):
+            apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer=installer, state_dir=state)
 
     back = rollback(env, state_dir=state)
     assert back.ok and back.restored, back.message
-    assert "interrupted" in back.message
+    assert ("interrupted" in back.message) == interrupted
     assert records(venv) == recs
     assert diff(tree, snapshot_tree(root)) == []
     assert snapshot_state(snap) == ROLLED_BACK

@@ -67,7 +67,7 @@ def fix_json(dirs: dict[str, Path], python: Path, *extra: str) -> tuple[int, dic
 
 
 def plan_of(doc: dict[str, Any], strategy: str) -> dict[str, Any]:
-    found = [p for p in doc["plans"] if p["strategy"] == strategy]
+    found: list[dict[str, Any]] = [p for p in doc["plans"] if p["strategy"] == strategy]
     assert len(found) == 1, (strategy, doc["plans"], doc["rejected"])
     return found[0]
 

@@ -195,6 +195,7 @@ def apply_changes(
                     restore_seconds=time.monotonic() - t0,
                 )
             _journal(snap, ROLLED_BACK, reason)
+            restore_seconds = time.monotonic() - t0
             _prune(snaps, keep_snapshots)
             message = f"{reason}; the environment was restored from the snapshot"
             if outcome.missing:
@@ -202,7 +203,7 @@ def apply_changes(
             return ApplyResult(
                 ok=False, snapshot=snap, restored=not outcome.missing, output_tail=tail, returncode=returncode,
                 message=message, snapshot_seconds=snapshot_seconds, install_seconds=install_seconds,
-                restore_seconds=time.monotonic() - t0, notes=tuple(outcome.notes),
+                restore_seconds=restore_seconds, notes=tuple(outcome.notes),
             )
 
         t_install = time.monotonic()
