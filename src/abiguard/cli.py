@@ -41,6 +41,21 @@ def _add_python(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_no_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+
+
+def _add_installer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--installer", choices=("uv", "pip"), default=None,
+                   help="resolver and installer (default: uv when available, else pip)")
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--python-version", metavar="X.Y", help="target Python (default: the one running abiguard)")
+    p.add_argument("--platform", metavar="TAG", help="target wheel platform tag, e.g. manylinux_2_28_x86_64, "
+                   "win_amd64, macosx_11_0_arm64 (default: this machine)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="abiguard",
@@ -67,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--verify-timeout", type=float, default=30.0, metavar="S", help="seconds per import (30)")
     check.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel imports (default: cores)")
-    check.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    _add_no_cache(check)
     check.add_argument("-v", "--verbose", action="store_true", help="list every distribution and module")
     _add_format(check, ("text", "json"))
     check.set_defaults(func=_check)
@@ -82,9 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     insp.add_argument("targets", nargs="+", metavar="TARGET",
                       help="wheel, shared object, directory, or name[==version]")
-    insp.add_argument("--python-version", metavar="X.Y", help="target Python for index releases (default: this one)")
-    insp.add_argument("--platform", metavar="TAG", help="target wheel platform tag, e.g. manylinux_2_17_x86_64, "
-                      "win_amd64, macosx_11_0_arm64 (default: this machine)")
+    _add_target(insp)
     insp.add_argument("--all-releases", action="store_true", help="one line per release of a project")
     insp.add_argument("--first-compatible", action="store_true",
                       help="find the lowest release whose wheel is compatible with --numpy (default 2)")
@@ -93,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after K shared objects agree (faster; the output says it sampled); 0 reads all")
     insp.add_argument("--index-url", metavar="URL", help="package index (default: your pip/uv configuration)")
     insp.add_argument("--extra-index-url", action="append", default=[], metavar="URL", help="additional index")
-    insp.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    _add_no_cache(insp)
     insp.add_argument("-v", "--verbose", action="store_true", help="list every shared object")
     _add_format(insp)
     insp.set_defaults(func=_inspect)
@@ -110,14 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_python(fix)
     fix.add_argument("--strategy", choices=("auto", "downgrade", "upgrade", "mixed"), default="auto",
                      help="which repairs to consider (default: auto, all of them ranked)")
-    fix.add_argument("--installer", choices=("uv", "pip"), default=None,
-                     help="resolver and installer (default: uv when available, else pip)")
+    _add_installer(fix)
     fix.add_argument("--apply", action="store_true", help="perform the best plan: snapshot, install, re-check, "
                      "and roll back on any failure")
     fix.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
     fix.add_argument("--no-verify", action="store_true", help="after --apply, re-check statically but do not import")
     fix.add_argument("--index-url", metavar="URL", help="package index (default: your pip/uv configuration)")
-    fix.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    _add_no_cache(fix)
     _add_format(fix)
     fix.set_defaults(func=_fix)
 
@@ -142,11 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         "exit codes: 0 installed (or nothing to do), 1 refused or rolled back, 2 error",
     )
     _add_python(inst)
-    inst.add_argument("--installer", choices=("uv", "pip"), default=None,
-                      help="resolver and installer (default: uv when available, else pip)")
+    _add_installer(inst)
     inst.add_argument("--force", action="store_true", help="install even if it creates a conflict (warns first)")
     inst.add_argument("--dry-run", action="store_true", help="judge the install but do not perform it")
-    inst.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    _add_no_cache(inst)
     _add_format(inst)
     inst.add_argument("install_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
                       help="requirements and options for the installer, after --")
@@ -161,11 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     lock.add_argument("file", metavar="FILE", help="pylock.toml, pylock.NAME.toml, uv.lock or requirements.txt")
-    lock.add_argument("--python-version", metavar="X.Y", help="target Python (default: this one)")
-    lock.add_argument("--platform", metavar="TAG", help="target platform tag, e.g. manylinux_2_28_x86_64, "
-                      "win_amd64, macosx_11_0_arm64 (default: this machine)")
+    _add_target(lock)
     lock.add_argument("--index-url", metavar="URL", help="index for entries that name no wheel (requirements)")
-    lock.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    _add_no_cache(lock)
     lock.add_argument("-v", "--verbose", action="store_true", help="list every distribution and module")
     _add_format(lock)
     lock.set_defaults(func=_lock_check)
@@ -180,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_python(cons)
     cons.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    cons.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    _add_no_cache(cons)
     cons.set_defaults(func=_constraints)
     return parser
 
