@@ -19,16 +19,18 @@ Plus, outside the rounds:
 * one ``abiguard check --format json --no-cache`` for ``bytes_read`` / ``bytes_total`` and the counts, on the
   large and on the ``mixed`` environment (which must have findings);
 * the brute-force alternative, importing every extension module of the environment, each in a fresh
-  ``ENVPY -c "import MOD"``, 2 in parallel, 60 s timeout each. It takes minutes, so it runs ONCE over the
-  full list (``--quick``: over every 10th module, the total extrapolated and marked so; ``--no-import-all``
-  skips it).
+  ``ENVPY -c "import MOD"``, 2 in parallel, 60 s timeout each. It takes ~30 minutes on 2 cores, so it runs
+  ONCE over the full list and the result is stored in ``ROOT/large/import-all.json`` and reused while the
+  environment is unchanged (``--redo-import-all`` measures again; ``--quick`` without a stored run imports
+  every 10th module and extrapolates, marked so; ``--no-import-all`` skips it).
 
 Peak memory is the child's ``ru_maxrss`` from ``os.wait4`` (it includes the processes it waited for).
 Results go to ``benchmarks/results/latest.json``. Not part of the test suite. Stdlib only.
 
 Usage::
 
-    python benchmarks/run.py [--quick] [--root DIR] [--repeats N] [--abiguard CMD] [--no-import-all]
+    python benchmarks/run.py [--quick] [--root DIR] [--repeats N] [--abiguard CMD]
+                             [--no-import-all | --redo-import-all] [--strict]
 """
 
 from __future__ import annotations
@@ -278,6 +280,7 @@ def import_one(python: Path, module: str, timeout: float, cwd: str) -> tuple[str
 
 def import_all(python: Path, modules: list[str], jobs: int, timeout: float, scratch: Path) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
+    failed: dict[str, str] = {}
     done = 0
     lock = threading.Lock()
     started = time.perf_counter()
@@ -287,6 +290,8 @@ def import_all(python: Path, modules: list[str], jobs: int, timeout: float, scra
         outcome, _s = import_one(python, mod, timeout, str(scratch))
         with lock:
             outcomes[outcome] += 1
+            if outcome != "ok":
+                failed[mod] = outcome
             done += 1
             if done % 100 == 0 or done == len(modules):
                 print(f"  import-all: {done}/{len(modules)} in {time.perf_counter() - started:.0f}s "
@@ -294,8 +299,41 @@ def import_all(python: Path, modules: list[str], jobs: int, timeout: float, scra
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(work, modules))
+    by_package = Counter(m.split(".")[0] for m in failed)
     return {"seconds": round(time.perf_counter() - started, 2), "modules": len(modules),
-            "outcomes": dict(outcomes)}
+            "jobs": jobs, "timeout_s": timeout, "outcomes": dict(outcomes),
+            "failed_by_top_level_package": dict(by_package.most_common()),
+            "failed": dict(sorted(failed.items()))}
+
+
+def import_all_cached(root: Path, python: Path, jobs: int, timeout: float, quick: bool, redo: bool,
+                      scratch: Path) -> dict[str, Any]:
+    """The brute-force baseline; a full run is stored under the root and reused while the env is unchanged.
+
+    It takes half an hour on 2 cores, so one run per environment is what the ratio is based on; `--redo-import-all`
+    measures again. A stored result says when it was measured (`measured_at`, `reused`).
+    """
+    stamp = (root / "large" / "stamp.json").read_text() + f"jobs={jobs} timeout={timeout}\n"
+    store = root / "large" / "import-all.json"
+    if not redo and store.exists():
+        saved = json.loads(store.read_text())
+        if saved.get("stamp") == stamp:
+            print(f"\nimport-all: reusing the full run measured at {saved['result']['measured_at']} ({store}; "
+                  "--redo-import-all measures again)", file=sys.stderr)
+            return {**saved["result"], "reused": True}
+    modules = extension_modules(python)
+    sample = modules[::10] if quick else modules
+    print(f"\nimport-all: {len(sample)} of {len(modules)} extension modules, {jobs} at a time, "
+          f"{timeout:.0f}s timeout each", file=sys.stderr)
+    result = import_all(python, sample, jobs, timeout, scratch)
+    result["total_modules"] = len(modules)
+    result["extrapolated"] = len(sample) != len(modules)
+    result["estimated_seconds"] = round(result["seconds"] * len(modules) / max(len(sample), 1), 2)
+    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result["load_average_after"] = os.getloadavg()
+    if not result["extrapolated"]:
+        store.write_text(json.dumps({"stamp": stamp, "result": result}, indent=2) + "\n")
+    return {**result, "reused": False}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -324,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="measured rounds (default 7, --quick 5)")
     parser.add_argument("--abiguard", default=None, help="command that runs abiguard (default: beside python)")
     parser.add_argument("--no-import-all", action="store_true", help="skip the brute-force import baseline")
+    parser.add_argument("--redo-import-all", action="store_true",
+                        help="measure the brute-force import again instead of reusing a stored full run")
     parser.add_argument("--import-jobs", type=int, default=2)
     parser.add_argument("--import-timeout", type=float, default=60.0)
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -366,24 +406,19 @@ def main(argv: list[str] | None = None) -> int:
         report_large = check_json(abiguard, envpy, scratch, no_cache)
         report_mixed = check_json(abiguard, Path(mixed.python), scratch, no_cache)
         report_mixed["pip_check_flags"] = pip_check_flags(Path(mixed.python), report_mixed["affected"])
+        load_average = os.getloadavg()
+        source_changed = fingerprint is not None and source_fingerprint(abiguard) != fingerprint
+        if source_changed:
+            print("\nWARNING: abiguard's sources changed while it was measured; the figures mix versions. "
+                  "Run again.", file=sys.stderr)
 
         imports: dict[str, Any] | None = None
         if not args.no_import_all:
-            modules = extension_modules(envpy)
-            sample = modules[::10] if args.quick else modules
-            print(f"\nimport-all: {len(sample)} of {len(modules)} extension modules, {args.import_jobs} at a time, "
-                  f"{args.import_timeout:.0f}s timeout each", file=sys.stderr)
-            imports = import_all(envpy, sample, args.import_jobs, args.import_timeout, scratch)
-            imports["total_modules"] = len(modules)
-            imports["extrapolated"] = len(sample) != len(modules)
-            imports["estimated_seconds"] = round(imports["seconds"] * len(modules) / max(len(sample), 1), 2)
+            imports = import_all_cached(root, envpy, args.import_jobs, args.import_timeout, args.quick,
+                                        args.redo_import_all, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    source_changed = fingerprint is not None and source_fingerprint(abiguard) != fingerprint
-    if source_changed:
-        print("\nWARNING: abiguard's sources changed during the run; the figures mix versions. Run again.",
-              file=sys.stderr)
     medians = {c.name: statistics.median(r.seconds for r in c.runs) for c in commands}
     if imports is not None:
         medians["import-all"] = imports["estimated_seconds"]
@@ -408,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": shlex.join([sys.executable, *sys.argv]),
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "load_average_after_timing": [round(x, 2) for x in load_average]},
         "versions": {"abiguard": tool_version([*abiguard, "--version"]), "uv": tool_version([uv, "--version"]),
                      "pip": tool_version([str(envpy), "-m", "pip", "--version"]),
                      "pipdeptree": tool_version([str(pipdeptree), "--version"])},
@@ -432,7 +468,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(result: dict[str, Any], large: build_env.EnvSummary) -> None:
-    print(f"\nlarge env: {large.distributions} distributions, {large.shared_objects} shared objects, "
+    load = result["machine"]["load_average_after_timing"]
+    print(f"\nload average after the timing rounds: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+          f"on {result['machine']['cores']} cores (other work on the machine skews the medians)")
+    print(f"large env: {large.distributions} distributions, {large.shared_objects} shared objects, "
           f"{large.shared_object_bytes / 1e6:.0f} MB of them; {result['repeats']} rounds after a warm-up; "
           f"{result['machine']['cores']} cores")
     print(f"\n{'command':<16} {'median s':>9} {'min s':>8} {'max s':>8} {'peak MB':>8}  exit")
@@ -442,6 +481,7 @@ def print_table(result: dict[str, Any], large: build_env.EnvSummary) -> None:
     imp = result["import_all"]
     if imp is not None:
         est = " (extrapolated)" if imp["extrapolated"] else ""
+        est += f" (stored run of {imp['measured_at']})" if imp.get("reused") else ""
         print(f"{'import-all':<16} {imp['estimated_seconds']:>9.1f}  {imp['modules']} of {imp['total_modules']} "
               f"modules, run once{est}: {imp['outcomes']}")
     for variant, rep in result["check_json"].items():
@@ -460,7 +500,7 @@ def print_table(result: dict[str, Any], large: build_env.EnvSummary) -> None:
         value = "n/a" if r["value"] is None else f"{r['value']:.3f}"
         print(f"{name:<40} {value:>9} {r['target']:>9}  {r['status']}")
     if result["abiguard_source_changed_during_run"]:
-        print("\nWARNING: abiguard's sources changed during this run; the figures mix versions.")
+        print("\nWARNING: abiguard's sources changed while it was measured; the figures mix versions.")
 
 
 if __name__ == "__main__":

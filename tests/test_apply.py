@@ -440,6 +440,21 @@ def test_a_rollback_that_dies_midway_can_be_run_again(
     assert diff(tree, snapshot_tree(root)) == []
 
 
+def test_a_damaged_snapshot_is_refused_before_anything_changes(venv: Path, state: Path) -> None:
+    env = env_of(venv)
+    result = apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
+    assert result.ok and result.snapshot is not None
+    root = venv_root(venv)
+    tree = snapshot_tree(root)
+    site_rel = os.path.relpath(site_packages(venv), os.path.realpath(env.prefix))
+    victim = result.snapshot / "files" / site_rel / "numpy" / "__init__.py"
+    victim.write_bytes(victim.read_bytes()[:10])  # as if the machine crashed before the copy reached the disk
+    with pytest.raises(ApplyError, match=r"snapshot .* is damaged \(1 files missing or cut short"):
+        rollback(env, state_dir=state)
+    assert diff(tree, snapshot_tree(root)) == []
+    assert snapshot_state(result.snapshot) == APPLIED
+
+
 # -- interrupted applies -----------------------------------------------------------------------------
 
 

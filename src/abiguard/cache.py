@@ -78,13 +78,16 @@ def default_path() -> Path:
 
 
 def _generation() -> str:
-    try:
-        from importlib.metadata import version
+    """Cached facts are only as good as the code that produced them: key them on the inspection source too,
+    so an upgrade, or an edit in a source checkout, invalidates them (reading ~40 KB costs well under 1 ms)."""
+    import hashlib
 
-        release = version("abiguard")
-    except Exception:  # not installed (running from a source tree): the schema number alone
-        release = "dev"
-    return f"{SCHEMA_VERSION}/{release}"
+    from abiguard import __version__, binary
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(binary.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return f"{SCHEMA_VERSION}/{__version__}/{digest.hexdigest()[:16]}"
 
 
 class Cache:

@@ -68,15 +68,18 @@ def check_environment(
     progress: Progress | None = None,
     dists: list[envsource.InstalledDistribution] | None = None,
 ) -> CheckReport:
+    memo = envsource.ListingMemo(_memo_path(env) if use_cache else None)
     if dists is None:
-        dists = list(envsource.iter_distributions(env))
+        dists = list(envsource.iter_distributions(env, memo))
     installed_numpy = envsource.numpy_version(dists)
     judged_numpy = hypothetical if hypothetical is not None else _version(installed_numpy)
 
-    binaries = _binaries(env, dists)
+    binaries = _binaries(env, dists, memo)
+    memo.save()
     facts = inspect_all([b.fullpath for b in binaries], {b.fullpath for b in binaries if _is_numpy(b)},
                         use_cache=use_cache, progress=progress)
 
+    binaries = [b for b in binaries if b.fullpath in facts]
     findings: dict[str, list[BinaryFinding]] = {}
     unowned: list[BinaryFinding] = []
     for b in binaries:
@@ -141,17 +144,28 @@ def _is_numpy(b: _Binary) -> bool:
     return b.dist is not None and b.dist.key == "numpy"
 
 
-def _binaries(env: TargetEnvironment, dists: list[envsource.InstalledDistribution]) -> list[_Binary]:
+def _memo_path(env: TargetEnvironment) -> str:
+    import hashlib
+
+    from abiguard.cache import default_path
+
+    key = hashlib.sha256("\0".join(env.site_packages).encode()).hexdigest()[:16]
+    return str(default_path().parent / f"listing-{key}.marshal")
+
+
+def _binaries(
+    env: TargetEnvironment, dists: list[envsource.InstalledDistribution], memo: envsource.ListingMemo
+) -> list[_Binary]:
     out: list[_Binary] = []
     owned: set[str] = set()
     for d in dists:
         for rel in d.shared_objects():
             full = os.path.normpath(os.path.join(d.site_dir, rel))
-            if full in owned or not os.path.isfile(full):
+            if full in owned:
                 continue
             owned.add(full)
             out.append(_Binary(d, d.site_dir, rel, full))
-    for site, rel in envsource.unowned_shared_objects(env, owned):
+    for site, rel in envsource.unowned_shared_objects(env, owned, memo):
         out.append(_Binary(None, site, rel, os.path.join(site, rel)))
     return out
 
@@ -159,7 +173,7 @@ def _binaries(env: TargetEnvironment, dists: list[envsource.InstalledDistributio
 def inspect_all(
     paths: list[str], numpy_own: set[str], *, use_cache: bool = True, progress: Progress | None = None
 ) -> dict[str, BinaryFacts]:
-    """Facts for local files; results are cached by file identity so an unchanged file is read once."""
+    """Facts for the local files that exist; cached by file identity so an unchanged file is read once."""
     from abiguard import cache as cache_mod
 
     store = cache_mod.Cache.open(enabled=use_cache)
@@ -168,21 +182,18 @@ def inspect_all(
         try:
             keys[p] = cache_mod.FileKey.from_stat(p, os.stat(p))
         except OSError:
-            continue
+            continue  # listed in a RECORD but gone: nothing to judge
     hits = store.lookup_files(list(keys.values()))
     out: dict[str, BinaryFacts] = {}
     fresh: dict[cache_mod.FileKey, BinaryFacts] = {}
-    for i, p in enumerate(paths):
-        key = keys.get(p)
-        cached = hits.get(key) if key is not None else None
+    for i, (p, key) in enumerate(keys.items()):
+        cached = hits.get(key)
         if cached is not None:
             out[p] = cached
         else:
-            out[p] = inspect_path(p, numpy_itself=p in numpy_own)
-            if key is not None:
-                fresh[key] = out[p]
+            out[p] = fresh[key] = inspect_path(p, numpy_itself=p in numpy_own)
         if progress is not None:
-            progress(i + 1, len(paths))
+            progress(i + 1, len(keys))
     if fresh:
         store.store_files(fresh)
     return out

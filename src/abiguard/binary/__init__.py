@@ -35,9 +35,13 @@ SHARED_OBJECT_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 
 def is_shared_object_name(name: str) -> bool:
     """True for names a loader would take as a shared object: `x.so`, `libx.so.1.2`, `x.pyd`, `x.dylib`."""
-    base = name.rsplit("/", 1)[-1].lower()
-    if base.endswith(SHARED_OBJECT_SUFFIXES):
+    if name.endswith(SHARED_OBJECT_SUFFIXES):  # the common case, cheaply: this runs on every file of an env
         return True
+    if name[-6:].lower().endswith(SHARED_OBJECT_SUFFIXES):
+        return True
+    if ".so." not in name and ".SO." not in name:
+        return False
+    base = name.rsplit("/", 1)[-1].lower()
     return ".so." in base and base.rsplit(".so.", 1)[1].replace(".", "").isdigit()
 
 

@@ -40,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -151,10 +152,11 @@ def apply_changes(
     """Install `install_args` into `env`, restoring the touched distributions if the installer or `after` fails.
 
     `touched` names every distribution the change may install, upgrade, downgrade or remove (the resolver's
-    change set); distributions that appear without being named are removed again by a restore, but one that
-    is changed or removed without being named cannot be restored (the result says so, with the command).
-    `after` runs once the installer succeeded, with the lock still held; it returns None to accept the change
-    or a one-line reason to undo it.
+    change set). Distributions that appear without being named are removed again by a restore; one that is
+    changed or removed without being named is not in the snapshot and cannot come back (the result names it
+    and `restored` is False). `after` runs once the installer succeeded, with the lock still held; it
+    returns None to accept the change or a one-line reason to undo it (an exception counts as a reason).
+    User errors found before anything changes raise `ApplyError`; failures after that return `ok=False`.
     """
     args = [str(a) for a in install_args]
     if not args:
@@ -276,6 +278,7 @@ def rollback(
         sites = _site_dirs(env)
         _check_writable(env, prefix, sites, _scan(sites), set(manifest["touched"]))
         after_infos = journal.get("after_dist_infos")  # present once the change had completed
+        _verify_snapshot(snap, manifest)  # a damaged snapshot is refused before anything changes
         t0 = time.monotonic()
         try:
             _journal(snap, RESTORING, "rollback requested")
@@ -798,6 +801,7 @@ def _restore(
     is new and unowned is the installer's). `sweep` also removes unlisted files under directories only the
     touched distributions own: right for an interrupted install or restore, too bold for a change that
     completed long ago (the user may have put files there since)."""
+    _verify_snapshot(snap, manifest)
     _real_dir.cache_clear()
     prefix = _real(env.prefix)
     files_dir = snap / "files"
@@ -944,6 +948,27 @@ def _restore(
             state = f"now {now[item['key']]}" if item["key"] in now else "now absent"
             outcome.missing.append(f"{item['name']}=={item['version']} ({state})")
     return outcome
+
+
+def _verify_snapshot(snap: Path, manifest: dict[str, Any]) -> None:
+    """Every copy is present with the size it had: a snapshot cut short (a crash before the disk had it, a
+    hand-deleted file) must not be restored over a working environment."""
+    identity: dict[str, list[int]] = manifest.get("identity", {})
+    bad: list[str] = []
+    for d in manifest["dists"]:
+        for rel in d["files"]:
+            try:
+                st = os.lstat(os.path.join(snap, "files", *rel.split("/")))
+            except OSError:
+                bad.append(rel)
+                continue
+            if rel in identity and stat.S_ISREG(st.st_mode) and st.st_size != identity[rel][2]:
+                bad.append(rel)
+    if bad:
+        raise ApplyError(
+            f"snapshot {snap} is damaged ({len(bad)} files missing or cut short, e.g. {bad[0]}): cannot restore "
+            "from it; the environment was not changed by this restore (remove that directory to go on)"
+        )
 
 
 def _describe(dist: dict[str, Any], outcome: _Outcome) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -12,12 +13,21 @@ from packaging.version import InvalidVersion, Version
 from abiguard.model import DeclaredProblem
 from abiguard.sources.environment import InstalledDistribution
 
+_ONLY_WITH_EXTRA = re.compile(r"""\bextra\s*==""")
+_OR = re.compile(r"\bor\b")
+
 
 def applicable(requires: Iterable[str], marker_env: Mapping[str, str]) -> list[Requirement]:
-    """The requirements whose markers hold in the target environment (no extras requested)."""
+    """The requirements whose markers hold in the target environment (no extras requested).
+
+    Most Requires-Dist lines belong to extras; a marker that is a conjunction with `extra == ...` is false
+    when no extra is requested, so it is skipped without the (slow) full parse."""
     env = {**marker_env, "extra": ""}
     out = []
     for text in requires:
+        _, sep, marker = text.partition(";")
+        if sep and _ONLY_WITH_EXTRA.search(marker) and not _OR.search(marker):
+            continue
         try:
             req = Requirement(text)
         except InvalidRequirement:

@@ -7,13 +7,16 @@ itself is broken, and when the target is a different Python than the one abiguar
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import marshal
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -155,14 +158,14 @@ class InstalledDistribution:
     requires: list[str] = field(default_factory=list)
     installer: str | None = None
     wheel_tags: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)  # RECORD paths, relative to site_dir (may contain "..")
+    shared: list[str] = field(default_factory=list)  # RECORD paths of shared objects, relative to site_dir
 
     @property
     def key(self) -> str:
         return str(canonicalize_name(self.name))
 
     def shared_objects(self) -> list[str]:
-        return [f for f in self.files if is_shared_object_name(f)]
+        return self.shared
 
 
 def _read_metadata(path: str) -> tuple[str, str, list[str]]:
@@ -186,12 +189,23 @@ def _read_metadata(path: str) -> tuple[str, str, list[str]]:
     return name, version, requires
 
 
-def _read_record(path: str) -> list[str]:
+def _shared_in_record(path: str, memo: ListingMemo) -> list[str]:
+    """The shared objects a RECORD lists (paths may contain `..`); remembered by the RECORD's size and mtime."""
     try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-            return [row[0] for row in csv.reader(fh) if row]
+        st = os.stat(path)
     except OSError:
         return []
+    known = memo.old_records.get(path)
+    if known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns:
+        memo.records[path] = known
+        return list(known[2])
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            shared = [row[0] for row in csv.reader(fh) if row and is_shared_object_name(row[0])]
+    except OSError:
+        return []
+    memo.records[path] = [st.st_size, st.st_mtime_ns, shared]
+    return shared
 
 
 def _read_small(path: str) -> str | None:
@@ -202,8 +216,9 @@ def _read_small(path: str) -> str | None:
         return None
 
 
-def iter_distributions(env: TargetEnvironment) -> Iterator[InstalledDistribution]:
+def iter_distributions(env: TargetEnvironment, memo: ListingMemo | None = None) -> Iterator[InstalledDistribution]:
     """Every `*.dist-info` in the environment's site-packages, first directory wins on duplicates."""
+    memo = memo or ListingMemo(None)
     seen: set[str] = set()
     for site in env.site_packages:
         try:
@@ -234,7 +249,7 @@ def iter_distributions(env: TargetEnvironment) -> Iterator[InstalledDistribution
                 requires=requires,
                 installer=installer,
                 wheel_tags=[ln[4:].strip() for ln in wheel.splitlines() if ln.startswith("Tag:")],
-                files=_read_record(os.path.join(info, "RECORD")),
+                shared=_shared_in_record(os.path.join(info, "RECORD"), memo),
             )
 
 
@@ -253,18 +268,103 @@ def module_name(relpath: str, ext_suffixes: tuple[str, ...]) -> str | None:
     return None
 
 
-def unowned_shared_objects(env: TargetEnvironment, owned: set[str]) -> list[tuple[str, str]]:
-    """(site_dir, relpath) of shared objects under site-packages that no RECORD lists."""
+_SKIP_DIRS = (".dist-info", "__pycache__")
+
+
+def unowned_shared_objects(
+    env: TargetEnvironment, owned: set[str], memo: ListingMemo | None = None
+) -> list[tuple[str, str]]:
+    """(site_dir, relpath) of shared objects under site-packages that no RECORD lists.
+
+    Listing every file of a large environment costs more than the rest of a cached check, so each
+    directory's subdirectories and shared objects are remembered in `memo_path` with the directory's mtime:
+    an unchanged directory costs one stat (see ListingMemo)."""
+    memo = memo or ListingMemo(None)
     found: list[tuple[str, str]] = []
     for site in env.site_packages:
-        for root, dirs, files in os.walk(site):
-            dirs[:] = [d for d in dirs if not d.endswith((".dist-info", "__pycache__"))]
-            for name in files:
-                if is_shared_object_name(name):
-                    full = os.path.join(root, name)
-                    if os.path.normpath(full) not in owned:
-                        found.append((site, os.path.relpath(full, site).replace(os.sep, "/")))
+        stack = [site]
+        while stack:
+            folder = stack.pop()
+            listing = _listing(folder, memo.old_dirs, memo.dirs)
+            if listing is None:
+                continue
+            subdirs, shared = listing
+            for name in shared:
+                full = os.path.join(folder, name)
+                if full not in owned:
+                    found.append((site, os.path.relpath(full, site).replace(os.sep, "/")))
+            stack.extend(os.path.join(folder, d) for d in subdirs)
     return found
+
+
+def _listing(folder: str, old: dict[str, list[Any]], new: dict[str, list[Any]]) -> tuple[list[str], list[str]] | None:
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+    known = old.get(folder)
+    if known is not None and known[0] == mtime:
+        new[folder] = known
+        return known[1], known[2]
+    subdirs: list[str] = []
+    shared: list[str] = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
+                    if not entry.name.endswith(_SKIP_DIRS):
+                        subdirs.append(entry.name)
+                elif is_shared_object_name(entry.name):
+                    shared.append(entry.name)
+    except OSError:
+        return None
+    new[folder] = [mtime, subdirs, shared]
+    return subdirs, shared
+
+
+class ListingMemo:
+    """What listing an environment found last time, keyed by what would change if it changed.
+
+    Directories are keyed by their mtime (adding, removing or renaming an entry changes it), RECORD files by
+    size and mtime. An unchanged environment then costs a stat per directory and per RECORD, not a read of
+    every file name. Kept as one `marshal` file per environment (private to this interpreter, and 5x faster to
+    load than JSON); a failure to read or write only costs speed."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        data = self._load()
+        self.old_dirs: dict[str, list[Any]] = data.get("dirs", {})
+        self.old_records: dict[str, list[Any]] = data.get("records", {})
+        self.dirs: dict[str, list[Any]] = {}
+        self.records: dict[str, list[Any]] = {}
+
+    def _load(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            with open(self.path, "rb") as fh:
+                data = marshal.load(fh)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError, EOFError, TypeError):
+            return {}
+
+    def save(self) -> None:
+        dirs, records = self.dirs or self.old_dirs, self.records or self.old_records  # a part not visited stays
+        if self.path is None or (dirs == self.old_dirs and records == self.old_records):
+            return
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(tmp, "wb") as fh:
+                marshal.dump({"dirs": dirs, "records": records}, fh)
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def numpy_version(dists: list[InstalledDistribution]) -> str | None:
