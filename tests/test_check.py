@@ -252,3 +252,19 @@ def test_works_when_the_target_cannot_import_numpy(tmp_path: Path) -> None:
     code, doc = check_json(python)
     assert code == 1
     assert dist(doc, "pandas")["verdict"] == "broken"
+
+
+def test_remembered_listing_sees_files_added_and_removed_later(tmp_path: Path) -> None:
+    """The second scan reuses directory listings by mtime; a new or removed shared object must still show."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    site = site_packages(python)
+    (site / "pkg" / "sub").mkdir(parents=True)
+    _, first = check_json(python)
+    assert first["unowned"] == []
+    added = numpy_extension("late_np1", "1.26.4", site / "pkg" / "sub")
+    code, second = check_json(python)
+    assert code == 1
+    assert [b["path"] for b in second["unowned"]] == [f"pkg/sub/{added.name}"]
+    added.unlink()
+    code, third = check_json(python)
+    assert code == 0 and third["unowned"] == []
