@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import pytest
 
 from tests.support.build import numpy_extension
 from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
+from tests.support.wheels import build_wheel
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
 
@@ -169,29 +167,9 @@ def test_malformed_binaries_are_unknown_and_the_rest_is_reported(tmp_path: Path)
     assert dist(doc, "numpy")["verdict"] == "ok"
 
 
-def _wheel(path: Path, name: str, version: str, files: dict[str, bytes], requires: list[str]) -> Path:
-    """A minimal valid wheel, so a distribution can own a plain shared library (like pyarrow's)."""
-    info = f"{name}-{version}.dist-info"
-    meta = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
-                      *(f"Requires-Dist: {r}" for r in requires)]) + "\n"
-    files = {**files, f"{info}/METADATA": meta.encode(),
-             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-any\n"}
-    record = []
-    for rel, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{rel},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    wheel = path / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for rel, data in files.items():
-            zf.writestr(rel, data)
-        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
-    return wheel
-
-
 def test_plain_shared_library_is_attributed_to_its_distribution(tmp_path: Path) -> None:
     lib = numpy_extension("helper", "1.26.4", tmp_path / "build")
-    wheel = _wheel(tmp_path, "arrowish", "1.0", {
+    wheel = build_wheel(tmp_path, "arrowish", "1.0", {
         "arrowish/__init__.py": b"",
         "arrowish/libarrowish_python.so": lib.read_bytes(),
     }, ["numpy>=1.21"])

@@ -9,7 +9,6 @@ a couple of seconds); the shared cached venv is only read.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.server
 import json
@@ -21,7 +20,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from packaging.version import Version
 
 from tests.support.build import numpy_extension
 from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
+from tests.support.wheels import build_wheel
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
 
@@ -132,24 +131,7 @@ def fresh_broken_env(path: Path) -> Path:
 
 def _wheel(path: Path, name: str, files: dict[str, bytes], requires: list[str]) -> Path:
     """A minimal valid wheel `name` 1.0."""
-    stem = f"{name.replace('-', '_')}-1.0"
-    info = f"{stem}.dist-info"
-    meta = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0",
-                      *(f"Requires-Dist: {r}" for r in requires)]) + "\n"
-    files = {**files, f"{info}/METADATA": meta.encode(),
-             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-any\n"}
-    record = []
-    for rel, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{rel},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    path.mkdir(parents=True, exist_ok=True)
-    wheel = path / f"{stem}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for rel, data in files.items():
-            zf.writestr(rel, data)
-        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
-    return wheel
+    return build_wheel(path, name, "1.0", files, requires)
 
 
 def _binary_wheel(path: Path, name: str, numpy: str, target: str | None, requires: list[str]) -> Path:

@@ -304,7 +304,7 @@ def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, insta
         return None, EXIT_ERROR
     if out is not None:
         style = "green" if result.ok else "bold red"
-        out.print(f"[{style}]{result.message}[/]")
+        out.print(f"[{style}]{escape(result.message)}[/]")
         if result.output_tail and not result.ok:
             out.print(escape(result.output_tail))
     return result, (EXIT_OK if result.ok else EXIT_CONFLICT)

@@ -58,3 +58,29 @@ def shared_objects(wheel: Path) -> Iterator[tuple[str, bytes]]:
         for info in zf.infolist():
             if is_shared_object_name(info.filename):
                 yield info.filename, zf.read(info)
+
+
+def build_wheel(dest: Path, name: str, version: str, files: dict[str, bytes], requires: list[str]) -> Path:
+    """A minimal valid wheel (METADATA, WHEEL, RECORD with hashes) for distributions no index has."""
+    import base64
+    import hashlib
+    import zipfile
+
+    stem = f"{name.replace('-', '_')}-{version}"
+    info = f"{stem}.dist-info"
+    meta = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+                      *(f"Requires-Dist: {r}" for r in requires)]) + "\n"
+    files = {**files, f"{info}/METADATA": meta.encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-any\n"}
+    record = []
+    for rel, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{rel},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    dest.mkdir(parents=True, exist_ok=True)
+    wheel = dest / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for rel, data in files.items():
+            zf.writestr(rel, data)
+        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return wheel

@@ -53,6 +53,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from abiguard.fix.resolver import find_uv
 from abiguard.model import TargetEnvironment
 
 SCHEMA = 1
@@ -302,19 +303,6 @@ def rollback(
 
 
 # -- the installer -----------------------------------------------------------------------------------
-
-
-def find_uv() -> str | None:
-    """uv next to the running interpreter (abiguard's own venv), else on PATH, else the `uv` wheel's binary."""
-    found = shutil.which("uv", path=os.path.dirname(sys.executable)) or shutil.which("uv")
-    if found:
-        return found
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return None
 
 
 def _installer_command(env: TargetEnvironment, installer: str, args: list[str], sites: list[str]) -> list[str]:
