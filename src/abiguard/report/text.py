@@ -161,5 +161,7 @@ def _summary(report: CheckReport, out: Console) -> None:
         refuted = sum(1 for v in verified if v.confirms is False)
         tail += f"; verified {len(verified)} imports: {confirmed} confirmed, {refuted} refuted"
     out.print(f"{n} distributions with compiled code: {', '.join(parts)}{tail}")
-    if not report.has_conflicts:
+    if not report.has_conflicts and report.errors:
+        out.print(f"[yellow]No NumPy ABI conflicts among what could be read; {len(report.errors)} errors above.[/]")
+    elif not report.has_conflicts:
         out.print("[green]No NumPy ABI conflicts found.[/]")
