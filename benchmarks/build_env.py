@@ -227,6 +227,7 @@ def stamp_text(variant: str, python: str, uv: str) -> str:
     uv_version = subprocess.run([uv, "--version"], check=True, capture_output=True, text=True).stdout.strip()
     return json.dumps(
         {"variant": variant, "python": python, "uv": uv_version, "find_links": str(FIND_LINKS),
+         "compile_bytecode": True,
          "requirements": reqs, "overrides_no_deps": overrides},
         indent=2, sort_keys=True,
     ) + "\n"
@@ -251,12 +252,13 @@ def build(root: Path, variant: str, python: str, force: bool = False) -> EnvSumm
     started = time.perf_counter()
     run([uv, "venv", "--quiet", "--seed", "--python", python, str(vdir / "venv")], env)
     find_links = ["--find-links", str(FIND_LINKS)] if FIND_LINKS.is_dir() else []
-    common = ["--python", str(py), "--only-binary", ":all:", *find_links]
+    # --compile-bytecode: like pip, which writes .pyc at install; otherwise every timed start compiles.
+    common = ["--python", str(py), "--only-binary", ":all:", "--compile-bytecode", *find_links]
     run([uv, "pip", "install", *common, "-r", str(vdir / "requirements.txt")], env)
     if overrides:
         run([uv, "pip", "install", *common, "--no-deps", *overrides], env)
     # pip is seeded, but make sure `python -m pip check` works even if a resolution removed it.
-    run([uv, "pip", "install", "--quiet", "--python", str(py), "pip"], env)
+    run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(py), "pip"], env)
     seconds = time.perf_counter() - started
 
     freeze = subprocess.run([uv, "pip", "freeze", "--python", str(py)], check=True, env=env,

@@ -69,6 +69,17 @@ BYTES_TARGET = 0.35
 PEAK_MB_TARGET = 200.0
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of every measured process: as a user's, so without PYTHONDONTWRITEBYTECODE.
+
+    With it set, every start recompiles whatever has no up-to-date .pyc (abiguard's sources, pip, pipdeptree),
+    which would time the compiler rather than the tools. The warm-up round writes the caches.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    return env
+
+
 @dataclass
 class Run:
     seconds: float
@@ -101,7 +112,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = 
 
 
 def run_once(cmd: Command, scratch: Path) -> Run:
-    env = dict(cmd.env or os.environ)
+    env = dict(cmd.env or child_env())
     if cmd.fresh_cache:
         env["ABIGUARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="cache-", dir=scratch)
     run, _out, err = timed(cmd.argv, env, cwd=str(scratch))
@@ -158,7 +169,8 @@ def ensure_pipdeptree(root: Path, base_python: str) -> Path:
     if not exe.exists():
         uv, env = build_env.uv_binary(), build_env.uv_env(root)
         subprocess.run([uv, "venv", "--quiet", "--python", base_python, str(venv)], check=True, env=env)
-        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "pipdeptree"],
+        subprocess.run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
+                        "pipdeptree"],
                        check=True, env=env)
     return exe
 
@@ -191,7 +203,7 @@ def tool_version(argv: list[str]) -> str:
 
 
 def check_json(abiguard: list[str], python: Path, scratch: Path, no_cache: bool) -> dict[str, Any]:
-    env = dict(os.environ)
+    env = child_env()
     argv = [*abiguard, "check", "--python", str(python), "--format", "json"]
     if no_cache:
         argv.append("--no-cache")
@@ -213,7 +225,8 @@ def check_json(abiguard: list[str], python: Path, scratch: Path, no_cache: bool)
 
 def pip_check_flags(python: Path, affected: list[str]) -> dict[str, Any]:
     """Which of abiguard's affected distributions `pip check` names at all (it only sees declared bounds)."""
-    out = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True).stdout
+    out = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True,
+                         env=child_env()).stdout
     flagged = {line.split()[0].lower().replace("_", "-") for line in out.splitlines() if line.strip()}
     names = [a.split("==")[0] for a in affected]
     return {"pip_check_lines": len(out.splitlines()),
@@ -260,7 +273,8 @@ def extension_modules(python: Path) -> list[str]:
 def import_one(python: Path, module: str, timeout: float, cwd: str) -> tuple[str, float]:
     start = time.perf_counter()
     proc = subprocess.Popen([str(python), "-c", f"import {module}"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, start_new_session=True,
+                            env=child_env())
     try:
         _out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -387,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint = source_fingerprint(abiguard)
     scratch = Path(tempfile.mkdtemp(prefix="abiguard-bench-"))
     try:
-        warm_env = dict(os.environ, ABIGUARD_CACHE_DIR=str(scratch / "warm-cache"))
+        warm_env = child_env(ABIGUARD_CACHE_DIR=str(scratch / "warm-cache"))
         check = [*abiguard, "check", "--python", str(envpy)]
         commands = [
             Command("floor", [str(envpy), "-I", "-c", "pass"]),
@@ -452,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         "abiguard_source_sha256": fingerprint,
         "abiguard_source_changed_during_run": source_changed,
         "repeats": repeats,
+        "bytecode_writing": "on (PYTHONDONTWRITEBYTECODE removed for measured processes)"
+        if "PYTHONDONTWRITEBYTECODE" in os.environ else "on",
         "abiguard_no_cache_option": no_cache,
         "commands": {c.name: summarize(c) for c in commands},
         "check_json": {"large": report_large, "mixed": report_mixed},
