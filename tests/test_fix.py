@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
+from abiguard.sources.index import default_index_url
 from tests.support.build import numpy_extension
 from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
 from tests.support.wheels import build_wheel
@@ -324,10 +325,10 @@ def test_no_safe_plan(dirs: dict[str, Path], tmp_path: Path, local_wheels: dict[
 
 
 class _FlakyIndex(http.server.ThreadingHTTPServer):
-    """A simple index on 127.0.0.1 that relays pypi.org until abiguard's journal says the installer is about to
-    run, and answers 503 from then on: planning sees the real index, the install finds it gone."""
+    """A simple index on 127.0.0.1 that relays the default index until abiguard's journal says the installer is
+    about to run, and answers 503 from then on: planning sees the real index, the install finds it gone."""
 
-    upstream = "https://pypi.org/simple/"
+    upstream = default_index_url().rstrip("/") + "/"
 
     def __init__(self, state_dir: Path) -> None:
         super().__init__(("127.0.0.1", 0), _Relay)
