@@ -60,17 +60,25 @@ def check(
     return check_environment(env, hypothetical, use_cache=use_cache, progress=progress)
 
 
+Read = tuple[list[envsource.InstalledDistribution], envsource.ListingMemo]
+
+
+def read_distributions(env: TargetEnvironment, use_cache: bool = True) -> Read:
+    """The installed distributions, and the listing memo the rest of the scan must share (it is saved once)."""
+    memo = envsource.ListingMemo(_memo_path(env) if use_cache else None)
+    return list(envsource.iter_distributions(env, memo)), memo
+
+
 def check_environment(
     env: TargetEnvironment,
     hypothetical: Version | None = None,
     *,
     use_cache: bool = True,
     progress: Progress | None = None,
-    dists: list[envsource.InstalledDistribution] | None = None,
+    read: Read | None = None,
 ) -> CheckReport:
-    memo = envsource.ListingMemo(_memo_path(env) if use_cache else None)
-    if dists is None:
-        dists = list(envsource.iter_distributions(env, memo))
+    """`read`: the distributions from `read_distributions`, when the caller needs them too."""
+    dists, memo = read or read_distributions(env, use_cache)
     installed_numpy = envsource.numpy_version(dists)
     judged_numpy = hypothetical if hypothetical is not None else _version(installed_numpy)
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
 
-from abiguard.check import check_environment
+from abiguard.check import check_environment, read_distributions
 from abiguard.fix.planner import FixPlan, Plan, plan_fix
 from abiguard.model import CheckReport, TargetEnvironment, Verdict
-from abiguard.sources.environment import InstalledDistribution, iter_distributions
+from abiguard.sources.environment import InstalledDistribution
 
 Log = Callable[[str], None]
 
@@ -27,8 +27,8 @@ class Scan:
 
 
 def scan(env: TargetEnvironment, use_cache: bool = True) -> Scan:
-    dists = list(iter_distributions(env))
-    return Scan(env, dists, check_environment(env, use_cache=use_cache, dists=dists))
+    read = read_distributions(env, use_cache)
+    return Scan(env, read[0], check_environment(env, use_cache=use_cache, read=read))
 
 
 def plan(

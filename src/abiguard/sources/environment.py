@@ -353,14 +353,13 @@ class ListingMemo:
             return {}
 
     def save(self) -> None:
-        dirs, records = self.dirs or self.old_dirs, self.records or self.old_records  # a part not visited stays
-        if self.path is None or (dirs == self.old_dirs and records == self.old_records):
+        if self.path is None or (self.dirs == self.old_dirs and self.records == self.old_records):
             return
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(tmp, "wb") as fh:
-                marshal.dump({"dirs": dirs, "records": records}, fh)
+                marshal.dump({"dirs": self.dirs, "records": self.records}, fh)
             os.replace(tmp, self.path)
         except OSError:
             with contextlib.suppress(OSError):
