@@ -253,6 +253,9 @@ class Cache:
                 raise sqlite3.DatabaseError("file is not a database")
             conn.execute("PRAGMA synchronous = NORMAL")
             with conn:
+                # Hold the write lock from reading the generation to writing it: two processes opening a new
+                # cache at once would otherwise both see no generation, and the second would empty the first's rows.
+                conn.execute("BEGIN IMMEDIATE")
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS files (path TEXT, size INTEGER, mtime_ns INTEGER,"
