@@ -69,12 +69,15 @@ S_CSTRING = 0x2
 S_PURE_INSTRUCTIONS = 0x80000400
 
 
-def make_macho(sections: list[tuple[str, str, int, bytes]]) -> bytes:
-    """A 64-bit little-endian Mach-O dylib with these (segment, section, flags, data) sections."""
+def make_macho(sections: list[tuple[str, str, int, bytes]], strings: bytes | None = None) -> bytes:
+    """A 64-bit little-endian Mach-O dylib with these (segment, section, flags, data) sections.
+
+    `strings` becomes the string table of an LC_SYMTAB (the symbol names, imported ones included).
+    """
     segs: dict[str, list[tuple[str, int, bytes]]] = {}
     for seg, sect, flags, data in sections:
         segs.setdefault(seg, []).append((sect, flags, data))
-    sizeofcmds = sum(72 + 80 * len(s) for s in segs.values())
+    sizeofcmds = sum(72 + 80 * len(s) for s in segs.values()) + (24 if strings is not None else 0)
     pos = 32 + sizeofcmds
     cmds = bytearray()
     body = bytearray()
@@ -87,7 +90,11 @@ def make_macho(sections: list[tuple[str, str, int, bytes]]) -> bytes:
                                0, flags, 0, 0, 0)
             body += data + b"\0" * (-len(data) % 16)
         cmds += cmd
-    header = struct.pack("<IiiIIIII", 0xFEEDFACF, 0x0100000C, 0, 6, len(segs), sizeofcmds, 0, 0)
+    if strings is not None:
+        cmds += struct.pack("<IIIIII", 0x2, 24, 0, 0, pos + len(body), len(strings))
+        body += strings
+    ncmds = len(segs) + (strings is not None)
+    header = struct.pack("<IiiIIIII", 0xFEEDFACF, 0x0100000C, 0, 6, ncmds, sizeofcmds, 0, 0)
     return bytes(header + cmds + body)
 
 
@@ -200,20 +207,43 @@ def test_pe_reads_rdata_only() -> None:
 
 def test_numpy_core_recognised_by_its_export() -> None:
     """R0: a copy of numpy's core exports PyInit__multiarray_umath; without the export it is a C-API user."""
-    elf = make_elf([(".dynstr", STRTAB, SHF_ALLOC, b"\0PyInit__multiarray_umath\0"),
+    elf = make_elf([(".dynstr", STRTAB, SHF_ALLOC, b"\0PyInit__multiarray_umath\0PyCapsule_GetPointer\0"),
                     (".rodata", PROGBITS, SHF_ALLOC, CORE_ONLY)])
     assert (inspect_bytes(elf).built_for, inspect_bytes(elf).reason) == (BuiltFor.NONE, "part of numpy itself (R0)")
     pe = make_pe([(".rdata", IDATA | READ, CORE_ONLY)], exports=b"\0" * 40 + b"x.pyd\0PyInit__multiarray_umath\0")
     assert inspect_bytes(pe).built_for is BuiltFor.NONE
-    plain = make_elf([(".dynstr", STRTAB, SHF_ALLOC, b"\0PyInit_other\0"), (".rodata", PROGBITS, SHF_ALLOC, CORE_ONLY)])
+    plain = make_elf([(".dynstr", STRTAB, SHF_ALLOC, b"\0PyInit_other\0PyCapsule_GetPointer\0"),
+                      (".rodata", PROGBITS, SHF_ALLOC, CORE_ONLY)])
     assert inspect_bytes(plain).built_for is BuiltFor.NUMPY2
 
 
 def test_symbols_are_read_only_when_the_verdict_could_be_numpy_core() -> None:
     """A module with `_import_array()`'s version check is a C-API user; its symbol table stays unread."""
-    dynstr = b"\0" + b"x" * 50_000 + b"\0"
+    dynstr = b"\0" + b"x" * 50_000 + b"\0PyCapsule_GetPointer\0"
     user = make_elf([(".dynstr", STRTAB, SHF_ALLOC, dynstr), (".rodata", PROGBITS, SHF_ALLOC, C2)])
     assert inspect_bytes(user).bytes_read < 10_000
+
+
+@pytest.mark.parametrize("python_symbol", [b"PyCapsule_GetPointer", b"PyObject_GetAttrString", b"_Py_Dealloc",
+                                           b"PyPyCapsule_GetPointer"])
+def test_r13_a_library_without_python_symbols_stays_unread(python_symbol: bytes) -> None:
+    """R13: NumPy markers in a library that names no Python C-API symbol decide nothing, and are not read."""
+    data = C2 + b"\0" * 100_000
+    names = b"\0memcpy\0_ZN3foo3barEv\0"
+    without = make_elf([(".dynstr", STRTAB, SHF_ALLOC, names), (".rodata", PROGBITS, SHF_ALLOC, data)])
+    facts = inspect_bytes(without)
+    assert (facts.built_for, facts.evidence) == (BuiltFor.NONE, ())
+    assert "R13" in (facts.reason or "") and facts.bytes_read < 10_000
+    user = make_elf([(".dynstr", STRTAB, SHF_ALLOC, names + python_symbol + b"\0"),
+                     (".rodata", PROGBITS, SHF_ALLOC, data)])
+    assert inspect_bytes(user).built_for is BuiltFor.NUMPY2
+    # Mach-O lists imports in its string table too ("_" + the C name); a PE export directory does not, so a
+    # PE is always searched.
+    macho = [("__TEXT", "__cstring", S_CSTRING, data)]
+    assert inspect_bytes(make_macho(macho, strings=b" \0_memcpy\0")).built_for is BuiltFor.NONE
+    assert inspect_bytes(make_macho(macho, strings=b" \0_" + python_symbol + b"\0")).built_for is BuiltFor.NUMPY2
+    assert inspect_bytes(make_pe([(".rdata", IDATA | READ, data)], exports=b"\0" * 40 + names)).built_for \
+        is BuiltFor.NUMPY2
 
 
 # ------------------------------------------------------------------------------------------ chunked reading
@@ -354,7 +384,7 @@ def test_shared_object_names() -> None:
 SYNTHETIC: dict[str, Callable[[], bytes]] = {
     "elf": lambda: make_elf([(".text", PROGBITS, SHF_ALLOC | SHF_EXEC, b"\x90" * 64),
                              (".rodata", PROGBITS, SHF_ALLOC, C2),
-                             (".dynstr", STRTAB, SHF_ALLOC, b"\0PyInit_m\0")], segments=True),
+                             (".dynstr", STRTAB, SHF_ALLOC, b"\0PyInit_m\0PyCapsule_GetPointer\0")], segments=True),
     "pe": lambda: make_pe([(".text", CODE | EXEC | READ, b"\xcc" * 64), (".rdata", IDATA | READ, C1)],
                           exports=b"\0" * 40 + b"m.pyd\0PyInit_m\0"),
     "macho": lambda: make_macho([("__TEXT", "__cstring", S_CSTRING, C2), ("__TEXT", "__const", 0, C1)]),

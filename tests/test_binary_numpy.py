@@ -18,7 +18,7 @@ from abiguard.binary import inspect_bytes, inspect_path
 from abiguard.binary.numpy import classify
 from abiguard.model import BinaryFacts, BuiltFor, Producer
 from tests.conftest import NumpyModuleFactory
-from tests.support.build import ufunc_extension
+from tests.support.build import compile_extension, plain_extension, ufunc_extension
 
 needs_headers = pytest.mark.network  # numpy headers come from numpy wheels (cached after the first run)
 
@@ -87,6 +87,25 @@ def test_shared_library_classified_like_an_extension(
     ext = inspect_path(numpy_module(numpy))
     assert (lib.built_for, lib.min_numpy, lib.producer) == (built_for, min_numpy, Producer.C_API)
     assert (lib.built_for, lib.min_numpy) == (ext.built_for, ext.min_numpy)
+
+
+MARKER_LITERALS = ('__attribute__((used)) const char np_markers[] = "numpy._core._multiarray_umath\\0_ARRAY_API\\0'
+                   'module was compiled against NumPy C-API version 0x%x (NumPy 1.23)";')
+
+
+def test_r13_library_that_never_calls_python(built_dir: Path) -> None:
+    """NumPy's text in a library that uses no Python symbol (like LLVM's or GDAL's) decides nothing (R13).
+
+    Compiled twice from the same literals: as a plain C library, and as a Python module. Only the module is
+    judged by its markers, and the library costs its symbol names, not its data.
+    """
+    library = inspect_path(compile_extension("nopy", MARKER_LITERALS + "\nint nopy(void) { return 1; }\n",
+                                             built_dir, filename="libnopy.so"))
+    assert (library.built_for, library.evidence) == (BuiltFor.NONE, ())
+    assert "R13" in (library.reason or "")
+    module = inspect_path(plain_extension("withpy", built_dir, body=MARKER_LITERALS))
+    assert (module.built_for, module.min_numpy) == (BuiltFor.NUMPY2, "1.23")
+    assert library.bytes_read < module.bytes_read
 
 
 @needs_headers

@@ -68,6 +68,8 @@ def _inspect(reader: Reader, numpy_itself: bool) -> BinaryFacts:
     lay = layout(reader)
     if numpy_itself:
         facts = numpy_family.itself()
+    elif _without_python(reader, lay):
+        facts = numpy_family.no_python()
     else:
         per_image = [_classify(reader, lay, group) for group in range(lay.groups)]
         facts = _combine(per_image)
@@ -110,6 +112,18 @@ def _combine(per_image: list[numpy_family.NumpyFacts]) -> numpy_family.NumpyFact
         BuiltFor.UNKNOWN, None, first.producer, first.evidence,
         f"the architectures of this fat binary were built differently ({seen})",
     )
+
+
+def _without_python(reader: Reader, lay: Layout) -> bool:
+    """R13 from the symbol names, asked only when they are fewer bytes than the data we would search instead.
+
+    Most large libraries in a data-science environment (LLVM, libtorch_cpu, GDAL) never touch Python: their
+    names decide in a fraction of the reading.
+    """
+    names = sum(r.size for r in lay.symbols)
+    if lay.packer or not lay.lists_imports or not names or names >= sum(r.size for r in lay.regions):
+        return False
+    return not any(numpy_family.uses_python(c.data) for c in chunks(reader, lay.symbols))
 
 
 def _may_be_numpy_core(facts: numpy_family.NumpyFacts) -> bool:

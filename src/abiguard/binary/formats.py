@@ -47,6 +47,9 @@ class Layout:
     symbols: tuple[Region, ...] = ()
     packer: str | None = None  # "UPX" when the headers show a packed image
     groups: int = 1  # number of images (architectures) in a fat Mach-O
+    # Whether `symbols` also holds the names of imported symbols (ELF .dynstr and the Mach-O string table do;
+    # a PE export directory does not), so that a name absent from it is neither imported nor exported.
+    lists_imports: bool = False
 
 
 class BytesReader:
@@ -139,7 +142,7 @@ def layout(reader: Reader) -> Layout:
         return _pe(reader, head)
     if kind == "macho":
         regions, symbols = _macho(reader, 0, reader.size, 0)
-        return Layout("macho", regions, symbols, _upx_in(head))
+        return Layout("macho", regions, symbols, _upx_in(head), lists_imports=bool(symbols))
     if kind == "macho-fat":
         return _fat(reader, head)
     raise FormatError("not an ELF, PE or Mach-O file")
@@ -282,7 +285,7 @@ def _elf(reader: Reader, head: bytes) -> Layout:
         regions.append(Region(name, offset, size))
     if not regions:
         return _elf_segments(reader, end, is64, phoff, phentsize, phnum, packer, tuple(symbols))
-    return Layout("elf", tuple(regions), tuple(symbols), packer)
+    return Layout("elf", tuple(regions), tuple(symbols), packer, lists_imports=bool(symbols))
 
 
 def _elf_segments(
@@ -311,7 +314,7 @@ def _elf_segments(
     regions = data_only or tuple(r for _x, r in loads)
     if not regions:
         raise FormatError("ELF file has no read-only loadable data")
-    return Layout("elf", regions, symbols, packer)
+    return Layout("elf", regions, symbols, packer, lists_imports=bool(symbols))
 
 
 # ----------------------------------------------------------------------------------------------- PE
@@ -463,4 +466,5 @@ def _fat(reader: Reader, head: bytes) -> Layout:
         slice_regions, slice_symbols = _macho(reader, offset, size, i)
         regions.extend(slice_regions)
         symbols.extend(slice_symbols)
-    return Layout("macho-fat", tuple(regions), tuple(symbols), _upx_in(head), narch)
+    return Layout("macho-fat", tuple(regions), tuple(symbols), _upx_in(head), narch,
+                  lists_imports=len(symbols) == narch)

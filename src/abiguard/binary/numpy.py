@@ -42,6 +42,11 @@ CYTHON_RUNTIME = b"cython_runtime\0"  # every Cython module (0.26+) calls PyImpo
 ARRAY_API = b"_ARRAY_API"
 UFUNC_API = b"_UFUNC_API"
 NUMPY_CORE_EXPORT = b"PyInit__multiarray_umath\0"  # numpy's own core module (R0)
+# NumPy's ABI reaches a binary only through Python's C-API: `_import_array()`, pybind11 and rust-numpy call
+# PyCapsule_GetPointer, and Cython's import-time type checks ("numpy.dtype size changed", no capsule needed) call
+# PyObject_GetAttrString. So a binary whose symbol names start neither with "Py" nor "_Py" (CPython, PyPy; a
+# Mach-O name carries one more "_") uses no NumPy ABI, whatever its data says (R13).
+PYTHON_SYMBOL = (b"\0Py", b"\0_Py", b"\0__Py")
 
 _FIXED = (
     ("R1", R1), ("R3", R3), ("R4", R4), ("R4a", R4A), ("R4b", R4B), ("R5", PYBIND11_OLD_MODULE),
@@ -175,6 +180,15 @@ def classify(
 
 def itself() -> NumpyFacts:
     return NumpyFacts(BuiltFor.NONE, None, None, (), "part of numpy itself (R0)")
+
+
+def uses_python(symbol_names: bytes) -> bool:
+    """Whether a piece of a symbol-name table names a Python C-API symbol (R13); see `PYTHON_SYMBOL`."""
+    return any(prefix in symbol_names for prefix in PYTHON_SYMBOL)
+
+
+def no_python() -> NumpyFacts:
+    return NumpyFacts(BuiltFor.NONE, None, None, (), "names no Python C-API symbol, so cannot use NumPy's ABI (R13)")
 
 
 def decide(hits: Hits, packer: str | None = None) -> NumpyFacts:
