@@ -207,6 +207,26 @@ def test_declared_requirements_match_pip_check(tmp_path: Path) -> None:
     assert dist(doc, "pandas")["verdict"] == "ok"
 
 
+def test_declared_check_is_remembered_until_requirements_change(tmp_path: Path) -> None:
+    """An unchanged environment answers from memory, without importing packaging's requirement parser; an
+    install that satisfies the missing requirements changes the answer."""
+    python = make_venv(tmp_path / "v", "numpy==1.26.4")
+    subprocess.run([uv(), "pip", "install", "--quiet", "--no-deps", "--python", str(python), "pandas==2.0.3"],
+                   check=True, env=uv_env())
+    _, first = check_json(python)
+    assert {p["requirement"].split(">")[0] for p in first["declared"]} == {"python-dateutil", "pytz", "tzdata"}
+    code = ("import sys; from abiguard.cli import main; main(['check', '--python', sys.argv[1], '--format', 'json']);"
+            "print('packaging.requirements' in sys.modules, file=sys.stderr)")
+    again = subprocess.run([sys.executable, "-c", code, str(python)], capture_output=True, text=True, timeout=300)
+    assert json.loads(again.stdout)["declared"] == first["declared"]
+    assert again.stderr.strip().splitlines()[-1] == "False", again.stderr
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), "python-dateutil", "pytz", "tzdata"],
+                   check=True, env=uv_env())
+    code_after, after = check_json(python)
+    assert (code_after, after["declared"]) == (0, [])
+    assert subprocess.run([str(python), "-m", "pip", "check"], capture_output=True).returncode == 0
+
+
 def test_venv_directory_and_virtual_env_default(broken_env: Path) -> None:
     venv_dir = broken_env.parent.parent
     proc = run("check", "--python", str(venv_dir), "--format", "json")
@@ -230,6 +250,23 @@ def test_works_when_the_target_cannot_import_numpy(tmp_path: Path) -> None:
     code, doc = check_json(python)
     assert code == 1
     assert dist(doc, "pandas")["verdict"] == "broken"
+
+
+def test_remembered_probe_follows_a_changed_pyvenv_cfg(tmp_path: Path) -> None:
+    """The interpreter's self-description is reused only while the interpreter and pyvenv.cfg are unchanged."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    cfg = python.parent.parent / "pyvenv.cfg"
+    _, first = check_json(python)
+    _, again = check_json(python)
+    own = [str(site_packages(python))]
+    assert first["environment"]["site_packages"] == again["environment"]["site_packages"] == own
+    cfg.write_text(cfg.read_text().replace("system-site-packages = false", "system-site-packages = true"))
+    base = subprocess.run([str(python), "-I", "-c", "import sys, sysconfig; p = sysconfig.get_paths(vars={"
+                           "'base': sys.base_prefix, 'platbase': sys.base_prefix}); print(p['platlib'], p['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    joined = [p for p in dict.fromkeys(base) if os.path.isdir(p)]
+    _, after = check_json(python)
+    assert after["environment"]["site_packages"] == [*own, *joined]
 
 
 def test_remembered_listing_sees_files_added_and_removed_later(tmp_path: Path) -> None:

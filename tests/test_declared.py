@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from packaging.utils import canonicalize_name
+
+from abiguard.model import canonical_name
 from abiguard.rules.declared import applicable
 
 ENV = {
@@ -27,3 +30,8 @@ def test_extra_only_requirements_are_skipped_and_others_kept() -> None:
         "broken requirement ((",
     ]
     assert names(requires) == ["numpy", "scipy", "tzdata"]
+
+
+def test_canonical_name_agrees_with_packaging() -> None:
+    for name in ("Foo_Bar", "foo.bar", "FOO--bar__baz", "a-_.b", "zope.interface", "ruamel.yaml.clib", "NumPy"):
+        assert canonical_name(name) == canonicalize_name(name)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from abiguard.binary import inspect_path
@@ -14,11 +14,13 @@ from abiguard.model import (
     BinaryFacts,
     BinaryFinding,
     CheckReport,
+    Declared,
+    DeclaredProblem,
     DistributionFinding,
     TargetEnvironment,
     Verdict,
+    canonical_name,
 )
-from abiguard.rules import declared as declared_rule
 from abiguard.rules import numpy as numpy_rule
 from abiguard.sources import environment as envsource
 
@@ -53,19 +55,19 @@ def check(
 ) -> CheckReport:
     """Scan the environment of `python`; `numpy` asks "what if this numpy were installed"."""
     try:
-        env = envsource.probe(python)
+        env = envsource.probe(python, memo_dir=_memo_dir() if use_cache else None)
     except envsource.EnvironmentError_ as exc:
         raise CheckError(str(exc)) from None
     hypothetical = parse_numpy(numpy) if numpy is not None else None
     return check_environment(env, hypothetical, use_cache=use_cache, progress=progress)
 
 
-Read = tuple[list[envsource.InstalledDistribution], envsource.ListingMemo]
+Read = tuple[list[envsource.InstalledDistribution], envsource.Memo]
 
 
 def read_distributions(env: TargetEnvironment, use_cache: bool = True) -> Read:
     """The installed distributions, and the listing memo the rest of the scan must share (it is saved once)."""
-    memo = envsource.ListingMemo(_memo_path(env) if use_cache else None)
+    memo = envsource.Memo(_memo_path(env) if use_cache else None)
     return list(envsource.iter_distributions(env, memo)), memo
 
 
@@ -83,7 +85,6 @@ def check_environment(
     judged_numpy = hypothetical if hypothetical is not None else _version(installed_numpy)
 
     binaries = _binaries(env, dists, memo)
-    memo.save()
     facts = inspect_all([b.fullpath for b in binaries], {b.fullpath for b in binaries if _is_numpy(b)},
                         use_cache=use_cache, progress=progress)
 
@@ -105,6 +106,11 @@ def check_environment(
         else:
             findings.setdefault(b.dist.key, []).append(finding)
 
+    versions = {d.key: d.version for d in dists}
+    if hypothetical is not None:
+        versions["numpy"] = str(hypothetical)
+    declared = _declared(dists, env, versions, memo)
+
     distributions = []
     for d in dists:
         if d.key not in findings:
@@ -116,15 +122,11 @@ def check_environment(
                 version=d.version,
                 verdict=Verdict.worst([b.verdict for b in found]),
                 binaries=found,
-                numpy_requirement=declared_rule.numpy_requirement(d, env.marker_env),
+                numpy_requirement=declared.numpy_requirements.get(d.key),
             )
         )
     distributions.sort(key=lambda d: (-d.verdict.rank, d.name.lower()))
-
-    versions = {d.key: d.version for d in dists}
-    if hypothetical is not None:
-        versions["numpy"] = str(hypothetical)
-    problems = declared_rule.check_declared(dists, env.marker_env, versions)
+    memo.save()
 
     return CheckReport(
         environment=env,
@@ -133,10 +135,27 @@ def check_environment(
         hypothetical=hypothetical is not None,
         distributions=tuple(distributions),
         unowned=tuple(unowned),
-        declared=tuple(problems),
+        declared=declared.problems,
         bytes_read=sum(f.bytes_read for f in facts.values()),
         bytes_total=sum(f.size for f in facts.values()),
     )
+
+
+def _declared(
+    dists: list[envsource.InstalledDistribution], env: TargetEnvironment, versions: dict[str, str],
+    memo: envsource.Memo,
+) -> Declared:
+    """The declared-requirement check, recalled while the requirements and versions are unchanged: parsing
+    them (and importing packaging's parser) costs more than the rest of a cached check."""
+    inputs = (sorted(env.marker_env.items()), sorted(versions.items()), [(d.key, d.version, d.requires) for d in dists])
+    known = memo.get("derived", "declared", inputs)
+    if known is not None:
+        return Declared(tuple(DeclaredProblem(*p) for p in known[0]), known[1])
+    from abiguard.rules.declared import check_declared
+
+    declared = check_declared(dists, env.marker_env, versions)
+    memo.put("derived", "declared", inputs, [[astuple(p) for p in declared.problems], declared.numpy_requirements])
+    return declared
 
 
 def _version(text: str | None) -> Version | None:
@@ -152,17 +171,19 @@ def _is_numpy(b: _Binary) -> bool:
     return b.dist is not None and b.dist.key == "numpy"
 
 
-def _memo_path(env: TargetEnvironment) -> str:
-    import hashlib
-
+def _memo_dir() -> str:
     from abiguard.cache import default_path
 
-    key = hashlib.sha256("\0".join(env.site_packages).encode()).hexdigest()[:16]
-    return str(default_path().parent / f"listing-{key}.marshal")
+    return str(default_path().parent)
+
+
+def _memo_path(env: TargetEnvironment) -> str:
+    key = zlib.crc32("\0".join(env.site_packages).encode())
+    return os.path.join(_memo_dir(), f"listing-{key:08x}.marshal")
 
 
 def _binaries(
-    env: TargetEnvironment, dists: list[envsource.InstalledDistribution], memo: envsource.ListingMemo
+    env: TargetEnvironment, dists: list[envsource.InstalledDistribution], memo: envsource.Memo
 ) -> list[_Binary]:
     out: list[_Binary] = []
     owned: set[str] = set()
@@ -227,7 +248,7 @@ def verify_findings(
     def wanted(b: BinaryFinding) -> bool:
         return b.module is not None and (everything or b.verdict in (Verdict.BROKEN, Verdict.AT_RISK))
 
-    chosen = [d for d in report.distributions if only is None or canonicalize_name(d.name) in only]
+    chosen = [d for d in report.distributions if only is None or canonical_name(d.name) in only]
     all_findings = [b for d in chosen for b in d.binaries]
     if only is None:
         all_findings += list(report.unowned)

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING
 from abiguard import __version__, ui
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from abiguard.fix.apply import ApplyResult
     from abiguard.fix.planner import Plan
     from abiguard.model import CheckReport, TargetEnvironment
+    from abiguard.report.markup import Out
 
 EXIT_OK, EXIT_CONFLICT, EXIT_ERROR = 0, 1, 2
 
@@ -215,7 +214,7 @@ def _inspect(args: argparse.Namespace) -> int:
         print(dumps(envelope(**report.to_json())))
     else:
         from abiguard.report.inspect_text import render_inspect
-        from abiguard.report.text import console
+        from abiguard.report.markup import console
 
         render_inspect(report, console(), verbose=args.verbose)
     return EXIT_ERROR if report.has_errors else EXIT_OK
@@ -235,7 +234,7 @@ def _fix(args: argparse.Namespace) -> int:
     from abiguard.fix import repair
     from abiguard.fix.resolver import ResolveError, choose_installer
     from abiguard.report.fix_text import render_plans
-    from abiguard.report.text import console
+    from abiguard.report.markup import console
 
     env = _probe(args.python)
     if env is None:
@@ -275,11 +274,10 @@ def _fix(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, installer: str,
-           out: Console | None, affected: set[str]) -> tuple[ApplyResult | None, int]:
-    from rich.markup import escape
-
+           out: Out | None, affected: set[str]) -> tuple[ApplyResult | None, int]:
     from abiguard.fix import repair
     from abiguard.fix.apply import ApplyError, apply_changes
+    from abiguard.report.markup import escape
 
     if not args.yes:
         if not sys.stdin.isatty():
@@ -328,14 +326,12 @@ def _rollback(args: argparse.Namespace) -> int:
 def _install(args: argparse.Namespace) -> int:
     import shlex
 
-    from rich.markup import escape
-
     from abiguard.fix import repair
     from abiguard.fix.apply import ApplyError, apply_changes
     from abiguard.fix.inspector import IndexInspector
     from abiguard.fix.resolver import ResolveError, choose_installer
     from abiguard.prevent.install import alternatives, judge_install, recheck_new
-    from abiguard.report.text import console
+    from abiguard.report.markup import console, escape
 
     pip_args = [a for a in args.install_args if a != "--"] if args.install_args[:1] == ["--"] else args.install_args
     if not pip_args:
@@ -444,7 +440,8 @@ def _render_check(report: CheckReport, fmt: str, verbose: bool) -> None:
 
         print(dumps(check_document(report)))
     else:
-        from abiguard.report.text import console, render_check
+        from abiguard.report.markup import console
+        from abiguard.report.text import render_check
 
         render_check(report, console(), verbose=verbose)
 

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from abiguard.binary import inspect_path, is_shared_object_name
 from abiguard.cache import Cache, FileKey
-from abiguard.model import BinaryFacts, BuiltFor, Verdict
+from abiguard.model import BinaryFacts, BuiltFor, Verdict, canonical_name
 from abiguard.rules.numpy import judge
 from abiguard.sources.index import (
     IndexClient,
@@ -528,7 +527,7 @@ def _first_compatible(session: _Session, req: Requirement, target: str) -> Searc
                       or r.wheel.upload_time >= cutoff), len(rels))
     search = _Search(session, rels, req.name)
     found = search.lowest(start) if start < len(rels) else None
-    project = str(canonicalize_name(req.name))
+    project = canonical_name(req.name)
     note = why
     if found is None:
         note = "; ".join(x for x in (why, f"no release compatible with numpy {numpy}") if x)

@@ -6,9 +6,20 @@ tested on its own, and so that the JSON report is a direct rendering of them (`t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonical_name(name: str) -> str:
+    """A project name as indexes and installers compare it (PEP 503): `Foo_Bar.baz` is `foo-bar-baz`.
+
+    Ours rather than packaging's, whose module imports its wheel-tag machinery: too slow for `check`'s start.
+    """
+    return _SEPARATORS.sub("-", name).lower()
 
 
 class BuiltFor(str, Enum):
@@ -163,6 +174,15 @@ class DeclaredProblem:
             "problem": self.problem,
             "installed": self.installed,
         }
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the environment declares: unmet requirements (as `pip check` sees them) and each distribution's
+    own numpy requirement (canonical name -> "numpy>=1.21", absent when it declares none)."""
+
+    problems: tuple[DeclaredProblem, ...]
+    numpy_requirements: dict[str, str]
 
 
 @dataclass(frozen=True)

@@ -51,10 +51,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
 from abiguard.fix.resolver import find_uv
-from abiguard.model import TargetEnvironment
+from abiguard.model import TargetEnvironment, canonical_name
 
 SCHEMA = 1
 DEFAULT_LOCK_TIMEOUT = 30.0  # seconds a second abiguard waits for the environment before giving up
@@ -162,7 +160,7 @@ def apply_changes(
     args = [str(a) for a in install_args]
     if not args:
         raise ApplyError("nothing to install: no installer arguments were given")
-    touched_keys = sorted({str(canonicalize_name(t)) for t in touched})
+    touched_keys = sorted({canonical_name(t) for t in touched})
     prefix = _real(env.prefix)
     sites = _site_dirs(env)
     command = _installer_command(env, installer, args, sites)
@@ -472,7 +470,7 @@ def _scan(sites: list[str]) -> list[_Dist]:
             if not entry.endswith(".dist-info") or os.path.islink(path) or not os.path.isdir(path):
                 continue
             name, version = _name_version(path, entry)
-            out.append(_Dist(str(canonicalize_name(name)), name, version, site, path))
+            out.append(_Dist(canonical_name(name), name, version, site, path))
     return out
 
 

@@ -7,11 +7,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from abiguard.fix.resolver import Change, Resolution, ResolveError, install_command, resolve
-from abiguard.model import BuiltFor, CheckReport, TargetEnvironment, Verdict
+from abiguard.model import BuiltFor, CheckReport, TargetEnvironment, Verdict, canonical_name
 from abiguard.rules.numpy import NUMPY2
 
 
@@ -211,7 +210,7 @@ def _upgrade_request(
             raise _NoPlan(f"no release of {d.name} has a wheel for this platform built for numpy {numpy}")
         if Version(first) <= Version(d.version):
             raise _NoPlan(f"{d.name} {d.version} is already the newest compatible release; it needs a different numpy")
-        key = str(canonicalize_name(d.name))
+        key = canonical_name(d.name)
         requirements.append(f"{key}>={first}")
         why[key] = f"first release built for numpy {numpy}"
     return requirements, [f"numpy=={numpy}"], why
@@ -237,7 +236,7 @@ def _mixed(
         if first is None:
             return Rejected("mixed", f"no release of {d.name} is built for NumPy 2, and other binaries need "
                                      f"numpy >= {target}: no safe plan exists")
-        key = str(canonicalize_name(d.name))
+        key = canonical_name(d.name)
         requirements.append(f"{key}>={first}")
         why[key] = f"first release built for numpy {target}"
     try:
@@ -305,7 +304,7 @@ def judge_changes(
         if problem:
             problems[c.name] = problem
     for d in report.distributions:
-        key = str(canonicalize_name(d.name))
+        key = canonical_name(d.name)
         if key in changed or key == "numpy":
             continue
         for b in d.binaries:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from packaging.utils import canonicalize_name
-
 from abiguard.check import check_environment, read_distributions
 from abiguard.fix.planner import FixPlan, Plan, plan_fix
-from abiguard.model import CheckReport, TargetEnvironment, Verdict
+from abiguard.model import CheckReport, TargetEnvironment, Verdict, canonical_name
 from abiguard.sources.environment import InstalledDistribution
 
 Log = Callable[[str], None]
@@ -61,7 +59,7 @@ def recheck(env: TargetEnvironment, touched: set[str], *, verify: bool = True, t
     if not verify:
         return None
     modules = list(dict.fromkeys(b.module for d in after.report.distributions
-                                 if canonicalize_name(d.name) in touched for b in d.binaries if b.module))
+                                 if canonical_name(d.name) in touched for b in d.binaries if b.module))
     together = _import_together(env.executable, modules, timeout)
     suspects = modules if together is None else together
     outcomes = verify_modules(env.executable, suspects, timeout=timeout)
@@ -72,12 +70,12 @@ def recheck(env: TargetEnvironment, touched: set[str], *, verify: bool = True, t
 
 
 def touched_names(chosen: Plan) -> set[str]:
-    return {str(canonicalize_name(c.name)) for c in chosen.changes}
+    return {canonical_name(c.name) for c in chosen.changes}
 
 
 def affected_names(report: CheckReport) -> set[str]:
     """The distributions a fix is for: broken or at risk before it."""
-    return {str(canonicalize_name(d.name)) for d in report.distributions
+    return {canonical_name(d.name) for d in report.distributions
             if d.verdict in (Verdict.BROKEN, Verdict.AT_RISK)}
 
 

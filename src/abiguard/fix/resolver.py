@@ -16,9 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from packaging.utils import canonicalize_name
-
-from abiguard.model import TargetEnvironment
+from abiguard.model import TargetEnvironment, canonical_name
 
 
 class ResolveError(Exception):
@@ -139,7 +137,7 @@ def _uv(env: TargetEnvironment, installed: dict[str, str], requirements: Sequenc
     removed: dict[str, str] = {}
     added: dict[str, str] = {}
     for item in data.get("changes", []):
-        key = str(canonicalize_name(item["name"]))
+        key = canonical_name(item["name"])
         if item.get("action") == "uninstalled":
             removed[key] = item["version"]
         elif item.get("action") in ("installed", "reinstalled"):
@@ -160,7 +158,7 @@ def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequen
     with open(report) as fh:
         data = json.load(fh)
     added = {
-        str(canonicalize_name(item["metadata"]["name"])): item["metadata"]["version"]
+        canonical_name(item["metadata"]["name"]): item["metadata"]["version"]
         for item in data.get("install", [])
     }
     removed = {name: installed[name] for name in added if name in installed}

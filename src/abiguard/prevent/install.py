@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from abiguard.fix.planner import ReleaseInspector, judge_changes
 from abiguard.fix.repair import Scan
 from abiguard.fix.resolver import Change, ResolveError, resolve
 from abiguard.model import Verdict as Health
+from abiguard.model import canonical_name
 from abiguard.rules.numpy import NUMPY2
 
 Log = Callable[[str], None]
@@ -79,10 +79,10 @@ def recheck_new(current: Scan, *, use_cache: bool = True) -> str | None:
     from abiguard.fix.repair import scan
 
     bad = (Health.BROKEN, Health.AT_RISK)
-    already = {str(canonicalize_name(d.name)) for d in current.report.distributions if d.verdict in bad}
+    already = {canonical_name(d.name) for d in current.report.distributions if d.verdict in bad}
     after = scan(current.env, use_cache=use_cache)
     new = [d for d in after.report.distributions
-           if d.verdict in bad and str(canonicalize_name(d.name)) not in already]
+           if d.verdict in bad and canonical_name(d.name) not in already]
     if new:
         names = ", ".join(f"{d.name} {d.version} ({d.verdict.value})" for d in new)
         return f"the install created ABI conflicts: {names}"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from packaging.tags import Tag
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from abiguard.cache import Cache
@@ -21,6 +21,7 @@ from abiguard.model import (
     DistributionFinding,
     TargetEnvironment,
     Verdict,
+    canonical_name,
 )
 from abiguard.rules import numpy as numpy_rule
 from abiguard.sources.index import (
@@ -74,7 +75,7 @@ def lock_check(
         executable=str(path), python_version=python_version, implementation="cpython", prefix=str(path.parent),
         site_packages=(), platform=platform, ext_suffixes=(), marker_env={},
     )
-    numpy_version = next((e.version for e in entries if canonicalize_name(e.name) == "numpy"), None)
+    numpy_version = next((e.version for e in entries if canonical_name(e.name) == "numpy"), None)
     judged = _version(numpy_version)
     cache = Cache.open(enabled=use_cache)
     http = HttpClient()
@@ -85,7 +86,7 @@ def lock_check(
         for done, entry in enumerate(entries, 1):
             if progress is not None:
                 progress(done, len(entries))
-            if canonicalize_name(entry.name) == "numpy":
+            if canonical_name(entry.name) == "numpy":
                 continue
             try:
                 wheel = _pick(entry.wheels, tags)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shlex
 
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from abiguard.fix.planner import FixPlan
+from abiguard.report.markup import Out, escape
 
 
-def render_plans(fix: FixPlan, out: Console) -> None:
+def render_plans(fix: FixPlan, out: Out) -> None:
     report = fix.report
     culprits = [d for d in report.distributions if d.affected]
     names = ", ".join(f"{d.name} {d.version}" for d in culprits)

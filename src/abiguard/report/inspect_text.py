@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from abiguard.inspect import (
@@ -16,6 +14,7 @@ from abiguard.inspect import (
     WheelItem,
 )
 from abiguard.model import BinaryFacts, BuiltFor, Verdict
+from abiguard.report.markup import Out, escape
 from abiguard.sources.wheel import MemberResult
 
 _BUILT_STYLE = {
@@ -29,7 +28,7 @@ _VERDICT_STYLE = {Verdict.BROKEN: "bold red", Verdict.AT_RISK: "bold yellow", Ve
 _SHOWN = 6
 
 
-def render_inspect(report: InspectReport, out: Console, verbose: bool = False) -> None:
+def render_inspect(report: InspectReport, out: Out, verbose: bool = False) -> None:
     """Print every item, then notes (skipped indexes, cache warnings) and the total cost."""
     for item in report.items:
         _item(item, out, verbose)
@@ -41,7 +40,7 @@ def render_inspect(report: InspectReport, out: Console, verbose: bool = False) -
                   " requests[/]")
 
 
-def _item(item: Item, out: Console, verbose: bool) -> None:
+def _item(item: Item, out: Out, verbose: bool) -> None:
     if isinstance(item, ErrorItem):
         out.print(f"[bold red]error[/] {escape(item.target)}: {escape(item.message)}")
     elif isinstance(item, BinaryItem):
@@ -78,7 +77,7 @@ def _facts_line(name: str, facts: BinaryFacts) -> str:
     return " ".join(parts)
 
 
-def _binary(item: BinaryItem, out: Console) -> None:
+def _binary(item: BinaryItem, out: Out) -> None:
     out.print(_facts_line(item.module or item.path, item.facts))
     if item.module:
         out.print(f"    [dim]{escape(item.path)}[/]")
@@ -86,7 +85,7 @@ def _binary(item: BinaryItem, out: Console) -> None:
         out.print(f"    [{_VERDICT_STYLE[item.verdict]}]{item.verdict.value}[/]: {escape(item.consequence or '')}")
 
 
-def _wheel(item: WheelItem, out: Console, verbose: bool) -> None:
+def _wheel(item: WheelItem, out: Out, verbose: bool) -> None:
     rep = item.report
     outcome = rep.outcome
     floor = f", needs numpy >= {outcome.min_numpy}" if outcome.min_numpy else ""
@@ -109,7 +108,7 @@ def _wheel(item: WheelItem, out: Console, verbose: bool) -> None:
     _members(members, out, verbose)
 
 
-def _members(members: list[MemberResult], out: Console, verbose: bool) -> None:
+def _members(members: list[MemberResult], out: Out, verbose: bool) -> None:
     limit = len(members) if verbose else _SHOWN
     for m in members[:limit]:
         out.print("    " + _facts_line(m.module or m.path, m.facts))
@@ -117,7 +116,7 @@ def _members(members: list[MemberResult], out: Console, verbose: bool) -> None:
         out.print(f"    [dim](+{len(members) - limit} more; --verbose lists all)[/]")
 
 
-def _directory(item: DirectoryItem, out: Console, verbose: bool) -> None:
+def _directory(item: DirectoryItem, out: Out, verbose: bool) -> None:
     out.print(f"{_built(item.built_for)}  [bold]{escape(item.target)}[/]  ({len(item.binaries)} shared objects,"
               f" {len(item.wheels)} wheels)")
     shown = [b for b in item.binaries if verbose or b.facts.built_for is not BuiltFor.NONE]
@@ -129,7 +128,7 @@ def _directory(item: DirectoryItem, out: Console, verbose: bool) -> None:
         out.print(f"    [bold red]error[/] {escape(e.target)}: {escape(e.message)}")
 
 
-def _search(item: SearchItem, out: Console) -> None:
+def _search(item: SearchItem, out: Out) -> None:
     answer = f"[bold green]{item.found}[/]" if item.found else "[bold red]none found[/]"
     out.print(f"[bold]{escape(item.project)}[/]: first release compatible with numpy {item.numpy}: {answer}")
     cutoff = f" uploaded before {item.cutoff.date()}" if item.cutoff else ""

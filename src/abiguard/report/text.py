@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from typing import IO
-
-from packaging.version import Version
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from abiguard.model import BinaryFinding, BuiltFor, CheckReport, DistributionFinding, Verdict
-from abiguard.rules.declared import has_upper_bound
+from abiguard.report.markup import Out, escape
 
 _STYLE = {
     Verdict.BROKEN: "bold red",
@@ -22,11 +15,7 @@ _MODULES_SHOWN = 6
 _PRODUCER_MARKERS = ("R8", "R9", "pybind11")
 
 
-def console(stream: IO[str] | None = None) -> Console:
-    return Console(file=stream, highlight=False, soft_wrap=True)
-
-
-def render_check(report: CheckReport, out: Console, verbose: bool = False) -> None:
+def render_check(report: CheckReport, out: Out, verbose: bool = False) -> None:
     env = report.environment
     numpy = report.numpy or "not installed"
     what_if = f" (hypothetical; installed: {report.numpy_installed or 'none'})" if report.hypothetical else ""
@@ -64,7 +53,7 @@ def _consequence(b: BinaryFinding) -> str:
     return b.consequence or b.facts.reason or b.verdict.value
 
 
-def _distribution(dist: DistributionFinding, report: CheckReport, out: Console, verbose: bool) -> None:
+def _distribution(dist: DistributionFinding, report: CheckReport, out: Out, verbose: bool) -> None:
     affected = dist.affected if dist.verdict in (Verdict.BROKEN, Verdict.AT_RISK) else ()
     if dist.verdict is Verdict.UNKNOWN:
         affected = tuple(b for b in dist.binaries if b.verdict is Verdict.UNKNOWN)
@@ -97,6 +86,8 @@ def _distribution(dist: DistributionFinding, report: CheckReport, out: Console, 
 
 
 def _why(dist: DistributionFinding) -> str:
+    from abiguard.rules.declared import has_upper_bound
+
     req = dist.numpy_requirement
     if req is None:
         return (f"{dist.name} {dist.version} declares no numpy requirement, so no installer relates the two; "
@@ -108,6 +99,8 @@ def _why(dist: DistributionFinding) -> str:
 
 
 def _ways_out(dist: DistributionFinding, report: CheckReport) -> list[str]:
+    from packaging.version import Version
+
     built = {b.facts.built_for for b in dist.affected}
     if report.numpy is None:
         return ["pip install numpy"]
@@ -126,7 +119,7 @@ def _ways_out(dist: DistributionFinding, report: CheckReport) -> list[str]:
     return []
 
 
-def _refuted(report: CheckReport, out: Console) -> None:
+def _refuted(report: CheckReport, out: Out) -> None:
     rows = [
         (d.name, b)
         for d in report.distributions
@@ -135,6 +128,8 @@ def _refuted(report: CheckReport, out: Console) -> None:
     ]
     if not rows:
         return
+    from rich.table import Table
+
     table = Table(title="Predictions refuted by importing (please report these as abiguard bugs)")
     for col in ("distribution", "module", "predicted", "observed"):
         table.add_column(col)
@@ -146,7 +141,7 @@ def _refuted(report: CheckReport, out: Console) -> None:
     out.print()
 
 
-def _summary(report: CheckReport, out: Console) -> None:
+def _summary(report: CheckReport, out: Out) -> None:
     n = len(report.distributions)
     parts = [
         f"{report.count(Verdict.BROKEN)} broken",

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Iterable, Mapping
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from abiguard.model import DeclaredProblem
+from abiguard.model import Declared, DeclaredProblem, canonical_name
 from abiguard.sources.environment import InstalledDistribution
 
 _ONLY_WITH_EXTRA = re.compile(r"""\bextra\s*==""")
@@ -39,13 +40,19 @@ def applicable(requires: Iterable[str], marker_env: Mapping[str, str]) -> list[R
 
 def check_declared(
     dists: Iterable[InstalledDistribution], marker_env: Mapping[str, str], versions: Mapping[str, str]
-) -> list[DeclaredProblem]:
-    """Unsatisfied or missing requirements; `versions` maps canonical names to (possibly hypothetical)
-    versions of what is installed."""
+) -> Declared:
+    """`versions` maps canonical names to (possibly hypothetical) versions of what is installed.
+
+    Each distribution's requirements are parsed once, for both answers: parsing is most of the cost."""
     problems = []
+    numpy_requirements = {}
     for dist in dists:
+        numpy_specs = []
         for req in applicable(dist.requires, marker_env):
-            have = versions.get(canonicalize_name(req.name))
+            name = canonical_name(req.name)
+            if name == "numpy":
+                numpy_specs.append(req.specifier)
+            have = versions.get(name)
             if have is None:
                 problems.append(DeclaredProblem(dist.name, dist.version, str(req), "missing", None))
                 continue
@@ -55,18 +62,9 @@ def check_declared(
                 ok = True
             if not ok:
                 problems.append(DeclaredProblem(dist.name, dist.version, str(req), "conflict", have))
-    return problems
-
-
-def numpy_requirement(dist: InstalledDistribution, marker_env: Mapping[str, str]) -> str | None:
-    """The distribution's own declared numpy requirement, as written, if it has one that applies."""
-    found = [r for r in applicable(dist.requires, marker_env) if canonicalize_name(r.name) == "numpy"]
-    if not found:
-        return None
-    merged = SpecifierSet()
-    for req in found:
-        merged &= req.specifier
-    return f"numpy{merged}"
+        if numpy_specs:
+            numpy_requirements[dist.key] = f"numpy{functools.reduce(operator.and_, numpy_specs, SpecifierSet())}"
+    return Declared(tuple(problems), numpy_requirements)
 
 
 def has_upper_bound(requirement: str | None) -> bool:

@@ -14,14 +14,13 @@ import marshal
 import os
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
 from abiguard.binary import is_shared_object_name
-from abiguard.model import TargetEnvironment
+from abiguard.model import TargetEnvironment, canonical_name
 
 
 class EnvironmentError_(Exception):
@@ -119,8 +118,35 @@ def resolve_python(python: str | None) -> str:
     return python
 
 
-def probe(python: str | None = None, timeout: float = 30.0) -> TargetEnvironment:
+def probe(python: str | None = None, timeout: float = 30.0, memo_dir: str | None = None) -> TargetEnvironment:
+    """Describe the target interpreter by running it once.
+
+    With `memo_dir`, the answer is kept there and reused while nothing it depends on has changed (see
+    `_probe_identity`): starting the interpreter costs more than the rest of a cached `check`."""
     exe = resolve_python(python)
+    identity = _probe_identity(exe) if memo_dir else None
+    memo = Memo(os.path.join(memo_dir, f"probe-{zlib.crc32(exe.encode()):08x}.marshal") if memo_dir else None)
+    data = memo.get("derived", "probe", identity) if identity is not None else None
+    if not isinstance(data, dict):
+        data = _run_probe(exe, timeout)
+        if identity is not None:
+            memo.put("derived", "probe", identity, data)
+            memo.save()
+    return TargetEnvironment(
+        executable=data["executable"] or exe,
+        python_version=data["version"],
+        implementation=data["implementation"],
+        prefix=data["prefix"],
+        site_packages=tuple(p for p in data["site"] if os.path.isdir(p)),
+        platform=data["platform"],
+        ext_suffixes=tuple(data["ext"]),
+        marker_env=data["markers"],
+        libc=data["libc"] or None,
+        abiflags=data["abiflags"],
+    )
+
+
+def _run_probe(exe: str, timeout: float) -> dict[str, Any]:
     try:
         proc = subprocess.run(
             [exe, "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=timeout,
@@ -135,18 +161,29 @@ def probe(python: str | None = None, timeout: float = 30.0) -> TargetEnvironment
         data = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise EnvironmentError_(f"{exe} did not answer like a Python interpreter") from None
-    return TargetEnvironment(
-        executable=data["executable"] or exe,
-        python_version=data["version"],
-        implementation=data["implementation"],
-        prefix=data["prefix"],
-        site_packages=tuple(p for p in data["site"] if os.path.isdir(p)),
-        platform=data["platform"],
-        ext_suffixes=tuple(data["ext"]),
-        marker_env=data["markers"],
-        libc=data["libc"] or None,
-        abiflags=data["abiflags"],
-    )
+    if not isinstance(data, dict):
+        raise EnvironmentError_(f"{exe} did not answer like a Python interpreter")
+    return data
+
+
+def _probe_identity(exe: str) -> list[Any] | None:
+    """What the probe's answer depends on, as far as a stat can see: the interpreter path, the link and the
+    file it points to (a reinstall or upgrade rewrites it), the pyvenv.cfg files site.venv() reads, the kernel
+    (the platform_release marker) and the probe itself. None when the interpreter cannot be stat'ed."""
+    exe_dir = os.path.dirname(os.path.abspath(exe))
+    kernel = list(os.uname()) if hasattr(os, "uname") else []
+    stats: list[Any] = [os.path.abspath(exe), zlib.crc32(_PROBE.encode()), kernel]
+    for path, follow in ((exe, False), (exe, True), (os.path.join(exe_dir, "pyvenv.cfg"), True),
+                         (os.path.join(os.path.dirname(exe_dir), "pyvenv.cfg"), True)):
+        try:
+            st = os.stat(path, follow_symlinks=follow)
+        except OSError:
+            if path == exe:
+                return None
+            stats.append(None)
+            continue
+        stats.append([st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns])
+    return stats
 
 
 @dataclass
@@ -162,7 +199,7 @@ class InstalledDistribution:
 
     @property
     def key(self) -> str:
-        return str(canonicalize_name(self.name))
+        return canonical_name(self.name)
 
     def shared_objects(self) -> list[str]:
         return self.shared
@@ -189,23 +226,47 @@ def _read_metadata(path: str) -> tuple[str, str, list[str]]:
     return name, version, requires
 
 
-def _shared_in_record(path: str, memo: ListingMemo) -> list[str]:
+def _shared_in_record(path: str, memo: Memo) -> list[str]:
     """The shared objects a RECORD lists (paths may contain `..`); remembered by the RECORD's size and mtime."""
     try:
         st = os.stat(path)
     except OSError:
         return []
-    known = memo.old_records.get(path)
-    if known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns:
-        memo.records[path] = known
-        return list(known[2])
+    stamp = [st.st_size, st.st_mtime_ns]
+    known = memo.get("records", path, stamp)
+    if known is not None:
+        return list(known)
     try:
         with open(path, newline="", encoding="utf-8", errors="replace") as fh:
             shared = [row[0] for row in csv.reader(fh) if row and is_shared_object_name(row[0])]
     except OSError:
         return []
-    memo.records[path] = [st.st_size, st.st_mtime_ns, shared]
+    memo.put("records", path, stamp, shared)
     return shared
+
+
+def _dist_info(info: str, memo: Memo) -> list[Any] | None:
+    """[name, version, requires, installer, wheel tags] of a dist-info directory, remembered by its METADATA's
+    identity: installers write a new dist-info (a new METADATA) for every install."""
+    path = os.path.join(info, "METADATA")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    known = memo.get("metadata", info, stamp)
+    if known is not None:
+        return list(known)
+    try:
+        name, version, requires = _read_metadata(path)
+    except OSError:
+        return None
+    wheel = _read_small(os.path.join(info, "WHEEL")) or ""
+    installer = (_read_small(os.path.join(info, "INSTALLER")) or "").strip() or None
+    tags = [ln[4:].strip() for ln in wheel.splitlines() if ln.startswith("Tag:")]
+    value = [name, version, requires, installer, tags]
+    memo.put("metadata", info, stamp, value)
+    return value
 
 
 def _read_small(path: str) -> str | None:
@@ -216,9 +277,9 @@ def _read_small(path: str) -> str | None:
         return None
 
 
-def iter_distributions(env: TargetEnvironment, memo: ListingMemo | None = None) -> Iterator[InstalledDistribution]:
+def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iterator[InstalledDistribution]:
     """Every `*.dist-info` in the environment's site-packages, first directory wins on duplicates."""
-    memo = memo or ListingMemo(None)
+    memo = memo or Memo(None)
     seen: set[str] = set()
     for site in env.site_packages:
         try:
@@ -229,18 +290,14 @@ def iter_distributions(env: TargetEnvironment, memo: ListingMemo | None = None) 
             if not entry.endswith(".dist-info"):
                 continue
             info = os.path.join(site, entry)
-            try:
-                name, version, requires = _read_metadata(os.path.join(info, "METADATA"))
-            except OSError:
+            described = _dist_info(info, memo)
+            if described is None or not described[0]:
                 continue
-            if not name:
-                continue
-            key = str(canonicalize_name(name))
+            name, version, requires, installer, tags = described
+            key = canonical_name(name)
             if key in seen:
                 continue
             seen.add(key)
-            wheel = _read_small(os.path.join(info, "WHEEL")) or ""
-            installer = (_read_small(os.path.join(info, "INSTALLER")) or "").strip() or None
             yield InstalledDistribution(
                 name=name,
                 version=version,
@@ -248,7 +305,7 @@ def iter_distributions(env: TargetEnvironment, memo: ListingMemo | None = None) 
                 dist_info=info,
                 requires=requires,
                 installer=installer,
-                wheel_tags=[ln[4:].strip() for ln in wheel.splitlines() if ln.startswith("Tag:")],
+                wheel_tags=tags,
                 shared=_shared_in_record(os.path.join(info, "RECORD"), memo),
             )
 
@@ -272,20 +329,20 @@ _SKIP_DIRS = (".dist-info", "__pycache__")
 
 
 def unowned_shared_objects(
-    env: TargetEnvironment, owned: set[str], memo: ListingMemo | None = None
+    env: TargetEnvironment, owned: set[str], memo: Memo | None = None
 ) -> list[tuple[str, str]]:
     """(site_dir, relpath) of shared objects under site-packages that no RECORD lists.
 
     Listing every file of a large environment costs more than the rest of a cached check, so each
     directory's subdirectories and shared objects are remembered in `memo_path` with the directory's mtime:
-    an unchanged directory costs one stat (see ListingMemo)."""
-    memo = memo or ListingMemo(None)
+    an unchanged directory costs one stat (see Memo)."""
+    memo = memo or Memo(None)
     found: list[tuple[str, str]] = []
     for site in env.site_packages:
         stack = [site]
         while stack:
             folder = stack.pop()
-            listing = _listing(folder, memo.old_dirs, memo.dirs)
+            listing = _listing(folder, memo)
             if listing is None:
                 continue
             subdirs, shared = listing
@@ -297,15 +354,14 @@ def unowned_shared_objects(
     return found
 
 
-def _listing(folder: str, old: dict[str, list[Any]], new: dict[str, list[Any]]) -> tuple[list[str], list[str]] | None:
+def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
     try:
         mtime = os.stat(folder).st_mtime_ns
     except OSError:
         return None
-    known = old.get(folder)
-    if known is not None and known[0] == mtime:
-        new[folder] = known
-        return known[1], known[2]
+    known = memo.get("dirs", folder, mtime)
+    if known is not None:
+        return known[0], known[1]
     subdirs: list[str] = []
     shared: list[str] = []
     try:
@@ -322,46 +378,62 @@ def _listing(folder: str, old: dict[str, list[Any]], new: dict[str, list[Any]]) 
                     shared.append(entry.name)
     except OSError:
         return None
-    new[folder] = [mtime, subdirs, shared]
+    memo.put("dirs", folder, mtime, [subdirs, shared])
     return subdirs, shared
 
 
-class ListingMemo:
-    """What listing an environment found last time, keyed by what would change if it changed.
+class Memo:
+    """What reading an environment found last time, each entry stamped with what would change if it changed.
 
-    Directories are keyed by their mtime (adding, removing or renaming an entry changes it), RECORD files by
-    size and mtime. An unchanged environment then costs a stat per directory and per RECORD, not a read of
-    every file name. Kept as one `marshal` file per environment (private to this interpreter, and 5x faster to
-    load than JSON); a failure to read or write only costs speed."""
+    Tables: "dirs" (a directory's subdirectories and shared objects, stamped with its mtime: adding, removing
+    or renaming an entry changes it), "records" (a RECORD's shared objects, by size and mtime), "metadata" (a
+    dist-info's METADATA fields, by size, mtime and inode) and "derived" (results computed from what was read,
+    such as the probe's answer or the declared-requirement check, stamped with their inputs). An unchanged
+    environment then costs a stat per directory and per dist-info, not a read of every file. Kept as one
+    `marshal` file per environment (private to this interpreter, and 5x faster to load than JSON); a failure
+    to read or write only costs speed. Entries not used by a run are dropped when it saves."""
+
+    FORMAT = 2
+    TABLES = ("dirs", "records", "metadata", "derived")
 
     def __init__(self, path: str | None) -> None:
         self.path = path
         data = self._load()
-        self.old_dirs: dict[str, list[Any]] = data.get("dirs", {})
-        self.old_records: dict[str, list[Any]] = data.get("records", {})
-        self.dirs: dict[str, list[Any]] = {}
-        self.records: dict[str, list[Any]] = {}
+        self.old: dict[str, dict[str, list[Any]]] = {t: data.get(t) or {} for t in self.TABLES}
+        self.new: dict[str, dict[str, list[Any]]] = {t: {} for t in self.TABLES}
 
     def _load(self) -> dict[str, Any]:
         if self.path is None:
             return {}
         try:
             with open(self.path, "rb") as fh:
-                data = marshal.load(fh)
-            return data if isinstance(data, dict) else {}
+                data = marshal.loads(fh.read())  # load(fh) reads object by object: 5x slower
         except (OSError, ValueError, EOFError, TypeError):
             return {}
+        return data if isinstance(data, dict) and data.get("format") == self.FORMAT else {}
+
+    def get(self, table: str, key: str, stamp: Any) -> Any:
+        """The value remembered for `key` if it was stored with an equal `stamp`, else None."""
+        known = self.old[table].get(key)
+        if known is not None and known[0] == stamp:
+            self.new[table][key] = known
+            return known[1]
+        return None
+
+    def put(self, table: str, key: str, stamp: Any, value: Any) -> None:
+        """Remember `value` (marshal-able: str, int, list, dict, None) until `stamp` changes."""
+        self.new[table][key] = [stamp, value]
 
     def save(self) -> None:
-        if self.path is None or (self.dirs == self.old_dirs and self.records == self.old_records):
+        if self.path is None or self.new == self.old:
             return
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(tmp, "wb") as fh:
-                marshal.dump({"dirs": self.dirs, "records": self.records}, fh)
+                marshal.dump({"format": self.FORMAT, **self.new}, fh)
             os.replace(tmp, self.path)
-        except OSError:
+        except (OSError, ValueError):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 

@@ -32,13 +32,12 @@ from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
 
+from abiguard.model import canonical_name
 from abiguard.sources.remote import HttpClient, RemoteError, redact
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -245,7 +244,7 @@ class IndexFile:
 
     filename: str
     url: str
-    name: NormalizedName
+    name: str
     version: Version
     sha256: str | None = None
     size: int | None = None
@@ -295,7 +294,7 @@ def parse_file(filename: str, url: str, meta: Mapping[str, Any], index: str) -> 
             parts = filename[:-4].split("-")
             if len(parts) not in (5, 6):
                 return None
-            name, version = canonicalize_name(parts[0]), Version(parts[1])
+            name, version = canonical_name(parts[0]), Version(parts[1])
         else:
             name, version = parse_sdist_filename(filename)
     except (InvalidSdistFilename, InvalidVersion):
@@ -339,7 +338,7 @@ class IndexClient:
 
     def files(self, project: str) -> list[IndexFile]:
         """Every wheel and sdist of `project`; ProjectNotFound if no index has it."""
-        name = canonicalize_name(project)
+        name = canonical_name(project)
         if name not in self._listings:
             self._listings[name] = self._fetch(name, project)
         return self._listings[name]

@@ -26,7 +26,8 @@ from urllib.parse import unquote
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
+
+from abiguard.model import canonical_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -150,9 +151,9 @@ def select_entries(contents: LockfileContents, marker_env: Mapping[str, str], *,
             )
     env: dict[str, str | frozenset[str]] = dict(marker_env)
     env.setdefault("extra", "")
-    env["extras"] = frozenset(canonicalize_name(e) for e in extras)
+    env["extras"] = frozenset(canonical_name(e) for e in extras)
     env["dependency_groups"] = frozenset(
-        canonicalize_name(g) for g in (contents.default_groups if groups is None else groups)
+        canonical_name(g) for g in (contents.default_groups if groups is None else groups)
     )
     if contents.environments and not any(_holds(m, env) for m in contents.environments):
         raise LockfileError(
@@ -388,7 +389,7 @@ def _read_uv_lock(path: Path, data: dict[str, Any]) -> LockfileContents:
             errors.append(f"{path}: package #{index + 1} has no name")
             continue
         source = table.get("source")
-        packages.append(_UvPackage(table, canonicalize_name(name), _text(table.get("version")),
+        packages.append(_UvPackage(table, canonical_name(name), _text(table.get("version")),
                                    source if isinstance(source, dict) else {}))
     by_name: dict[str, list[int]] = {}
     for i, pkg in enumerate(packages):
@@ -400,7 +401,7 @@ def _read_uv_lock(path: Path, data: dict[str, Any]) -> LockfileContents:
         if name is None:
             errors.append(f"{where}: a dependency has no name")
             return []
-        candidates = by_name.get(canonicalize_name(name), [])
+        candidates = by_name.get(canonical_name(name), [])
         if "version" in dep:
             candidates = [i for i in candidates if packages[i].version == dep["version"]]
         if "source" in dep and len(candidates) > 1:
@@ -468,7 +469,7 @@ def _uv_roots(packages: list[_UvPackage], data: dict[str, Any]) -> set[int]:
     manifest = data.get("manifest")
     members = manifest.get("members") if isinstance(manifest, dict) else None
     if isinstance(members, list) and members:
-        names = {canonicalize_name(m) for m in members if isinstance(m, str)}
+        names = {canonical_name(m) for m in members if isinstance(m, str)}
         return {i for i, p in enumerate(packages) if p.name in names and p.source.keys() & {*_MEMBER_SOURCES}}
     return {i for i, p in enumerate(packages) if any(p.source.get(k) == "." for k in _MEMBER_SOURCES)}
 

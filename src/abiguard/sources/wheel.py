@@ -22,12 +22,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from abiguard.binary import BytesReader, inspect_reader, is_shared_object_name
 from abiguard.cache import Cache, FileKey, WheelListing
-from abiguard.model import BinaryFacts, BuiltFor
+from abiguard.model import BinaryFacts, BuiltFor, canonical_name
 from abiguard.sources.remote import DEFAULT_MAX_MEMBER, HttpClient, MemberTooLarge, RemoteZip, ZipEntry, redact
 
 
@@ -140,7 +140,7 @@ def installed_path(name: str) -> str:
 
 def is_numpy_own(dist_name: str, member: str) -> bool:
     """Rule R0: numpy's own binaries say nothing about compatibility with numpy."""
-    if canonicalize_name(dist_name) == "numpy":
+    if canonical_name(dist_name) == "numpy":
         return True
     top = installed_path(member).split("/", 1)[0]
     return top in ("numpy", "numpy.libs")
@@ -182,7 +182,7 @@ def inspect_members(
     """Decide a wheel from its members: known (cached) ones first, then read smallest first until settled."""
     todo = candidates(dist_name, members)
     if not todo:
-        own = canonicalize_name(dist_name) == "numpy"
+        own = canonical_name(dist_name) == "numpy"
         note = "part of numpy itself (R0)" if own else "no shared objects"
         return WheelOutcome(BuiltFor.NONE, None, (), 0, (), False, note)
     known = known or {}
