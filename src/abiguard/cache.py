@@ -20,16 +20,18 @@ Design choices, briefly:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
+import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from abiguard import __version__
 from abiguard.model import BinaryFacts
 
 SCHEMA_VERSION = 1
@@ -37,7 +39,6 @@ _CHUNK = 500  # keys per query; well under SQLite's bound-parameter limit
 _LOCK_RETRIES = 5
 _BUSY_TIMEOUT_S = 5.0
 
-log = logging.getLogger("abiguard.cache")
 T = TypeVar("T")
 
 
@@ -68,26 +69,30 @@ class WheelListing:
 
 
 def default_path() -> Path:
-    """`$ABIGUARD_CACHE_DIR/cache.sqlite3`, else the platform's user cache directory."""
+    """`$ABIGUARD_CACHE_DIR/cache.sqlite3`, else the platform's user cache directory (as platformdirs picks it:
+    XDG on Linux and BSD, ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows)."""
     base = os.environ.get("ABIGUARD_CACHE_DIR")
     if not base:
-        import platformdirs  # imported here: only needed when the cache is really used
-
-        base = platformdirs.user_cache_dir("abiguard")
+        home = os.path.expanduser("~")
+        if sys.platform == "win32":
+            base = os.path.join(os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local"),
+                                "abiguard", "Cache")
+        elif sys.platform == "darwin":
+            base = os.path.join(home, "Library", "Caches", "abiguard")
+        else:
+            xdg = os.environ.get("XDG_CACHE_HOME", "")
+            base = os.path.join(xdg if os.path.isabs(xdg) else os.path.join(home, ".cache"), "abiguard")
     return Path(base) / "cache.sqlite3"
 
 
 def _generation() -> str:
     """Cached facts are only as good as the code that produced them: key them on the inspection source too,
-    so an upgrade, or an edit in a source checkout, invalidates them (reading ~40 KB costs well under 1 ms)."""
-    import hashlib
-
-    from abiguard import __version__, binary
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(binary.__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return f"{SCHEMA_VERSION}/{__version__}/{digest.hexdigest()[:16]}"
+    so an upgrade, or an edit in a source checkout, invalidates them (reading ~40 KB costs well under 1 ms;
+    a checksum detects an edit as well as a cryptographic hash, and needs no OpenSSL at start-up)."""
+    checksum = 0
+    for path in sorted(Path(__file__).parent.joinpath("binary").glob("*.py")):
+        checksum = zlib.crc32(path.read_bytes(), checksum)
+    return f"{SCHEMA_VERSION}/{__version__}/{checksum:08x}"
 
 
 class Cache:
@@ -121,14 +126,19 @@ class Cache:
         for key in wanted:
             by_path.setdefault(key.path, []).append(key)
         paths = list(by_path)
+        # Most rows of an environment share a handful of texts ("none", as ELF): parse each text once.
+        parsed: dict[str, BinaryFacts | None] = {}
         for chunk in _chunks(paths):
             sql = f"SELECT path, size, mtime_ns, inode, facts FROM files WHERE path IN ({_marks(chunk)})"
             for path, size, mtime_ns, inode, facts in self._select(sql, chunk):
                 key = FileKey(path, size, mtime_ns, inode)
-                if key in by_path.get(path, ()):
-                    parsed = _parse(facts, key.size)
-                    if parsed is not None:
-                        found[key] = parsed
+                if key not in by_path.get(path, ()):
+                    continue
+                if facts not in parsed:
+                    parsed[facts] = _parse(facts, 0)
+                template = parsed[facts]
+                if template is not None:
+                    found[key] = template.with_size(key.size)
         self.hits += len(found)
         self.misses += len(wanted) - len(found)
         return found
@@ -252,6 +262,8 @@ class Cache:
             if mode is None:
                 raise sqlite3.DatabaseError("file is not a database")
             conn.execute("PRAGMA synchronous = NORMAL")
+            if self._current(conn):
+                return conn  # the common case: no write transaction just to open
             with conn:
                 # Hold the write lock from reading the generation to writing it: two processes opening a new
                 # cache at once would otherwise both see no generation, and the second would empty the first's rows.
@@ -274,6 +286,14 @@ class Cache:
             conn.close()
             raise
         return conn
+
+    @staticmethod
+    def _current(conn: sqlite3.Connection) -> bool:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        except sqlite3.OperationalError:
+            return False  # no tables yet
+        return row is not None and row[0] == _generation()
 
     @staticmethod
     def _check_generation(conn: sqlite3.Connection) -> None:
@@ -309,7 +329,7 @@ class Cache:
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
-        log.warning(message)
+        sys.stderr.write(f"abiguard: warning: {message}\n")
 
     def _select(self, sql: str, args: list[str]) -> list[tuple[Any, ...]]:
         rows = self._run(lambda conn: conn.execute(sql, args).fetchall())

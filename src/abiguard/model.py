@@ -104,6 +104,11 @@ class BinaryFacts:
             "reason": self.reason,
         }
 
+    def with_size(self, size: int) -> BinaryFacts:
+        """The same facts for another file of this size (nothing read from it)."""
+        return BinaryFacts(self.format, self.built_for, self.min_numpy, self.producer, self.evidence, self.reason,
+                           0, size)
+
     @staticmethod
     def from_json(data: dict[str, Any], bytes_read: int = 0, size: int = 0) -> BinaryFacts:
         return BinaryFacts(

@@ -256,36 +256,45 @@ def _elf(reader: Reader, head: bytes) -> Layout:
         raise FormatError(f"implausible ELF section count {shnum}")
     _check_range(reader, shoff, shnum * shentsize, "ELF section table")
     table = reader.read(shoff, shnum * shentsize)
-    sections = [_unpack(sec_fmt, table, i * shentsize) for i in range(shnum)]
+    entry = struct.Struct(sec_fmt)
+    if shentsize == entry.size and len(table) == shnum * shentsize:
+        sections = list(entry.iter_unpack(table))
+    else:
+        sections = [_unpack(sec_fmt, table, i * shentsize) for i in range(shnum)]
     if shstrndx >= shnum:
         raise FormatError("ELF section-name table index out of range")
     str_off, str_size = sections[shstrndx][4], sections[shstrndx][5]
     _check_range(reader, str_off, str_size, "ELF section-name table")
     names = reader.read(str_off, str_size)
+    if names.startswith(b"UPX") or b"\0UPX" in names:
+        packer = "UPX"
+    # One bound for every section with bytes in the file: a cut file fails here, not later.
+    if max((s[4] + s[5] for s in sections if s[1] != _SHT_NOBITS and s[5]), default=0) > reader.size:
+        for name_off, sh_type, _f, _a, offset, size, *_ in sections:
+            if sh_type != _SHT_NOBITS and size:
+                _check_range(reader, offset, size, f"section {_name(names, name_off)}")
     regions = []
     symbols = []
     for name_off, sh_type, flags, _addr, offset, size, *_ in sections:
-        stop = names.find(b"\0", name_off)
-        name = names[name_off : stop if stop >= 0 else len(names)].decode("latin-1")
-        if name.startswith("UPX"):
-            packer = "UPX"
-        if sh_type == _SHT_STRTAB and name == ".dynstr" and size:
-            _check_range(reader, offset, size, f"section {name}")
-            symbols.append(Region(name, offset, size))
+        if not size:
             continue
-        if sh_type != _SHT_NOBITS and size:
-            _check_range(reader, offset, size, f"section {name}")  # a cut file fails here, not later
-        if sh_type != _SHT_PROGBITS or size == 0:
+        if sh_type == _SHT_STRTAB:
+            if _name(names, name_off) == ".dynstr":
+                symbols.append(Region(".dynstr", offset, size))
             continue
-        if not flags & _SHF_ALLOC or flags & (_SHF_EXECINSTR | _SHF_WRITE):
+        if sh_type != _SHT_PROGBITS or not flags & _SHF_ALLOC or flags & (_SHF_EXECINSTR | _SHF_WRITE):
             continue
-        if name.startswith(_ELF_SKIP_PREFIXES):
-            continue
-        _check_range(reader, offset, size, f"section {name}")
-        regions.append(Region(name, offset, size))
+        name = _name(names, name_off)
+        if not name.startswith(_ELF_SKIP_PREFIXES):
+            regions.append(Region(name, offset, size))
     if not regions:
         return _elf_segments(reader, end, is64, phoff, phentsize, phnum, packer, tuple(symbols))
     return Layout("elf", tuple(regions), tuple(symbols), packer, lists_imports=bool(symbols))
+
+
+def _name(names: bytes, offset: int) -> str:
+    stop = names.find(b"\0", offset)
+    return names[offset : stop if stop >= 0 else len(names)].decode("latin-1")
 
 
 def _elf_segments(

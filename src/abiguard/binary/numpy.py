@@ -61,7 +61,8 @@ _PREFIXES = {
     R9: b"_cython_",
 }
 # Cheap first test: every marker below contains one of these, so a chunk with none needs no further search.
-_ANY_NUMPY = (b"numpy", b"NumPy", b"Numpy", b"_API", b"f2py")
+# "umpy" stands for numpy and Numpy, "umPy" for NumPy: each token costs a pass over the chunk.
+_ANY_NUMPY = (b"umpy", b"umPy", b"_API", b"f2py")
 
 
 @dataclass(frozen=True)

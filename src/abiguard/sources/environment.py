@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import marshal
 import os
-import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
@@ -147,6 +145,9 @@ def probe(python: str | None = None, timeout: float = 30.0, memo_dir: str | None
 
 
 def _run_probe(exe: str, timeout: float) -> dict[str, Any]:
+    import json
+    import subprocess  # both only when the interpreter has to be asked, which a cached check does not
+
     try:
         proc = subprocess.run(
             [exe, "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=timeout,
