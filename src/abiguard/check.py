@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import astuple, dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
-from abiguard.binary import inspect_path
 from abiguard.model import (
     BinaryFacts,
     BinaryFinding,
@@ -213,19 +213,52 @@ def inspect_all(
         except OSError:
             continue  # listed in a RECORD but gone: nothing to judge
     hits = store.lookup_files(list(keys.values()))
-    out: dict[str, BinaryFacts] = {}
+    out = {p: hits[key] for p, key in keys.items() if key in hits}
+    misses = [p for p in keys if p not in out]
+    done = len(out)
+    if progress is not None and done:
+        progress(done, len(keys))
     fresh: dict[cache_mod.FileKey, BinaryFacts] = {}
-    for i, (p, key) in enumerate(keys.items()):
-        cached = hits.get(key)
-        if cached is not None:
-            out[p] = cached
-        else:
-            out[p] = fresh[key] = inspect_path(p, numpy_itself=p in numpy_own)
+    store.close()  # no database connection may cross a fork
+    for path, facts in _inspect_many(misses, numpy_own, [keys[p].size for p in misses]):
+        out[path] = fresh[keys[path]] = facts
+        done += 1
         if progress is not None:
-            progress(i + 1, len(keys))
+            progress(done, len(keys))
     if fresh:
         store.store_files(fresh)
     return out
+
+
+_POOL_MIN_FILES = 32
+_POOL_MIN_BYTES = 64 << 20
+
+
+def _inspect_many(paths: list[str], numpy_own: set[str], sizes: list[int]) -> Iterator[tuple[str, BinaryFacts]]:
+    """Inspect files, in worker processes when there are many on a multi-core Linux machine: searching bytes
+    holds the GIL, so threads would not help, and only fork starts workers faster than they pay back."""
+
+    workers = min(os.cpu_count() or 1, 8)
+    pooled = (workers > 1 and sys.platform.startswith("linux") and len(paths) >= _POOL_MIN_FILES
+              and sum(sizes) >= _POOL_MIN_BYTES)
+    if not pooled:
+        for p in paths:
+            yield p, _inspect_job((p, p in numpy_own))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Largest first, so that one big library does not finish alone at the end.
+    order = sorted(range(len(paths)), key=lambda i: -sizes[i])
+    jobs = [(paths[i], paths[i] in numpy_own) for i in order]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from zip([j[0] for j in jobs], pool.map(_inspect_job, jobs, chunksize=8), strict=True)
+
+
+def _inspect_job(job: tuple[str, bool]) -> BinaryFacts:
+    from abiguard.binary import inspect_path
+
+    return inspect_path(job[0], numpy_itself=job[1])
 
 
 def verify_findings(
