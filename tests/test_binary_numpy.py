@@ -266,7 +266,8 @@ def test_numpy_itself() -> None:
 
 
 def test_prefilter_admits_every_marker() -> None:
-    """The cheap per-chunk test must not hide a marker that sits in a chunk of its own."""
+    """The cheap per-chunk test must not hide a marker that sits in a chunk of its own, and every marker that
+    is looked for at its anchor's occurrences must have one."""
     from abiguard.binary import numpy as fam
 
     literals = [needle for _m, needle in fam._FIXED] + [fam.RUST_NUMPY_SWITCH, fam.RUST_NUMPY_OLD_MODULE]
@@ -274,7 +275,31 @@ def test_prefilter_admits_every_marker() -> None:
                  b"numpy.core.umath failed to import", b"numpy._core.umath failed to import",
                  b"is auto-generated with f2py (version:2.1.3)"]
     for literal in literals:
-        assert any(token in literal for token in fam._ANY_NUMPY), literal
+        assert any(token in literal for token in fam._ANCHORS), literal
+    assert all(fam._anchor(needle)[0] is not None for _m, needle in fam._FIXED_ANCHORED)
+    assert [p for p, (token, _at) in fam._PREFIX_ANCHORS.items() if token is None] == [fam.R9]
+
+
+@pytest.mark.parametrize("copies", [1, 5000])
+def test_markers_found_at_anchors_as_by_a_full_search(copies: int) -> None:
+    """Anchored tests find the same first offsets as a pass per marker, also past the anchor cap, and never a
+    marker that starts at or after `stop` (the next chunk's)."""
+    from abiguard.binary import numpy as fam
+
+    noise = b"numpy.thing\0_API_x\0NumPy\0" * copies
+    data = noise + b"numpy._core._multiarray_umath\0_ARRAY_API\0module was compiled against NumPy C-API version " \
+        b"0x%x (NumPy 1.23)\0" + noise + b"numpy.core.multiarray failed to import\0"
+    stop = data.rindex(b"numpy.core.multiarray failed")
+    hits = fam.Hits()
+    assert fam.search(hits, 100, data, stop)
+    assert {m: e.offset for m, e in hits.found.items()} == {
+        "R1": 100 + data.index(b"numpy._core._multiarray_umath"), "api": 100 + data.index(b"_ARRAY_API"),
+        "R2": 100 + data.index(b"module was compiled"),
+    }
+    assert hits.min_numpy == (1, 23)
+    whole = fam.Hits()
+    fam.search(whole, 100, data)
+    assert "R6" in whole
 
 
 @needs_headers

@@ -20,6 +20,7 @@ from abiguard.binary.formats import (
 from abiguard.model import BinaryFacts, BuiltFor
 
 __all__ = [
+    "SHARED_OBJECT_SUFFIXES",
     "BytesReader",
     "FileReader",
     "Reader",

@@ -60,9 +60,25 @@ _PREFIXES = {
     R8: b"is auto-generated with f2py",
     R9: b"_cython_",
 }
-# Cheap first test: every marker below contains one of these, so a chunk with none needs no further search.
-# "umpy" stands for numpy and Numpy, "umPy" for NumPy: each token costs a pass over the chunk.
-_ANY_NUMPY = (b"umpy", b"umPy", b"_API", b"f2py")
+# Every marker above but the producers' contains one of these anchors ("umpy" stands for numpy and Numpy, "umPy"
+# for NumPy). A chunk is searched once per anchor; a chunk without any needs nothing more, and in one with
+# some, each marker is tested only where its anchor occurs instead of with a pass of its own.
+_ANCHORS = (b"umpy", b"umPy", b"_API", b"f2py")
+_MAX_ANCHORS = 4096  # beyond this many occurrences in a chunk, a pass per marker is cheaper
+
+
+def _anchor(needle: bytes) -> tuple[bytes | None, int]:
+    """The first anchor in `needle` and where it sits, or (None, 0) for a needle without one."""
+    for token in _ANCHORS:
+        at = needle.find(token)
+        if at >= 0:
+            return token, at
+    return None, 0
+
+
+_FIXED_ANCHORED = (*_FIXED, ("R12", RUST_NUMPY_SWITCH), ("R12old", RUST_NUMPY_OLD_MODULE))
+_PREFIX_ANCHORS = {pattern: _anchor(prefix) for pattern, prefix in _PREFIXES.items()}
+Anchors = dict[bytes, list[int] | None]  # occurrences of each anchor in a chunk; None: too many to use
 
 
 @dataclass(frozen=True)
@@ -92,36 +108,37 @@ class Hits:
 def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> bool:
     """Record the markers in `data` (read at file offset `base`) that start before `stop`.
 
-    Returns False, having searched nothing, when `data` holds no NumPy-related text at all: then only the
-    producer markers could be there, and those matter only if another chunk mentions NumPy (see
+    Returns False, having searched nothing more, when `data` holds no NumPy-related text at all: then only
+    the producer markers could be there, and those matter only if another chunk mentions NumPy (see
     `search_producers` and `wants_producers`).
     """
     stop = len(data) if stop is None else stop
-    if not any(m in data for m in _ANY_NUMPY):
+    anchors = {token: _occurrences(data, token) for token in _ANCHORS}
+    if all(found == [] for found in anchors.values()):  # None means many
         return False
-    search_producers(hits, base, data, stop)
-    for marker, needle in _FIXED:
-        _search_fixed(hits, marker, needle, data, base, stop)
-    _search_fixed(hits, "R12", RUST_NUMPY_SWITCH, data, base, stop)
-    _search_fixed(hits, "R12old", RUST_NUMPY_OLD_MODULE, data, base, stop)
-    for match in _matches(R2, data, stop):
+    search_producers(hits, base, data, stop, anchors)
+    for marker, needle in _FIXED_ANCHORED:
+        _search_fixed(hits, marker, needle, data, base, stop, anchors)
+    for match in _matches(R2, data, stop, anchors):
         version = (int(match.group(1)), int(match.group(2)))
         if hits.min_numpy is None or version > hits.min_numpy:
             hits.min_numpy = version
             hits.found["R2"] = Evidence("R2", base + match.start(), match.group(0).decode("latin-1"))
     for marker, pattern in _PATTERNS:
-        _search_re(hits, marker, pattern, data, base, stop)
+        _search_re(hits, marker, pattern, data, base, stop, anchors)
     return True
 
 
-def search_producers(hits: Hits, base: int, data: bytes, stop: int | None = None) -> None:
+def search_producers(
+    hits: Hits, base: int, data: bytes, stop: int | None = None, anchors: Anchors | None = None,
+) -> None:
     """Record the markers that name the binding generator (Cython, pybind11, rust-numpy)."""
     stop = len(data) if stop is None else stop
     _search_re(hits, "R9", R9, data, base, stop)
     _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop)
     _search_fixed(hits, "pybind11", PYBIND11, data, base, stop)
     for needle in RUST_NUMPY:
-        _search_fixed(hits, "rust-numpy", needle, data, base, stop)
+        _search_fixed(hits, "rust-numpy", needle, data, base, stop, anchors)
 
 
 def wants_producers(hits: Hits) -> bool:
@@ -135,34 +152,69 @@ def wants_producers(hits: Hits) -> bool:
     return bool(numpy_related) and not settled
 
 
-def _search_fixed(hits: Hits, marker: str, needle: bytes, data: bytes, base: int, stop: int) -> None:
-    if marker in hits:
+def _occurrences(data: bytes, token: bytes) -> list[int] | None:
+    found: list[int] = []
+    pos = data.find(token)
+    while pos >= 0:
+        if len(found) == _MAX_ANCHORS:
+            return None
+        found.append(pos)
+        pos = data.find(token, pos + 1)
+    return found
+
+
+def _starts(
+    data: bytes, needle: bytes, stop: int, token: bytes | None = None, at: int = 0, anchors: Anchors | None = None,
+) -> Iterator[int]:
+    """Where `needle` starts in `data` before `stop`, in order: tested at its anchor's occurrences when those
+    are known, else found with a pass of bytes.find."""
+    positions = anchors.get(token) if anchors is not None and token is not None else None
+    if positions is None:
+        end = stop + len(needle) - 1
+        pos = data.find(needle, 0, end)
+        while pos >= 0:
+            yield pos
+            pos = data.find(needle, pos + 1, end)
         return
-    pos = data.find(needle, 0, stop + len(needle) - 1)
-    if pos >= 0:
-        hits.add(marker, base + pos, needle.rstrip(b"\0"))
+    for occurrence in positions:
+        start = occurrence - at
+        if start >= stop:
+            return
+        if start >= 0 and data.startswith(needle, start):
+            yield start
 
 
-def _search_re(hits: Hits, marker: str, pattern: re.Pattern[bytes], data: bytes, base: int, stop: int) -> None:
+def _search_fixed(
+    hits: Hits, marker: str, needle: bytes, data: bytes, base: int, stop: int, anchors: Anchors | None = None,
+) -> None:
     if marker not in hits:
-        for match in _matches(pattern, data, stop):
+        for start in _starts(data, needle, stop, *_anchor(needle), anchors):
+            hits.add(marker, base + start, needle.rstrip(b"\0"))
+            return
+
+
+def _search_re(
+    hits: Hits, marker: str, pattern: re.Pattern[bytes], data: bytes, base: int, stop: int,
+    anchors: Anchors | None = None,
+) -> None:
+    if marker not in hits:
+        for match in _matches(pattern, data, stop, anchors):
             hits.add(marker, base + match.start(), match.group(0))
             return
 
 
-def _matches(pattern: re.Pattern[bytes], data: bytes, stop: int) -> Iterator[re.Match[bytes]]:
-    """Matches starting before `stop`, found with bytes.find on the pattern's literal prefix.
+def _matches(
+    pattern: re.Pattern[bytes], data: bytes, stop: int, anchors: Anchors | None = None,
+) -> Iterator[re.Match[bytes]]:
+    """Matches starting before `stop`, tried only where the pattern's literal prefix starts.
 
-    bytes.find is several times faster than the regex engine's own scan, and most chunks hold no prefix.
+    bytes.find (or the anchors) is several times faster than the regex engine's own scan.
     """
-    prefix = _PREFIXES[pattern]
-    end = stop + len(prefix) - 1
-    pos = data.find(prefix, 0, end)
-    while pos >= 0:
-        match = pattern.match(data, pos)
+    token, at = _PREFIX_ANCHORS[pattern]
+    for start in _starts(data, _PREFIXES[pattern], stop, token, at, anchors):
+        match = pattern.match(data, start)
         if match:
             yield match
-        pos = data.find(prefix, pos + 1, end)
 
 
 def classify(

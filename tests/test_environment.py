@@ -1,0 +1,50 @@
+"""Reading an environment from outside: RECORD parsing and the memo that makes a second read cheap."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from abiguard.binary import is_shared_object_name
+from abiguard.sources.environment import Memo, _lines_naming_a_library, _shared_in_record
+
+RECORD = (
+    "pkg/__init__.py,sha256=abc,10\r\n"
+    "pkg/_core.cpython-311-x86_64-linux-gnu.so,sha256=def,2000\r\n"
+    '"pkg/odd,name.so",sha256=ghi,30\r\n'
+    "pkg.libs/libgfortran-abc.so.5.0.0,sha256=jkl,40\n"
+    "pkg/sources.py,,\n"
+    "PKG/WIN.PYD,sha256=x,1\n"
+    "pkg/data.json,sha256=y,2\n"
+    "pkg/lib.dylib,,"
+)
+
+
+def everything(text: str) -> list[str]:
+    return [row[0] for row in csv.reader(io.StringIO(text, newline="")) if row and is_shared_object_name(row[0])]
+
+
+def test_only_lines_naming_a_library_are_parsed_and_none_is_missed() -> None:
+    lines = _lines_naming_a_library(RECORD)
+    assert "pkg/data.json,sha256=y,2" not in lines and "pkg/__init__.py,sha256=abc,10" not in lines
+    found = [row[0] for row in csv.reader(lines) if row and is_shared_object_name(row[0])]
+    assert found == everything(RECORD) == [
+        "pkg/_core.cpython-311-x86_64-linux-gnu.so", "pkg/odd,name.so", "pkg.libs/libgfortran-abc.so.5.0.0",
+        "PKG/WIN.PYD", "pkg/lib.dylib",
+    ]
+
+
+def test_a_record_is_read_again_only_when_it_changes(tmp_path: Path) -> None:
+    record = tmp_path / "RECORD"
+    record.write_text(RECORD)
+    memo_path = str(tmp_path / "memo.marshal")
+    first = Memo(memo_path)
+    assert len(_shared_in_record(str(record), first)) == 5
+    first.save()
+    record.write_text("pkg/new.so,,\n" + RECORD)
+    os.utime(record, ns=(0, os.stat(record).st_mtime_ns + 1))
+    again = Memo(memo_path)
+    assert _shared_in_record(str(record), again)[0] == "pkg/new.so"
+    assert Memo(str(tmp_path / "missing.marshal")).get("records", str(record), [1, 2]) is None
