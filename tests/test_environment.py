@@ -48,3 +48,11 @@ def test_a_record_is_read_again_only_when_it_changes(tmp_path: Path) -> None:
     again = Memo(memo_path)
     assert _shared_in_record(str(record), again)[0] == "pkg/new.so"
     assert Memo(str(tmp_path / "missing.marshal")).get("records", str(record), [1, 2]) is None
+
+
+def test_record_paths_are_spelled_as_a_walk_spells_them() -> None:
+    from abiguard.sources.environment import record_path
+
+    site = "/venv/lib/python3.11/site-packages"
+    for rel in ("pkg/x.so", "pkg//x.so", "pkg/./x.so", "../../../bin/x.so", "pkg/sub/../x.so", "./x.so"):
+        assert record_path(site, rel) == os.path.normpath(os.path.join(site, rel)), rel

@@ -189,7 +189,7 @@ def _binaries(
     owned: set[str] = set()
     for d in dists:
         for rel in d.shared_objects():
-            full = os.path.normpath(os.path.join(d.site_dir, rel))
+            full = envsource.record_path(d.site_dir, rel)
             if full in owned:
                 continue
             owned.add(full)

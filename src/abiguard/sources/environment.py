@@ -198,9 +198,10 @@ class InstalledDistribution:
     wheel_tags: list[str] = field(default_factory=list)
     shared: list[str] = field(default_factory=list)  # RECORD paths of shared objects, relative to site_dir
 
-    @property
-    def key(self) -> str:
-        return canonical_name(self.name)
+    key: str = field(init=False)  # canonical name, computed once: it is looked up per binary
+
+    def __post_init__(self) -> None:
+        self.key = canonical_name(self.name)
 
     def shared_objects(self) -> list[str]:
         return self.shared
@@ -358,20 +359,29 @@ def unowned_shared_objects(
     an unchanged directory costs one stat (see Memo)."""
     memo = memo or Memo(None)
     found: list[tuple[str, str]] = []
+    sep = os.sep
     for site in env.site_packages:
-        stack = [site]
+        stack = [site.rstrip(sep) or sep]
         while stack:
             folder = stack.pop()
             listing = _listing(folder, memo)
             if listing is None:
                 continue
             subdirs, shared = listing
+            prefix = folder if folder.endswith(sep) else folder + sep  # join, without its cost per name
             for name in shared:
-                full = os.path.join(folder, name)
+                full = prefix + name
                 if full not in owned:
-                    found.append((site, os.path.relpath(full, site).replace(os.sep, "/")))
-            stack.extend(os.path.join(folder, d) for d in subdirs)
+                    found.append((site, os.path.relpath(full, site).replace(sep, "/")))
+            stack.extend(prefix + d for d in subdirs)
     return found
+
+
+def record_path(site_dir: str, relpath: str) -> str:
+    """The normalised full path of a RECORD entry (which may hold `..`), as a directory walk would spell it."""
+    if os.sep == "/" and "./" not in relpath and "//" not in relpath and not relpath.startswith("/"):
+        return f"{site_dir.rstrip('/')}/{relpath}"  # already normal: skip normpath's cost
+    return os.path.normpath(os.path.join(site_dir, relpath))
 
 
 def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
