@@ -307,7 +307,7 @@ def test_many_files_are_inspected_in_worker_processes_with_the_same_answers(
     numpy_module: NumpyModuleFactory, plain_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An uncached scan of many files uses a process pool on multi-core Linux; the facts must not change."""
-    from abiguard import check
+    from abiguard import scan
 
     sources = [numpy_module("1.26.4"), numpy_module("2.0.2"), numpy_module("2.4.6", "NPY_2_0_API_VERSION"),
                plain_module]
@@ -317,10 +317,10 @@ def test_many_files_are_inspected_in_worker_processes_with_the_same_answers(
         copy.write_bytes(sources[i % len(sources)].read_bytes())
         paths.append(str(copy))
     seen: list[tuple[int, int]] = []
-    serial = check.inspect_all(paths, set(), use_cache=False)
-    monkeypatch.setattr(check, "_POOL_MIN_FILES", 8)
-    monkeypatch.setattr(check, "_POOL_MIN_BYTES", 0)
-    pooled = check.inspect_all(paths, set(), use_cache=False, progress=lambda d, t: seen.append((d, t)))
+    serial = scan.inspect_all(paths, set(), use_cache=False)
+    monkeypatch.setattr(scan, "POOL_MIN_FILES", 8)
+    monkeypatch.setattr(scan, "POOL_MIN_BYTES", 0)
+    pooled = scan.inspect_all(paths, set(), use_cache=False, progress=lambda d, t: seen.append((d, t)))
     assert pooled == serial
     assert [serial[p].built_for for p in paths[:4]] == [BuiltFor.NUMPY1, BuiltFor.NUMPY2, BuiltFor.NUMPY2,
                                                           BuiltFor.NONE]

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 import zlib
-from collections.abc import Callable, Iterator
 from dataclasses import astuple, dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
 from abiguard.model import (
-    BinaryFacts,
     BinaryFinding,
     CheckReport,
     Declared,
@@ -22,9 +19,8 @@ from abiguard.model import (
     canonical_name,
 )
 from abiguard.rules import numpy as numpy_rule
+from abiguard.scan import Progress, Scanner
 from abiguard.sources import environment as envsource
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -84,9 +80,13 @@ def check_environment(
     installed_numpy = envsource.numpy_version(dists)
     judged_numpy = hypothetical if hypothetical is not None else _version(installed_numpy)
 
-    binaries = _binaries(env, dists, memo)
-    facts = inspect_all([b.fullpath for b in binaries], {b.fullpath for b in binaries if _is_numpy(b)},
-                        use_cache=use_cache, progress=progress)
+    owned = _owned(dists)
+    scanner = Scanner({b.fullpath for b in owned if _is_numpy(b)}, use_cache=use_cache, progress=progress)
+    scanner.add([b.fullpath for b in owned])
+    unowned_binaries = _unowned(env, owned, memo)  # walking the tree overlaps with the workers' reading
+    scanner.add([b.fullpath for b in unowned_binaries])
+    facts = scanner.finish()
+    binaries = owned + unowned_binaries
 
     binaries = [b for b in binaries if b.fullpath in facts]
     findings: dict[str, list[BinaryFinding]] = {}
@@ -182,83 +182,21 @@ def _memo_path(env: TargetEnvironment) -> str:
     return os.path.join(_memo_dir(), f"listing-{key:08x}.marshal")
 
 
-def _binaries(
-    env: TargetEnvironment, dists: list[envsource.InstalledDistribution], memo: envsource.Memo
-) -> list[_Binary]:
+def _owned(dists: list[envsource.InstalledDistribution]) -> list[_Binary]:
     out: list[_Binary] = []
-    owned: set[str] = set()
+    seen: set[str] = set()
     for d in dists:
         for rel in d.shared_objects():
             full = envsource.record_path(d.site_dir, rel)
-            if full in owned:
-                continue
-            owned.add(full)
-            out.append(_Binary(d, d.site_dir, rel, full))
-    for site, rel in envsource.unowned_shared_objects(env, owned, memo):
-        out.append(_Binary(None, site, rel, os.path.join(site, rel)))
+            if full not in seen:
+                seen.add(full)
+                out.append(_Binary(d, d.site_dir, rel, full))
     return out
 
 
-def inspect_all(
-    paths: list[str], numpy_own: set[str], *, use_cache: bool = True, progress: Progress | None = None
-) -> dict[str, BinaryFacts]:
-    """Facts for the local files that exist; cached by file identity so an unchanged file is read once."""
-    from abiguard import cache as cache_mod
-
-    store = cache_mod.Cache.open(enabled=use_cache)
-    keys = {}
-    for p in paths:
-        try:
-            keys[p] = cache_mod.FileKey.from_stat(p, os.stat(p))
-        except OSError:
-            continue  # listed in a RECORD but gone: nothing to judge
-    hits = store.lookup_files(list(keys.values()))
-    out = {p: hits[key] for p, key in keys.items() if key in hits}
-    misses = [p for p in keys if p not in out]
-    done = len(out)
-    if progress is not None and done:
-        progress(done, len(keys))
-    fresh: dict[cache_mod.FileKey, BinaryFacts] = {}
-    store.close()  # no database connection may cross a fork
-    for path, facts in _inspect_many(misses, numpy_own, [keys[p].size for p in misses]):
-        out[path] = fresh[keys[path]] = facts
-        done += 1
-        if progress is not None:
-            progress(done, len(keys))
-    if fresh:
-        store.store_files(fresh)
-    return out
-
-
-_POOL_MIN_FILES = 32
-_POOL_MIN_BYTES = 64 << 20
-
-
-def _inspect_many(paths: list[str], numpy_own: set[str], sizes: list[int]) -> Iterator[tuple[str, BinaryFacts]]:
-    """Inspect files, in worker processes when there are many on a multi-core Linux machine: searching bytes
-    holds the GIL, so threads would not help, and only fork starts workers faster than they pay back."""
-
-    workers = min(os.cpu_count() or 1, 8)
-    pooled = (workers > 1 and sys.platform.startswith("linux") and len(paths) >= _POOL_MIN_FILES
-              and sum(sizes) >= _POOL_MIN_BYTES)
-    if not pooled:
-        for p in paths:
-            yield p, _inspect_job((p, p in numpy_own))
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # Largest first, so that one big library does not finish alone at the end.
-    order = sorted(range(len(paths)), key=lambda i: -sizes[i])
-    jobs = [(paths[i], paths[i] in numpy_own) for i in order]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield from zip([j[0] for j in jobs], pool.map(_inspect_job, jobs, chunksize=8), strict=True)
-
-
-def _inspect_job(job: tuple[str, bool]) -> BinaryFacts:
-    from abiguard.binary import inspect_path
-
-    return inspect_path(job[0], numpy_itself=job[1])
+def _unowned(env: TargetEnvironment, owned: list[_Binary], memo: envsource.Memo) -> list[_Binary]:
+    found = envsource.unowned_shared_objects(env, {b.fullpath for b in owned}, memo)
+    return [_Binary(None, site, rel, os.path.join(site, rel)) for site, rel in found]
 
 
 def verify_findings(
