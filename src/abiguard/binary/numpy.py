@@ -1,6 +1,7 @@
 """The NumPy ABI family: which NumPy C-ABI a binary was compiled for, from the string literals in it.
 
-The rules (R0-R11) and why each is decisive are in shared/research/numpy-abi.md; R12 (rust-numpy) is ours.
+The rules (R0-R11) and why each is decisive are in shared/research/numpy-abi.md; R12 (rust-numpy) and R13 (no
+Python symbol, no NumPy ABI) are ours.
 They only look at bytes; nothing here imports or runs the binary.
 
 Order of trust: C-level literals that numpy's own headers compile into `_import_array()`/`_import_umath()`
