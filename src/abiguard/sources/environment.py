@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import marshal
 import os
 import sys
@@ -331,11 +332,16 @@ def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iter
             )
 
 
+@functools.lru_cache(maxsize=8)
+def _longest_first(suffixes: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(suffixes, key=len, reverse=True))
+
+
 def module_name(relpath: str, ext_suffixes: tuple[str, ...]) -> str | None:
     """Dotted import name of an extension module at `relpath` (relative to site-packages), else None."""
     if relpath.startswith(("..", "/")):
         return None
-    for suffix in sorted(ext_suffixes, key=len, reverse=True):
+    for suffix in _longest_first(ext_suffixes):
         if relpath.endswith(suffix):
             parts = relpath[: -len(suffix)].split("/")
             if suffix in (".so", ".pyd") and parts[-1].startswith("lib"):
