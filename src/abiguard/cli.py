@@ -15,6 +15,7 @@ from abiguard import __version__, ui
 if TYPE_CHECKING:
     from abiguard.fix.apply import ApplyResult
     from abiguard.fix.planner import Plan
+    from abiguard.fix.resolver import Change
     from abiguard.model import CheckReport, TargetEnvironment
     from abiguard.report.markup import Out
 
@@ -363,7 +364,7 @@ def _install(args: argparse.Namespace) -> int:
     }
     if text:
         for c in verdict.changes:
-            out.print(f"  {c.kind:9} {c.name} {c.old or ''}{' -> ' if c.old and c.new else ''}{c.new or ''}")
+            out.print(_change_line(c))
     refused = not verdict.safe and not args.force
     if not verdict.safe and text:
         out.print()
@@ -374,7 +375,7 @@ def _install(args: argparse.Namespace) -> int:
             cmd = shlex.join(["abiguard", "install", "--python", env.executable, "--", *alternative.args])
             out.print(f"Safe alternative: [cyan]{escape(cmd)}[/]")
             for c in alternative.changes:
-                out.print(f"  {c.kind:9} {c.name} {c.old or ''}{' -> ' if c.old and c.new else ''}{c.new or ''}")
+                out.print(_change_line(c))
         else:
             out.print("No safe alternative found (tried holding numpy below 2 and upgrading what breaks).")
         if args.force and not args.dry_run:
@@ -409,6 +410,13 @@ def _install(args: argparse.Namespace) -> int:
 
         print(dumps(envelope(**doc)))
     return code
+
+
+def _change_line(c: Change) -> str:
+    from abiguard.report.markup import escape
+
+    arrow = " -> " if c.old and c.new else ""
+    return escape(f"  {c.kind:9} {c.name} {c.old or ''}{arrow}{c.new or ''}")
 
 
 def _lock_check(args: argparse.Namespace) -> int:

@@ -593,122 +593,108 @@ def _take_snapshot(
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     partial = snaps / (stamp + _PARTIAL)
     try:
-        return _write_snapshot(env, prefix, sites, dists, touched, installer, args, snaps, stamp)
+        _real_dir.cache_clear()
+        final = snaps / stamp
+        partial.mkdir(parents=True)
+        files_dir = partial / "files"
+
+        inside = [d for d in dists if _inside(d.path, prefix)]
+        touched_set = set(touched)
+        # Which top-level entries of each site dir belong to whom: a directory that only touched distributions
+        # own is swept of leftovers on a thorough restore; a shared one (a namespace package) never is.
+        top_owners: dict[tuple[str, str], set[str]] = {}
+        owned: dict[str, tuple[set[str], list[str]]] = {}
+        for d in inside:
+            paths, outside = _owned_paths(d, prefix)
+            if d.key in touched_set:
+                owned[d.path] = (paths, outside)
+            for p in paths:
+                top = _top(p, d.site)
+                if top is not None:
+                    top_owners.setdefault((d.site, top), set()).add(d.key)
+
+        manifest_dists: list[dict[str, Any]] = []
+        identity: dict[str, list[int]] = {}
+        all_files: set[str] = set()
+        pairs: list[tuple[str, str]] = []
+        for d in inside:
+            if d.key not in touched_set:
+                continue
+            paths, outside = owned[d.path]
+            by_rel = sorted((_rel(p, prefix), p) for p in paths)
+            rels = [rel for rel, _ in by_rel]
+            pairs += [(p, os.path.join(files_dir, *rel.split("/"))) for rel, p in by_rel]
+            identity.update((rel, _identity(p)) for rel, p in by_rel)
+            all_files.update(rels)
+            manifest_dists.append({
+                "name": d.name, "key": d.key, "version": d.version,
+                "dist_info": os.path.basename(d.path), "dist_info_path": _rel(d.path, prefix),
+                "site": _rel(d.site, prefix), "files": rels, "outside_prefix": outside,
+            })
+
+        owned_dirs: list[str] = []
+        for (site, top), owners in sorted(top_owners.items()):
+            full = os.path.join(site, top)
+            if (owners <= touched_set and top != "__pycache__" and not top.endswith(".dist-info")
+                    and os.path.isdir(full) and not os.path.islink(full)):
+                owned_dirs.append(_rel(full, prefix))
+        unlisted: list[str] = []  # files already there that no RECORD lists (kept as they are)
+        empty_dirs: list[str] = []  # directories without files (a restore sweeps empty ones that are not listed)
+        for od in owned_dirs:
+            for root, dirs, names in os.walk(os.path.join(prefix, *od.split("/"))):
+                dirs[:] = [x for x in dirs if x != "__pycache__"]
+                unlisted.extend(r for r in (_rel(os.path.join(root, n), prefix) for n in names) if r not in all_files)
+                if not names and not dirs:
+                    empty_dirs.append(_rel(root, prefix))
+
+        freeze: list[str] = []
+        installed: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for d in dists:
+            line, direct = _freeze_line(d)
+            if d.key not in seen:
+                freeze.append(line)
+                seen.add(d.key)
+            installed.append({
+                "name": d.name, "key": d.key, "version": d.version, "direct_url": direct,
+                "dist_info": _rel(d.path, prefix) if _inside(d.path, prefix) else d.path,
+                "inside_prefix": _inside(d.path, prefix),
+            })
+
+        manifest: dict[str, Any] = {
+            "schema": SCHEMA,
+            "created": _now(),
+            "prefix": env.prefix,
+            "prefix_real": prefix,
+            "python": env.executable,
+            "python_version": env.python_version,
+            "installer": installer,
+            "install_args": [_redact(a) for a in args],
+            "touched": touched,
+            "not_installed_before": sorted(touched_set - {d.key for d in inside}),
+            "dists": manifest_dists,
+            "owned_dirs": owned_dirs,
+            "unlisted": sorted(unlisted),
+            "empty_dirs": sorted(empty_dirs),
+            "identity": identity,
+            "sites": {_rel(s, prefix): sorted(os.listdir(s)) for s in sites if _inside(s, prefix)},
+            "installed": installed,
+        }
+        _copy_files(pairs)
+        header = (
+            f"# {env.prefix} before abiguard changed it ({manifest['created']}); a whole-environment\n"
+            "# alternative to `abiguard rollback` (needs the index): "
+            f"uv pip sync --python {env.executable} freeze.txt\n"
+        )
+        _write_durable(partial / "freeze.txt", header + "".join(f"{line}\n" for line in freeze))
+        _write_durable(partial / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+        os.replace(partial, final)
+        _fsync_dir(snaps)
+        return final, manifest
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         where = f" ({exc.filename})" if exc.filename else ""
         raise ApplyError(f"cannot write the snapshot under {snaps}: {exc.strerror or exc}{where}") from None
-
-
-def _write_snapshot(
-    env: TargetEnvironment,
-    prefix: str,
-    sites: list[str],
-    dists: list[_Dist],
-    touched: list[str],
-    installer: str,
-    args: list[str],
-    snaps: Path,
-    stamp: str,
-) -> tuple[Path, dict[str, Any]]:
-    _real_dir.cache_clear()
-    final = snaps / stamp
-    partial = snaps / (stamp + _PARTIAL)
-    partial.mkdir(parents=True)
-    files_dir = partial / "files"
-
-    inside = [d for d in dists if _inside(d.path, prefix)]
-    touched_set = set(touched)
-    # Which top-level entries of each site dir belong to whom: a directory that only touched distributions
-    # own is swept of leftovers on a thorough restore; a shared one (a namespace package) never is.
-    top_owners: dict[tuple[str, str], set[str]] = {}
-    owned: dict[str, tuple[set[str], list[str]]] = {}
-    for d in inside:
-        paths, outside = _owned_paths(d, prefix)
-        if d.key in touched_set:
-            owned[d.path] = (paths, outside)
-        for p in paths:
-            top = _top(p, d.site)
-            if top is not None:
-                top_owners.setdefault((d.site, top), set()).add(d.key)
-
-    manifest_dists: list[dict[str, Any]] = []
-    identity: dict[str, list[int]] = {}
-    all_files: set[str] = set()
-    pairs: list[tuple[str, str]] = []
-    for d in inside:
-        if d.key not in touched_set:
-            continue
-        paths, outside = owned[d.path]
-        by_rel = sorted((_rel(p, prefix), p) for p in paths)
-        rels = [rel for rel, _ in by_rel]
-        pairs += [(p, os.path.join(files_dir, *rel.split("/"))) for rel, p in by_rel]
-        identity.update((rel, _identity(p)) for rel, p in by_rel)
-        all_files.update(rels)
-        manifest_dists.append({
-            "name": d.name, "key": d.key, "version": d.version,
-            "dist_info": os.path.basename(d.path), "dist_info_path": _rel(d.path, prefix),
-            "site": _rel(d.site, prefix), "files": rels, "outside_prefix": outside,
-        })
-
-    owned_dirs: list[str] = []
-    for (site, top), owners in sorted(top_owners.items()):
-        full = os.path.join(site, top)
-        if (owners <= touched_set and top != "__pycache__" and not top.endswith(".dist-info")
-                and os.path.isdir(full) and not os.path.islink(full)):
-            owned_dirs.append(_rel(full, prefix))
-    unlisted: list[str] = []  # files already there that no RECORD lists (kept as they are)
-    empty_dirs: list[str] = []  # directories without files (a restore sweeps empty ones that are not listed)
-    for od in owned_dirs:
-        for root, dirs, names in os.walk(os.path.join(prefix, *od.split("/"))):
-            dirs[:] = [x for x in dirs if x != "__pycache__"]
-            unlisted.extend(r for r in (_rel(os.path.join(root, n), prefix) for n in names) if r not in all_files)
-            if not names and not dirs:
-                empty_dirs.append(_rel(root, prefix))
-
-    freeze: list[str] = []
-    installed: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for d in dists:
-        line, direct = _freeze_line(d)
-        if d.key not in seen:
-            freeze.append(line)
-            seen.add(d.key)
-        installed.append({
-            "name": d.name, "key": d.key, "version": d.version, "direct_url": direct,
-            "dist_info": _rel(d.path, prefix) if _inside(d.path, prefix) else d.path,
-            "inside_prefix": _inside(d.path, prefix),
-        })
-
-    manifest: dict[str, Any] = {
-        "schema": SCHEMA,
-        "created": _now(),
-        "prefix": env.prefix,
-        "prefix_real": prefix,
-        "python": env.executable,
-        "python_version": env.python_version,
-        "installer": installer,
-        "install_args": [_redact(a) for a in args],
-        "touched": touched,
-        "not_installed_before": sorted(touched_set - {d.key for d in inside}),
-        "dists": manifest_dists,
-        "owned_dirs": owned_dirs,
-        "unlisted": sorted(unlisted),
-        "empty_dirs": sorted(empty_dirs),
-        "identity": identity,
-        "sites": {_rel(s, prefix): sorted(os.listdir(s)) for s in sites if _inside(s, prefix)},
-        "installed": installed,
-    }
-    _copy_files(pairs)
-    header = (
-        f"# {env.prefix} before abiguard changed it ({manifest['created']}); a whole-environment\n"
-        f"# alternative to `abiguard rollback` (needs the index): uv pip sync --python {env.executable} freeze.txt\n"
-    )
-    _write_durable(partial / "freeze.txt", header + "".join(f"{line}\n" for line in freeze))
-    _write_durable(partial / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(partial, final)
-    _fsync_dir(snaps)
-    return final, manifest
 
 
 def _last_snapshot(snaps: Path) -> Path | None:
