@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,14 @@ def test_many_files_are_inspected_in_worker_processes_with_the_same_answers(
     assert [serial[p].built_for for p in paths[:4]] == [BuiltFor.NUMPY1, BuiltFor.NUMPY2, BuiltFor.NUMPY2,
                                                           BuiltFor.NONE]
     assert seen[-1] == (40, 40)
+    # fork copies one thread: a caller with threads of its own gets the answers from this process instead.
+    release = threading.Event()
+    waiting = threading.Thread(target=release.wait)
+    waiting.start()
+    try:
+        scanner = scan.Scanner(set(), use_cache=False)
+        scanner.add(paths)
+        assert scanner._pool is None and scanner.finish() == serial
+    finally:
+        release.set()
+        waiting.join()

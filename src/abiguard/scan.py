@@ -69,13 +69,15 @@ class Scanner:
                 self._record(p, _inspect_job((p, p in self._numpy_own)))
 
     def finish(self) -> dict[str, BinaryFacts]:
+        done = False
         try:
             for paths, results in self._pending:
                 for path, facts in zip(paths, results, strict=True):
                     self._record(path, facts)
+            done = True
         finally:
             if self._pool is not None:
-                self._pool.shutdown()
+                self._pool.shutdown(cancel_futures=not done)  # on Ctrl-C: let the running files finish, no more
         if self._fresh:
             self._store.store_files(self._fresh)
         self._store.close()
@@ -92,9 +94,13 @@ class Scanner:
     def _wants_pool(self, misses: list[str]) -> bool:
         if self._pool is not None:
             return bool(misses)
+        import threading
+
         workers = os.cpu_count() or 1
-        return (workers > 1 and sys.platform.startswith("linux") and len(misses) >= POOL_MIN_FILES
-                and sum(self._keys[p].size for p in misses) >= POOL_MIN_BYTES)
+        # fork copies only the calling thread: with others running (a library caller's), a lock one of them
+        # holds would never be released in the workers.
+        return (workers > 1 and sys.platform.startswith("linux") and threading.active_count() == 1
+                and len(misses) >= POOL_MIN_FILES and sum(self._keys[p].size for p in misses) >= POOL_MIN_BYTES)
 
     def _start_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -103,7 +109,8 @@ class Scanner:
 
             self._store.close()  # no database connection may cross a fork; the next lookup reconnects
             fork = multiprocessing.get_context("fork")
-            self._pool = ProcessPoolExecutor(min(os.cpu_count() or 1, 8), mp_context=fork)
+            self._pool = ProcessPoolExecutor(min(os.cpu_count() or 1, 8), mp_context=fork,
+                                             initializer=_leave_interrupts_to_the_parent)
         return self._pool
 
 
@@ -114,6 +121,13 @@ def inspect_all(
     scanner = Scanner(numpy_own, use_cache=use_cache, progress=progress)
     scanner.add(paths)
     return scanner.finish()
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """Ctrl-C reaches the whole process group: the parent stops the scan, workers must not print tracebacks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _inspect_job(job: tuple[str, bool]) -> BinaryFacts:
