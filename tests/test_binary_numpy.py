@@ -321,8 +321,10 @@ def test_many_files_are_inspected_in_worker_processes_with_the_same_answers(
     serial = scan.inspect_all(paths, set(), use_cache=False)
     monkeypatch.setattr(scan, "POOL_MIN_FILES", 8)
     monkeypatch.setattr(scan, "POOL_MIN_BYTES", 0)
-    pooled = scan.inspect_all(paths, set(), use_cache=False, progress=lambda d, t: seen.append((d, t)))
-    assert pooled == serial
+    pooling = scan.Scanner(set(), use_cache=False, progress=lambda d, t: seen.append((d, t)))
+    pooling.add(paths)
+    assert pooling._pool is not None
+    assert pooling.finish() == serial
     assert [serial[p].built_for for p in paths[:4]] == [BuiltFor.NUMPY1, BuiltFor.NUMPY2, BuiltFor.NUMPY2,
                                                           BuiltFor.NONE]
     assert seen[-1] == (40, 40)
