@@ -283,3 +283,11 @@ def test_remembered_listing_sees_files_added_and_removed_later(tmp_path: Path) -
     added.unlink()
     code, third = check_json(python)
     assert code == 0 and third["unowned"] == []
+
+
+def test_help_explains_each_command_and_its_exit_codes() -> None:
+    for command in ("check", "inspect", "fix", "rollback", "install", "lock-check", "constraints"):
+        proc = run(command, "--help", env={"COLUMNS": "100"})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"usage: abiguard {command}") and "exit codes" in proc.stdout
+        assert max(len(line) for line in proc.stdout.splitlines()) <= 100

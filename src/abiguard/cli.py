@@ -6,9 +6,12 @@ Exit codes: 0 clean / done, 1 conflicts found (or no safe plan, or install refus
 from __future__ import annotations
 
 import argparse
+import functools
+import io
+import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from abiguard import __version__, ui
 
@@ -24,7 +27,28 @@ EXIT_OK, EXIT_CONFLICT, EXIT_ERROR = 0, 1, 2
 _EPILOG = "exit codes: 0 no conflicts, 1 conflicts found, 2 error (bad arguments, unusable interpreter)"
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, told the width once: by default every argument added asks shutil for the
+    terminal's, and importing shutil is a fifth of a cached check's start-up."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_width())
+
+
+@functools.cache
+def _width() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size(sys.stdout.fileno()).columns
+    except (ValueError, OSError, AttributeError, io.UnsupportedOperation):
+        columns = 80
+    return max(columns - 2, 20)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         ui.error(message, f"see `{self.prog} --help`")
         raise SystemExit(EXIT_ERROR)
