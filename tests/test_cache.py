@@ -81,7 +81,7 @@ def test_open_is_lazy(tmp_path: Path) -> None:
 
 def test_env_var_sets_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABIGUARD_CACHE_DIR", str(tmp_path / "here"))
-    assert default_path() == tmp_path / "here" / "cache.sqlite3"
+    assert default_path() == str(tmp_path / "here" / "cache.sqlite3")
     with Cache.open() as cache:
         cache.store_files({key("/a"): FACTS})
     assert (tmp_path / "here" / "cache.sqlite3").exists()

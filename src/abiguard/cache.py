@@ -28,7 +28,6 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from abiguard import __version__
@@ -68,7 +67,7 @@ class WheelListing:
     members: tuple[tuple[str, int, int], ...]
 
 
-def default_path() -> Path:
+def default_path() -> str:
     """`$ABIGUARD_CACHE_DIR/cache.sqlite3`, else the platform's user cache directory (as platformdirs picks it:
     XDG on Linux and BSD, ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows)."""
     base = os.environ.get("ABIGUARD_CACHE_DIR")
@@ -82,7 +81,7 @@ def default_path() -> Path:
         else:
             xdg = os.environ.get("XDG_CACHE_HOME", "")
             base = os.path.join(xdg if os.path.isabs(xdg) else os.path.join(home, ".cache"), "abiguard")
-    return Path(base) / "cache.sqlite3"
+    return os.path.join(base, "cache.sqlite3")
 
 
 def _generation() -> str:
@@ -90,15 +89,17 @@ def _generation() -> str:
     so an upgrade, or an edit in a source checkout, invalidates them (reading ~40 KB costs well under 1 ms;
     a checksum detects an edit as well as a cryptographic hash, and needs no OpenSSL at start-up)."""
     checksum = 0
-    for path in sorted(Path(__file__).parent.joinpath("binary").glob("*.py")):
-        checksum = zlib.crc32(path.read_bytes(), checksum)
+    folder = os.path.join(os.path.dirname(__file__), "binary")
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".py")):
+        with open(os.path.join(folder, name), "rb") as fh:
+            checksum = zlib.crc32(fh.read(), checksum)
     return f"{SCHEMA_VERSION}/{__version__}/{checksum:08x}"
 
 
 class Cache:
     """Facts of local binaries and remote wheel members. Use `Cache.open()`; `enabled=False` is a no-op."""
 
-    def __init__(self, path: Path | None, enabled: bool = True) -> None:
+    def __init__(self, path: str | None, enabled: bool = True) -> None:
         self.path = path
         self.enabled = enabled and path is not None
         self.warnings: list[str] = []
@@ -111,7 +112,7 @@ class Cache:
         """A cache at `path` (default: `default_path()`); connects on first use, never raises."""
         if not enabled:
             return cls(None, enabled=False)
-        return cls(Path(path) if path is not None else default_path())
+        return cls(os.fspath(path) if path is not None else default_path())
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -243,17 +244,17 @@ class Cache:
     def _connect(self) -> sqlite3.Connection | None:
         assert self.path is not None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             return self._with_lock_retries(lambda: self._setup(self.path))
         except sqlite3.DatabaseError as exc:
             if _is_corrupt(exc) or not isinstance(exc, sqlite3.OperationalError):
                 return self._recreate(exc)
             self._disable(f"cache disabled ({exc}): {self.path}")
         except OSError as exc:
-            self._disable(f"cache disabled: cannot create {self.path.parent}: {exc.strerror or exc}")
+            self._disable(f"cache disabled: cannot create {os.path.dirname(self.path)}: {exc.strerror or exc}")
         return None
 
-    def _setup(self, path: Path | None) -> sqlite3.Connection:
+    def _setup(self, path: str | None) -> sqlite3.Connection:
         assert path is not None
         conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S)
         try:
@@ -308,17 +309,17 @@ class Cache:
 
     def _recreate(self, exc: BaseException) -> sqlite3.Connection | None:
         assert self.path is not None
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")
+        aside = f"{self.path}.corrupt-{int(time.time())}-{os.getpid()}"
         try:
-            self.path.replace(aside)
+            os.replace(self.path, aside)
             for suffix in ("-wal", "-shm"):
                 with suppress(FileNotFoundError):
-                    Path(f"{self.path}{suffix}").unlink()
+                    os.unlink(f"{self.path}{suffix}")
             conn = self._setup(self.path)
         except (OSError, sqlite3.Error) as again:
             self._disable(f"cache disabled: {self.path} is unreadable ({exc}), cannot replace it ({again})")
             return None
-        self._warn(f"cache file was corrupt ({exc}); moved it to {aside.name} and started a new one")
+        self._warn(f"cache file was corrupt ({exc}); moved it to {os.path.basename(aside)} and started a new one")
         return conn
 
     def _disable(self, message: str) -> None:

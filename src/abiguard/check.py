@@ -174,7 +174,7 @@ def _is_numpy(b: _Binary) -> bool:
 def _memo_dir() -> str:
     from abiguard.cache import default_path
 
-    return str(default_path().parent)
+    return os.path.dirname(default_path())
 
 
 def _memo_path(env: TargetEnvironment) -> str:

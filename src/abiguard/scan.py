@@ -94,13 +94,13 @@ class Scanner:
     def _wants_pool(self, misses: list[str]) -> bool:
         if self._pool is not None:
             return bool(misses)
+        if len(misses) < POOL_MIN_FILES or sum(self._keys[p].size for p in misses) < POOL_MIN_BYTES:
+            return False
         import threading
 
-        workers = os.cpu_count() or 1
         # fork copies only the calling thread: with others running (a library caller's), a lock one of them
         # holds would never be released in the workers.
-        return (workers > 1 and sys.platform.startswith("linux") and threading.active_count() == 1
-                and len(misses) >= POOL_MIN_FILES and sum(self._keys[p].size for p in misses) >= POOL_MIN_BYTES)
+        return (os.cpu_count() or 1) > 1 and sys.platform.startswith("linux") and threading.active_count() == 1
 
     def _start_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
