@@ -56,3 +56,36 @@ def test_record_paths_are_spelled_as_a_walk_spells_them() -> None:
     site = "/venv/lib/python3.11/site-packages"
     for rel in ("pkg/x.so", "pkg//x.so", "pkg/./x.so", "../../../bin/x.so", "pkg/sub/../x.so", "./x.so"):
         assert record_path(site, rel) == os.path.normpath(os.path.join(site, rel)), rel
+
+
+def test_a_damaged_memo_costs_speed_not_answers(tmp_path: Path) -> None:
+    """A memo file that unmarshals to the wrong shapes (ours, but damaged) is ignored entry by entry."""
+    import marshal
+
+    from abiguard.model import TargetEnvironment
+    from abiguard.sources.environment import iter_distributions, unowned_shared_objects
+
+    site = tmp_path / "site"
+    info = site / "demo-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: numpy>=1.21\n\n")
+    (info / "RECORD").write_text("demo/_x.so,,\n")
+    (site / "demo").mkdir()
+    (site / "demo" / "_x.so").write_bytes(b"\x7fELF")
+    (site / "stray.so").write_bytes(b"\x7fELF")
+    env = TargetEnvironment("python", "3.11.0", "cpython", str(tmp_path), (str(site),), "linux-x86_64", (".so",))
+    memo_path = tmp_path / "memo.marshal"
+    record, metadata = os.stat(info / "RECORD"), os.stat(info / "METADATA")
+    right_stamps = {  # stamps that match, values of the wrong shape
+        "format": 2,
+        "dirs": {str(site): [os.stat(site).st_mtime_ns, 5], str(site / "demo"): [1, 2, 3]},
+        "records": {str(info / "RECORD"): [[record.st_size, record.st_mtime_ns], 7]},
+        "metadata": {str(info): [[metadata.st_size, metadata.st_mtime_ns, metadata.st_ino], ["a"]]},
+    }
+    for damaged in ({"format": 2, "dirs": [1, 2], "records": "x", "metadata": None, "derived": 7}, right_stamps):
+        memo_path.write_bytes(marshal.dumps(damaged))
+        memo = Memo(str(memo_path))
+        (dist,) = iter_distributions(env, memo)
+        assert (dist.name, dist.version, dist.requires, dist.shared) == ("demo", "1.0", ["numpy>=1.21"], ["demo/_x.so"])
+        owned = {str(site / "demo" / "_x.so")}
+        assert unowned_shared_objects(env, owned, memo) == [(str(site), "stray.so")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from dataclasses import astuple, dataclass, replace
@@ -149,8 +150,9 @@ def _declared(
     them (and importing packaging's parser) costs more than the rest of a cached check."""
     inputs = (sorted(env.marker_env.items()), sorted(versions.items()), [(d.key, d.version, d.requires) for d in dists])
     known = memo.get("derived", "declared", inputs)
-    if known is not None:
-        return Declared(tuple(DeclaredProblem(*p) for p in known[0]), known[1])
+    if isinstance(known, list) and len(known) == 2 and isinstance(known[1], dict):
+        with contextlib.suppress(TypeError):
+            return Declared(tuple(DeclaredProblem(*p) for p in known[0]), known[1])
     from abiguard.rules.declared import check_declared
 
     declared = check_declared(dists, env.marker_env, versions)

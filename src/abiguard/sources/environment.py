@@ -125,12 +125,22 @@ def probe(python: str | None = None, timeout: float = 30.0, memo_dir: str | None
     exe = resolve_python(python)
     identity = _probe_identity(exe) if memo_dir else None
     memo = Memo(os.path.join(memo_dir, f"probe-{zlib.crc32(exe.encode()):08x}.marshal") if memo_dir else None)
-    data = memo.get("derived", "probe", identity) if identity is not None else None
-    if not isinstance(data, dict):
-        data = _run_probe(exe, timeout)
-        if identity is not None:
-            memo.put("derived", "probe", identity, data)
-            memo.save()
+    known = memo.get("derived", "probe", identity) if identity is not None else None
+    if isinstance(known, dict):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return _described(known, exe)
+    data = _run_probe(exe, timeout)
+    try:
+        env = _described(data, exe)
+    except (KeyError, TypeError, ValueError):
+        raise EnvironmentError_(f"{exe} did not answer like a Python interpreter") from None
+    if identity is not None:
+        memo.put("derived", "probe", identity, data)
+        memo.save()
+    return env
+
+
+def _described(data: dict[str, Any], exe: str) -> TargetEnvironment:
     return TargetEnvironment(
         executable=data["executable"] or exe,
         python_version=data["version"],
@@ -139,7 +149,7 @@ def probe(python: str | None = None, timeout: float = 30.0, memo_dir: str | None
         site_packages=tuple(p for p in data["site"] if os.path.isdir(p)),
         platform=data["platform"],
         ext_suffixes=tuple(data["ext"]),
-        marker_env=data["markers"],
+        marker_env=dict(data["markers"]),
         libc=data["libc"] or None,
         abiflags=data["abiflags"],
     )
@@ -237,7 +247,7 @@ def _shared_in_record(path: str, memo: Memo) -> list[str]:
         return []
     stamp = [st.st_size, st.st_mtime_ns]
     known = memo.get("records", path, stamp)
-    if known is not None:
+    if isinstance(known, list):
         return list(known)
     try:
         with open(path, newline="", encoding="utf-8", errors="replace") as fh:
@@ -277,7 +287,7 @@ def _dist_info(info: str, memo: Memo) -> list[Any] | None:
         return None
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
     known = memo.get("metadata", info, stamp)
-    if known is not None:
+    if isinstance(known, list) and len(known) == 5:
         return list(known)
     try:
         name, version, requires = _read_metadata(path)
@@ -396,7 +406,7 @@ def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
     except OSError:
         return None
     known = memo.get("dirs", folder, mtime)
-    if known is not None:
+    if isinstance(known, list) and len(known) == 2:
         return known[0], known[1]
     subdirs: list[str] = []
     files: list[str] = []
@@ -438,7 +448,9 @@ class Memo:
     def __init__(self, path: str | None) -> None:
         self.path = path
         data = self._load()
-        self.old: dict[str, dict[str, list[Any]]] = {t: data.get(t) or {} for t in self.TABLES}
+        self.old: dict[str, dict[str, list[Any]]] = {
+            t: table if isinstance(table := data.get(t), dict) else {} for t in self.TABLES
+        }
         self.new: dict[str, dict[str, list[Any]]] = {t: {} for t in self.TABLES}
 
     def _load(self) -> dict[str, Any]:
@@ -452,9 +464,10 @@ class Memo:
         return data if isinstance(data, dict) and data.get("format") == self.FORMAT else {}
 
     def get(self, table: str, key: str, stamp: Any) -> Any:
-        """The value remembered for `key` if it was stored with an equal `stamp`, else None."""
+        """The value remembered for `key` if it was stored with an equal `stamp`, else None. Callers check
+        the value's shape too: the file is ours, but a damaged one must only cost speed."""
         known = self.old[table].get(key)
-        if known is not None and known[0] == stamp:
+        if isinstance(known, list) and len(known) == 2 and known[0] == stamp:
             self.new[table][key] = known
             return known[1]
         return None
