@@ -19,6 +19,7 @@ Progress = Callable[[int, int], None]
 
 POOL_MIN_FILES = 32  # below these, starting workers costs more than it saves
 POOL_MIN_BYTES = 64 << 20
+_BATCHES_PER_WORKER = 4
 
 
 class Scanner:
@@ -60,10 +61,14 @@ class Scanner:
         self._report()
         if self._wants_pool(misses):
             pool = self._start_pool()
-            # Largest first, so that one big library does not finish alone at the end.
+            # A task per file costs more than reading most files: deal the files, largest first, into a few
+            # batches per worker, so that every batch gets its share of the big ones.
             misses.sort(key=lambda p: -keys[p].size)
-            jobs = [(p, p in self._numpy_own) for p in misses]
-            self._pending.append((misses, pool.map(_inspect_job, jobs, chunksize=8)))
+            count = min(len(misses), _BATCHES_PER_WORKER * (os.cpu_count() or 1))
+            batches = [misses[i::count] for i in range(count)]
+            jobs = [[(p, p in self._numpy_own) for p in batch] for batch in batches]
+            self._pending.append(([p for batch in batches for p in batch],
+                                  (f for done in pool.map(_inspect_batch, jobs) for f in done)))
         else:
             for p in misses:
                 self._record(p, _inspect_job((p, p in self._numpy_own)))
@@ -128,6 +133,10 @@ def _leave_interrupts_to_the_parent() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _inspect_batch(jobs: list[tuple[str, bool]]) -> list[BinaryFacts]:
+    return [_inspect_job(job) for job in jobs]
 
 
 def _inspect_job(job: tuple[str, bool]) -> BinaryFacts:
