@@ -77,12 +77,12 @@ def test_a_damaged_memo_costs_speed_not_answers(tmp_path: Path) -> None:
     memo_path = tmp_path / "memo.marshal"
     record, metadata = os.stat(info / "RECORD"), os.stat(info / "METADATA")
     right_stamps = {  # stamps that match, values of the wrong shape
-        "format": 2,
+        "format": 3,
         "dirs": {str(site): [os.stat(site).st_mtime_ns, 5], str(site / "demo"): [1, 2, 3]},
         "records": {str(info / "RECORD"): [[record.st_size, record.st_mtime_ns], 7]},
         "metadata": {str(info): [[metadata.st_size, metadata.st_mtime_ns, metadata.st_ino], ["a"]]},
     }
-    for damaged in ({"format": 2, "dirs": [1, 2], "records": "x", "metadata": None, "derived": 7}, right_stamps):
+    for damaged in ({"format": 3, "dirs": [1, 2], "records": "x", "metadata": None, "derived": 7}, right_stamps):
         memo_path.write_bytes(marshal.dumps(damaged))
         memo = Memo(str(memo_path))
         (dist,) = iter_distributions(env, memo)

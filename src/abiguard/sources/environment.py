@@ -205,8 +205,6 @@ class InstalledDistribution:
     site_dir: str
     dist_info: str
     requires: list[str] = field(default_factory=list)
-    installer: str | None = None
-    wheel_tags: list[str] = field(default_factory=list)
     shared: list[str] = field(default_factory=list)  # RECORD paths of shared objects, relative to site_dir
 
     key: str = field(init=False)  # canonical name, computed once: it is looked up per binary
@@ -278,8 +276,8 @@ def _lines_naming_a_library(text: str) -> list[str]:
 
 
 def _dist_info(info: str, memo: Memo) -> list[Any] | None:
-    """[name, version, requires, installer, wheel tags] of a dist-info directory, remembered by its METADATA's
-    identity: installers write a new dist-info (a new METADATA) for every install."""
+    """[name, version, requires] of a dist-info directory, remembered by its METADATA's identity: installers
+    write a new dist-info (a new METADATA) for every install."""
     path = os.path.join(info, "METADATA")
     try:
         st = os.stat(path)
@@ -287,26 +285,14 @@ def _dist_info(info: str, memo: Memo) -> list[Any] | None:
         return None
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
     known = memo.get("metadata", info, stamp)
-    if isinstance(known, list) and len(known) == 5:
+    if isinstance(known, list) and len(known) == 3:
         return list(known)
     try:
-        name, version, requires = _read_metadata(path)
+        value = list(_read_metadata(path))
     except OSError:
         return None
-    wheel = _read_small(os.path.join(info, "WHEEL")) or ""
-    installer = (_read_small(os.path.join(info, "INSTALLER")) or "").strip() or None
-    tags = [ln[4:].strip() for ln in wheel.splitlines() if ln.startswith("Tag:")]
-    value = [name, version, requires, installer, tags]
     memo.put("metadata", info, stamp, value)
     return value
-
-
-def _read_small(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
 
 
 def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iterator[InstalledDistribution]:
@@ -325,7 +311,7 @@ def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iter
             described = _dist_info(info, memo)
             if described is None or not described[0]:
                 continue
-            name, version, requires, installer, tags = described
+            name, version, requires = described
             key = canonical_name(name)
             if key in seen:
                 continue
@@ -336,8 +322,6 @@ def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iter
                 site_dir=site,
                 dist_info=info,
                 requires=requires,
-                installer=installer,
-                wheel_tags=tags,
                 shared=_shared_in_record(os.path.join(info, "RECORD"), memo),
             )
 
@@ -442,7 +426,7 @@ class Memo:
     `marshal` file per environment (private to this interpreter, and 5x faster to load than JSON); a failure
     to read or write only costs speed. Entries not used by a run are dropped when it saves."""
 
-    FORMAT = 2
+    FORMAT = 3  # 3: metadata entries hold [name, version, requires]
     TABLES = ("dirs", "records", "metadata", "derived")
 
     def __init__(self, path: str | None) -> None:
