@@ -30,6 +30,8 @@ def test_only_lines_naming_a_library_are_parsed_and_none_is_missed() -> None:
     lines = _lines_naming_a_library(RECORD)
     assert "pkg/data.json,sha256=y,2" not in lines and "pkg/__init__.py,sha256=abc,10" not in lines
     found = [row[0] for row in csv.reader(lines) if row and is_shared_object_name(row[0])]
+    grows = "İ/x.py,,\n" + RECORD  # "İ".lower() is two characters
+    assert [r[0] for r in csv.reader(_lines_naming_a_library(grows)) if is_shared_object_name(r[0])] == found
     assert found == everything(RECORD) == [
         "pkg/_core.cpython-311-x86_64-linux-gnu.so", "pkg/odd,name.so", "pkg.libs/libgfortran-abc.so.5.0.0",
         "PKG/WIN.PYD", "pkg/lib.dylib",

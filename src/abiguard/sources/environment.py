@@ -261,6 +261,8 @@ def _lines_naming_a_library(text: str) -> list[str]:
     """The lines of a RECORD that may name a shared object, in order: torch's RECORD has 15,000 lines and a
     few hundred libraries, and parsing only those is three times faster."""
     low = text.lower()
+    if len(low) != len(text):  # a few characters grow when lowered ("İ"): positions would not match
+        return text.splitlines()
     starts = set()
     for hint in SHARED_OBJECT_SUFFIXES:  # every shared object's name holds one, in lower case
         pos = low.find(hint)
