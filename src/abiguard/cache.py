@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from abiguard import __version__
 from abiguard.model import BinaryFacts
@@ -41,9 +41,9 @@ _BUSY_TIMEOUT_S = 5.0
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class FileKey:
-    """Identity of a local file: any rewrite changes its size, mtime or inode."""
+class FileKey(NamedTuple):
+    """Identity of a local file: any rewrite changes its size, mtime or inode. A tuple: a cached check makes
+    and compares thousands of them."""
 
     path: str
     size: int
