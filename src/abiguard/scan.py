@@ -8,12 +8,11 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from abiguard.cache import Cache, FileKey
 from abiguard.model import BinaryFacts
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
-
-    from abiguard.cache import FileKey
 
 Progress = Callable[[int, int], None]
 
@@ -31,10 +30,7 @@ class Scanner:
     """
 
     def __init__(self, numpy_own: set[str], *, use_cache: bool = True, progress: Progress | None = None) -> None:
-        from abiguard import cache as cache_mod
-
-        self._cache_mod = cache_mod
-        self._store = cache_mod.Cache.open(enabled=use_cache)
+        self._store = Cache.open(enabled=use_cache)
         self._numpy_own = numpy_own
         self._progress = progress
         self._pool: ProcessPoolExecutor | None = None
@@ -47,7 +43,7 @@ class Scanner:
         keys = {}
         for p in paths:
             try:
-                keys[p] = self._cache_mod.FileKey.from_stat(p, os.stat(p))
+                keys[p] = FileKey.from_stat(p, os.stat(p))
             except OSError:
                 continue  # listed in a RECORD but gone: nothing to judge
         self._keys.update(keys)
