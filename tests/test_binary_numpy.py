@@ -278,7 +278,7 @@ def test_prefilter_admits_every_marker() -> None:
     for literal in literals:
         assert any(token in literal for token in fam._ANCHORS), literal
     assert all(fam._anchor(needle)[0] is not None for _m, needle in fam._FIXED_ANCHORED)
-    assert [p for p, (token, _at) in fam._PREFIX_ANCHORS.items() if token is None] == [fam.R9]
+    assert [p for p, prefix in fam._PREFIXES.items() if fam._ANCHOR_OF[prefix][0] is None] == [fam.R9]
 
 
 @pytest.mark.parametrize("copies", [1, 5000])

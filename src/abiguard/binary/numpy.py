@@ -78,7 +78,9 @@ def _anchor(needle: bytes) -> tuple[bytes | None, int]:
 
 
 _FIXED_ANCHORED = (*_FIXED, ("R12", RUST_NUMPY_SWITCH), ("R12old", RUST_NUMPY_OLD_MODULE))
-_PREFIX_ANCHORS = {pattern: _anchor(prefix) for pattern, prefix in _PREFIXES.items()}
+# Every literal searched for, with its anchor: worked out once here, not per chunk.
+_ANCHOR_OF = {literal: _anchor(literal) for literal in (
+    *(needle for _m, needle in _FIXED_ANCHORED), CYTHON_RUNTIME, PYBIND11, *RUST_NUMPY, *_PREFIXES.values())}
 Anchors = dict[bytes, list[int] | None]  # occurrences of each anchor in a chunk; None: too many to use
 
 
@@ -189,7 +191,7 @@ def _search_fixed(
     hits: Hits, marker: str, needle: bytes, data: bytes, base: int, stop: int, anchors: Anchors | None = None,
 ) -> None:
     if marker not in hits:
-        for start in _starts(data, needle, stop, *_anchor(needle), anchors):
+        for start in _starts(data, needle, stop, *_ANCHOR_OF[needle], anchors):
             hits.add(marker, base + start, needle.rstrip(b"\0"))
             return
 
@@ -211,8 +213,8 @@ def _matches(
 
     bytes.find (or the anchors) is several times faster than the regex engine's own scan.
     """
-    token, at = _PREFIX_ANCHORS[pattern]
-    for start in _starts(data, _PREFIXES[pattern], stop, token, at, anchors):
+    prefix = _PREFIXES[pattern]
+    for start in _starts(data, prefix, stop, *_ANCHOR_OF[prefix], anchors):
         match = pattern.match(data, start)
         if match:
             yield match
