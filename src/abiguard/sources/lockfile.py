@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -266,6 +266,16 @@ def _tables(value: object) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def _named_tables(path: Path, value: object, errors: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, table) for each package table; one error line for each table without a name."""
+    for index, table in enumerate(_tables(value)):
+        name = _text(table.get("name"))
+        if name is None:
+            errors.append(f"{path}: package #{index + 1} has no name")
+        else:
+            yield name, table
+
+
 def _filename(url: str) -> str:
     name = url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]  # no urlsplit: 10k wheels in a big lock
     return unquote(name) if "%" in name else name
@@ -293,11 +303,7 @@ def _read_pylock(path: Path, data: dict[str, Any]) -> LockfileContents:
         raise LockfileError(f"{path}: lock-version {version!r} is not supported; abiguard reads PEP 751 version 1.x")
     errors: list[str] = []
     entries: list[LockedPackage] = []
-    for index, pkg in enumerate(_tables(data.get("packages"))):
-        name = _text(pkg.get("name"))
-        if name is None:
-            errors.append(f"{path}: package #{index + 1} has no name")
-            continue
+    for name, pkg in _named_tables(path, data.get("packages"), errors):
         where = f"package {name}"
         marker = _text(pkg.get("marker"))
         _check_marker(marker, where, errors)
@@ -383,11 +389,7 @@ def _read_uv_lock(path: Path, data: dict[str, Any]) -> LockfileContents:
         raise LockfileError(f"{path}: uv.lock version {version!r} is not supported; abiguard reads version 1")
     errors: list[str] = []
     packages: list[_UvPackage] = []
-    for index, table in enumerate(_tables(data.get("package"))):
-        name = _text(table.get("name"))
-        if name is None:
-            errors.append(f"{path}: package #{index + 1} has no name")
-            continue
+    for name, table in _named_tables(path, data.get("package"), errors):
         source = table.get("source")
         packages.append(_UvPackage(table, canonical_name(name), _text(table.get("version")),
                                    source if isinstance(source, dict) else {}))
