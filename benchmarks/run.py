@@ -8,7 +8,10 @@ warm-up round discarded, then the median of ``--repeats`` rounds (default 7, ``-
 floor               ``ENVPY -I -c pass``: what starting the target interpreter costs
 abiguard-start      ``abiguard --version``: abiguard's own start-up (informative, no target)
 check-uncached      ``abiguard check --python ENVPY --no-cache`` (the page cache is warm)
-check-cached        ``abiguard check --python ENVPY`` with a warm result cache (its own dir)
+check-cached        ``abiguard check --python ENVPY`` with a warm result cache (its own dir): nothing changed
+                    since the last check, so its answer is recalled (``abiguard/recall.py``)
+check-rebuilt       the same, its kept answer deleted before each run (its own cache dir): what a check
+                    costs when something changed, rebuilt from the listing memo and the facts cache
 pip-check           ``ENVPY -m pip check``
 uv-pip-check        ``uv pip check --python ENVPY``
 pipdeptree          ``pipdeptree --python ENVPY --warn fail`` (from a tool venv under the root)
@@ -49,6 +52,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +98,7 @@ class Command:
     env: dict[str, str] | None = None
     fresh_cache: bool = False  # point ABIGUARD_CACHE_DIR at a new empty dir for each run
     ok_codes: tuple[int, ...] = (0,)
+    before: Callable[[], None] | None = None  # run before each timed run, untimed
     runs: list[Run] = field(default_factory=list)
 
 
@@ -111,10 +116,18 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = 
                 out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
+def drop_answers(cache_dir: str) -> None:
+    """Delete the answers `abiguard check` keeps for recall, leaving its other caches warm."""
+    for path in Path(cache_dir).glob("answer-*.marshal"):
+        path.unlink()
+
+
 def run_once(cmd: Command, scratch: Path) -> Run:
     env = dict(cmd.env or child_env())
     if cmd.fresh_cache:
         env["ABIGUARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="cache-", dir=scratch)
+    if cmd.before is not None:
+        cmd.before()
     run, _out, err = timed(cmd.argv, env, cwd=str(scratch))
     if run.returncode not in cmd.ok_codes:
         sys.exit(f"run.py: {cmd.name}: exit {run.returncode}: {shlex.join(cmd.argv)}\n{err[-3000:]}")
@@ -403,12 +416,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         warm_env = child_env(ABIGUARD_CACHE_DIR=str(scratch / "warm-cache"))
         check = [*abiguard, "check", "--python", str(envpy)]
+        rebuilt_env = child_env(ABIGUARD_CACHE_DIR=str(scratch / "rebuilt-cache"))
         commands = [
             Command("floor", [str(envpy), "-I", "-c", "pass"]),
             Command("abiguard-start", [*abiguard, "--version"]),  # informative: abiguard's own start-up
             Command("check-uncached", [*check, "--no-cache"] if no_cache else check,
                     fresh_cache=not no_cache, ok_codes=(0, 1)),
             Command("check-cached", check, env=warm_env, ok_codes=(0, 1)),
+            # Its kept answer removed before each run (a change would make it stale the same way, but would
+            # also make check-cached's stale): the answer is rebuilt from the listing memo and the facts cache.
+            Command("check-rebuilt", check, env=rebuilt_env, ok_codes=(0, 1),
+                    before=lambda: drop_answers(rebuilt_env["ABIGUARD_CACHE_DIR"])),
             Command("pip-check", [str(envpy), "-m", "pip", "check"], ok_codes=(0, 1)),
             Command("uv-pip-check", [uv, "pip", "check", "--python", str(envpy)], ok_codes=(0, 1)),
             Command("pipdeptree", [str(pipdeptree), "--python", str(envpy), "--warn", "fail"], ok_codes=(0, 1)),

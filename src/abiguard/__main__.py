@@ -1,3 +1,3 @@
-from abiguard.cli import main
+from abiguard.recall import main
 
 raise SystemExit(main())

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from abiguard import __version__
 from abiguard.model import BinaryFacts
+from abiguard.paths import cache_dir
 
 SCHEMA_VERSION = 1
 _CHUNK = 500  # keys per query; well under SQLite's bound-parameter limit
@@ -68,20 +69,8 @@ class WheelListing:
 
 
 def default_path() -> str:
-    """`$ABIGUARD_CACHE_DIR/cache.sqlite3`, else the platform's user cache directory (as platformdirs picks it:
-    XDG on Linux and BSD, ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows)."""
-    base = os.environ.get("ABIGUARD_CACHE_DIR")
-    if not base:
-        home = os.path.expanduser("~")
-        if sys.platform == "win32":
-            base = os.path.join(os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local"),
-                                "abiguard", "Cache")
-        elif sys.platform == "darwin":
-            base = os.path.join(home, "Library", "Caches", "abiguard")
-        else:
-            xdg = os.environ.get("XDG_CACHE_HOME", "")
-            base = os.path.join(xdg if os.path.isabs(xdg) else os.path.join(home, ".cache"), "abiguard")
-    return os.path.join(base, "cache.sqlite3")
+    """`cache.sqlite3` in abiguard's cache directory (see `paths.cache_dir`)."""
+    return os.path.join(cache_dir(), "cache.sqlite3")
 
 
 def _generation() -> str:

@@ -19,6 +19,7 @@ from abiguard.model import (
     Verdict,
     canonical_name,
 )
+from abiguard.paths import cache_dir
 from abiguard.rules import numpy as numpy_rule
 from abiguard.scan import Progress, Scanner
 from abiguard.sources import environment as envsource
@@ -52,7 +53,7 @@ def check(
 ) -> CheckReport:
     """Scan the environment of `python`; `numpy` asks "what if this numpy were installed"."""
     try:
-        env = envsource.probe(python, memo_dir=_memo_dir() if use_cache else None)
+        env = envsource.probe(python, memo_dir=cache_dir() if use_cache else None)
     except envsource.EnvironmentError_ as exc:
         raise CheckError(str(exc)) from None
     hypothetical = parse_numpy(numpy) if numpy is not None else None
@@ -173,15 +174,9 @@ def _is_numpy(b: _Binary) -> bool:
     return b.dist is not None and b.dist.key == "numpy"
 
 
-def _memo_dir() -> str:
-    from abiguard.cache import default_path
-
-    return os.path.dirname(default_path())
-
-
 def _memo_path(env: TargetEnvironment) -> str:
     key = zlib.crc32("\0".join(env.site_packages).encode())
-    return os.path.join(_memo_dir(), f"listing-{key:08x}.marshal")
+    return os.path.join(cache_dir(), f"listing-{key:08x}.marshal")
 
 
 def _owned(dists: list[envsource.InstalledDistribution]) -> list[_Binary]:

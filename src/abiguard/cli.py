@@ -501,6 +501,17 @@ def _constraints(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if args.verify or args.no_cache:
+        return _run_check(args)
+    from abiguard.recall import Recorder
+
+    with Recorder(args.argv) as recorder:
+        code = _run_check(args)
+        recorder.keep(code)
+    return code
+
+
+def _run_check(args: argparse.Namespace) -> int:
     from abiguard.check import CheckError, check
 
     show = args.format == "text" and ui.interactive()
@@ -525,8 +536,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # what `recall` keys a check's answer on
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR

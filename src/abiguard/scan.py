@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from abiguard import stamps
 from abiguard.cache import Cache, FileKey
 from abiguard.model import BinaryFacts
 
@@ -43,7 +44,7 @@ class Scanner:
         keys = {}
         for p in paths:
             try:
-                keys[p] = FileKey.from_stat(p, os.stat(p))
+                keys[p] = FileKey.from_stat(p, stamps.stat(p))
             except OSError:
                 continue  # listed in a RECORD but gone: nothing to judge
         self._keys.update(keys)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from abiguard import stamps
 from abiguard.binary import SHARED_OBJECT_SUFFIXES, is_shared_object_name
 from abiguard.model import TargetEnvironment, canonical_name
 
@@ -91,7 +92,7 @@ def default_python() -> str:
     if venv:
         for rel in ("bin/python", "Scripts/python.exe"):
             candidate = os.path.join(venv, rel)
-            if os.path.exists(candidate):
+            if stamps.exists(candidate):
                 return candidate
     return sys.executable
 
@@ -100,19 +101,20 @@ def resolve_python(python: str | None) -> str:
     """Accept an interpreter path, a venv directory, or a command name on PATH."""
     if python is None:
         return default_python()
-    if os.path.isdir(python):
+    if stamps.isdir(python):
         for rel in ("bin/python", "Scripts/python.exe"):
             candidate = os.path.join(python, rel)
-            if os.path.exists(candidate):
+            if stamps.exists(candidate):
                 return candidate
         raise EnvironmentError_(f"{python} is a directory without bin/python: not a virtual environment")
     if os.sep not in python:
         from shutil import which
 
+        stamps.unrecordable()  # which file PATH names can change without any stat of ours seeing it
         found = which(python)
         if found:
             return found
-    if not os.path.exists(python):
+    if not stamps.exists(python):
         raise EnvironmentError_(f"no Python interpreter at {python}")
     return python
 
@@ -146,7 +148,7 @@ def _described(data: dict[str, Any], exe: str) -> TargetEnvironment:
         python_version=data["version"],
         implementation=data["implementation"],
         prefix=data["prefix"],
-        site_packages=tuple(p for p in data["site"] if os.path.isdir(p)),
+        site_packages=tuple(p for p in data["site"] if stamps.isdir(p)),
         platform=data["platform"],
         ext_suffixes=tuple(data["ext"]),
         marker_env=dict(data["markers"]),
@@ -188,7 +190,7 @@ def _probe_identity(exe: str) -> list[Any] | None:
     for path, follow in ((exe, False), (exe, True), (os.path.join(exe_dir, "pyvenv.cfg"), True),
                          (os.path.join(os.path.dirname(exe_dir), "pyvenv.cfg"), True)):
         try:
-            st = os.stat(path, follow_symlinks=follow)
+            st = stamps.stat(path, follow_symlinks=follow)
         except OSError:
             if path == exe:
                 return None
@@ -240,7 +242,7 @@ def _read_metadata(path: str) -> tuple[str, str, list[str]]:
 def _shared_in_record(path: str, memo: Memo) -> list[str]:
     """The shared objects a RECORD lists (paths may contain `..`); remembered by the RECORD's size and mtime."""
     try:
-        st = os.stat(path)
+        st = stamps.stat(path)
     except OSError:
         return []
     stamp = [st.st_size, st.st_mtime_ns]
@@ -282,7 +284,7 @@ def _dist_info(info: str, memo: Memo) -> list[Any] | None:
     write a new dist-info (a new METADATA) for every install."""
     path = os.path.join(info, "METADATA")
     try:
-        st = os.stat(path)
+        st = stamps.stat(path)
     except OSError:
         return None
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
@@ -303,6 +305,7 @@ def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iter
     seen: set[str] = set()
     for site in env.site_packages:
         try:
+            stamps.stat(site)  # its mtime changes when a dist-info comes or goes
             entries = sorted(os.listdir(site))
         except OSError:
             continue
@@ -388,7 +391,7 @@ def record_path(site_dir: str, relpath: str) -> str:
 
 def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
     try:
-        mtime = os.stat(folder).st_mtime_ns
+        mtime = stamps.stat(folder).st_mtime_ns
     except OSError:
         return None
     known = memo.get("dirs", folder, mtime)

@@ -1,0 +1,109 @@
+"""Stamps: what a stat says about a path, and a recording of every stamp a `check` rested on.
+
+A check learns about an environment only through paths it stats before reading them: the interpreter and
+its pyvenv.cfg, each site-packages directory, every METADATA and RECORD, every directory searched for
+shared objects (its mtime changes when an entry is added, removed or renamed) and every shared object (the
+cache keys facts by the same stat). Those stats go through `stat` here; while a `Recording` is on, each
+path's stamp is noted, a missing path as None (its appearing would change the answer too). While every
+noted stamp is unchanged, so is the answer, which `recall` then gives again without reading anything.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # see recall.py: nothing on its path may import typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+Stamp = tuple[int, int, int, int, int]  # mode, size, mtime, inode, ctime: a rewrite or a chmod changes one
+
+
+def of(st: os.stat_result) -> Stamp:
+    return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+class Recording:
+    """The stamps seen: `paths` of stats that follow symbolic links, `links` of those that do not.
+    `complete` turns False when the answer also rests on something no stat shows, or when a path changed
+    between two stats of one run."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, Stamp | None] = {}
+        self.links: dict[str, Stamp | None] = {}
+        self.complete = True
+
+    def note(self, path: str, follow_symlinks: bool, stamp: Stamp | None) -> None:
+        if (self.paths if follow_symlinks else self.links).setdefault(path, stamp) != stamp:
+            self.complete = False
+
+
+_recording: Recording | None = None
+# What `unchanged` saw before it met a change: the check that follows in this process stats the same paths
+# first, and takes these instead of asking the kernel twice (each is taken at most once).
+_seen: dict[tuple[str, bool], os.stat_result | OSError] = {}
+
+
+def start() -> Recording:
+    global _recording
+    _recording = Recording()
+    return _recording
+
+
+def stop() -> None:
+    global _recording
+    _recording = None
+
+
+def stat(path: str, follow_symlinks: bool = True) -> os.stat_result:
+    """`os.stat`, noted in the recording when one is on."""
+    try:
+        st = _seen.pop((path, follow_symlinks), None) if _seen else None
+        if st is None:
+            st = os.stat(path, follow_symlinks=follow_symlinks)
+        elif isinstance(st, OSError):
+            raise st
+    except OSError:
+        if _recording is not None:
+            _recording.note(path, follow_symlinks, None)
+        raise
+    if _recording is not None:
+        _recording.note(path, follow_symlinks, of(st))
+    return st
+
+
+def exists(path: str) -> bool:
+    try:
+        stat(path)
+    except OSError:
+        return False
+    return True
+
+
+def isdir(path: str) -> bool:
+    try:
+        return stat(path).st_mode & 0o170000 == 0o040000
+    except OSError:
+        return False
+
+
+def unrecordable() -> None:
+    """Where an answer depends on what no stat of ours shows (a search of PATH): it is not to be recalled."""
+    if _recording is not None:
+        _recording.complete = False
+
+
+def unchanged(paths: Iterable[str], stamps: Iterable[Stamp | None], follow_symlinks: bool = True) -> bool:
+    """Whether every path still has the stamp noted for it (None: still missing). What it stats before
+    meeting a change is kept for `stat`."""
+    seen: list[tuple[tuple[str, bool], os.stat_result | OSError]] = []
+    for path, stamp in zip(paths, stamps, strict=True):
+        try:
+            now: os.stat_result | OSError = os.stat(path, follow_symlinks=follow_symlinks)
+        except OSError as exc:
+            now = exc
+        seen.append(((path, follow_symlinks), now))
+        if stamp != (None if isinstance(now, OSError) else of(now)):
+            _seen.update(seen)
+            return False
+    return True
