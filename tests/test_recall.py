@@ -204,11 +204,20 @@ def test_a_run_that_warned_is_not_kept(envs: Callable[[str], Path], _own_cache: 
     kept_then_recalled(python)  # the cache is healthy again
 
 
-def test_no_cache_and_verify_neither_keep_nor_recall(envs: Callable[[str], Path], _own_cache: Path) -> None:
+def test_no_cache_verify_and_a_path_search_neither_keep_nor_recall(
+    envs: Callable[[str], Path], _own_cache: Path,
+) -> None:
     python = envs("no-cache")
     for extra in (("--no-cache",), ("--verify",)):
         assert not check(python, *extra)[2]
         assert not check(python, *extra)[2]
+    # `--python python` is looked up on PATH: a new interpreter earlier on PATH would change the answer
+    # without any stat of ours seeing it.
+    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "abiguard", "check", "--python", "python"], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and "oldext" in proc.stdout, proc.stderr
     assert not list(_own_cache.glob("answer-*"))
 
 
