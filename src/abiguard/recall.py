@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, TextIO
 
-FORMAT = 1
+FORMAT = 2  # 2: stamps grouped as Recording.kept gives them
 KEEP = 16  # answers kept per cache directory, the most recently written
 # A file changed twice within one tick of the file system's clock keeps its stamp: an answer resting on a
 # path that changed this recently before the check began is not kept (git's "racy clean" problem).
@@ -65,10 +65,8 @@ def answer(argv: Sequence[str]) -> int | None:
     try:
         with open(_path(key), "rb") as fh:
             kept = marshal.loads(fh.read())
-        stored_key, paths, path_stamps, links, link_stamps, text, code = kept
-        if stored_key != key or not isinstance(text, str) or not isinstance(code, int):
-            return None
-        if not (stamps.unchanged(links, link_stamps, follow_symlinks=False) and stamps.unchanged(paths, path_stamps)):
+        stored_key, noted, text, code = kept
+        if stored_key != key or not isinstance(text, str) or not isinstance(code, int) or not stamps.unchanged(noted):
             return None
     except (OSError, ValueError, EOFError, TypeError):
         return None  # none kept, or a damaged file: the full check will replace it
@@ -114,16 +112,9 @@ class Recorder:
                 recording.note(path, True, stamps.of(os.stat(path)))
             except OSError:
                 return
-        settled = self._started - RACY_NS
-        if any(s is not None and s[4] >= settled for s in (*recording.paths.values(), *recording.links.values())):
+        if recording.changed_since(self._started - RACY_NS):
             return
-        # Shallow paths first: an install or removal changes site-packages itself, and a package's first
-        # import its top directory (a new __pycache__), so a stale answer is usually seen within a few stats.
-        paths = sorted(recording.paths.items(), key=lambda item: item[0].count(os.sep))
-        links = list(recording.links.items())
-        kept = [self._key, [p for p, _ in paths], [s for _, s in paths], [p for p, _ in links], [s for _, s in links],
-                "".join(out.parts), code]
-        _write(_path(self._key), marshal.dumps(kept))
+        _write(_path(self._key), marshal.dumps([self._key, recording.kept(), "".join(out.parts), code]))
 
 
 class _Tee:

@@ -14,7 +14,7 @@ import os
 
 TYPE_CHECKING = False  # see recall.py: nothing on its path may import typing
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from typing import Any
 
 Stamp = tuple[int, int, int, int, int]  # mode, size, mtime, inode, ctime: a rewrite or a chmod changes one
 
@@ -37,7 +37,23 @@ class Recording:
         if (self.paths if follow_symlinks else self.links).setdefault(path, stamp) != stamp:
             self.complete = False
 
+    def changed_since(self, ns: int) -> bool:
+        """Whether a path noted changed (its ctime) at or after `ns`."""
+        return any(s is not None and s[4] >= ns for table in (self.paths, self.links) for s in table.values())
 
+    def kept(self) -> list[list[list[Any]]]:
+        """The stamps in the form `unchanged` takes (and marshal writes): for stats that follow links, then
+        for those that do not, [paths, their stamps, paths that were missing]. Shallow paths come first: an
+        install or removal changes site-packages itself, and a package's first import its top directory (a
+        new __pycache__), so a stale answer is usually seen within a few stats."""
+        out: list[list[list[Any]]] = []
+        for table in (self.paths, self.links):
+            present = sorted(((p, s) for p, s in table.items() if s is not None), key=lambda i: i[0].count(os.sep))
+            out.append([[p for p, _ in present], [s for _, s in present], [p for p, s in table.items() if s is None]])
+        return out
+
+
+_BATCH = 512
 _recording: Recording | None = None
 # What `unchanged` saw before it met a change: the check that follows in this process stats the same paths
 # first, and takes these instead of asking the kernel twice (each is taken at most once).
@@ -93,17 +109,26 @@ def unrecordable() -> None:
         _recording.complete = False
 
 
-def unchanged(paths: Iterable[str], stamps: Iterable[Stamp | None], follow_symlinks: bool = True) -> bool:
-    """Whether every path still has the stamp noted for it (None: still missing). What it stats before
-    meeting a change is kept for `stat`."""
-    seen: list[tuple[tuple[str, bool], os.stat_result | OSError]] = []
-    for path, stamp in zip(paths, stamps, strict=True):
-        try:
-            now: os.stat_result | OSError = os.stat(path, follow_symlinks=follow_symlinks)
-        except OSError as exc:
-            now = exc
-        seen.append(((path, follow_symlinks), now))
-        if stamp != (None if isinstance(now, OSError) else of(now)):
-            _seen.update(seen)
+def unchanged(kept: list[list[list[Any]]]) -> bool:
+    """Whether every path noted in `kept` (from `Recording.kept`) still has its stamp, and every missing one
+    is still missing. What it stats before meeting a change is left for `stat`."""
+    for (paths, noted, absent), follow_symlinks in zip(kept, (True, False), strict=True):
+        stat = os.stat if follow_symlinks else os.lstat
+        for path in absent:
+            try:
+                stat(path)
+            except OSError:
+                continue
             return False
+        done: list[tuple[list[str], list[os.stat_result]]] = []
+        for start in range(0, len(paths), _BATCH):
+            batch = paths[start : start + _BATCH]
+            try:
+                now = list(map(stat, batch))  # one batch at a time: a change is usually met early
+            except OSError:
+                return False
+            done.append((batch, now))
+            if list(map(of, now)) != noted[start : start + _BATCH]:
+                _seen.update(((p, follow_symlinks), st) for seen, now in done for p, st in zip(seen, now, strict=True))
+                return False
     return True
