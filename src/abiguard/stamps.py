@@ -57,7 +57,7 @@ _BATCH = 512
 _recording: Recording | None = None
 # What `unchanged` saw before it met a change: the check that follows in this process stats the same paths
 # first, and takes these instead of asking the kernel twice (each is taken at most once).
-_seen: dict[tuple[str, bool], os.stat_result | OSError] = {}
+_seen: dict[tuple[str, bool], os.stat_result] = {}
 
 
 def start() -> Recording:
@@ -73,12 +73,10 @@ def stop() -> None:
 
 def stat(path: str, follow_symlinks: bool = True) -> os.stat_result:
     """`os.stat`, noted in the recording when one is on."""
+    st = _seen.pop((path, follow_symlinks), None) if _seen else None
     try:
-        st = _seen.pop((path, follow_symlinks), None) if _seen else None
         if st is None:
             st = os.stat(path, follow_symlinks=follow_symlinks)
-        elif isinstance(st, OSError):
-            raise st
     except OSError:
         if _recording is not None:
             _recording.note(path, follow_symlinks, None)
