@@ -339,3 +339,33 @@ def test_many_files_are_inspected_in_worker_processes_with_the_same_answers(
     finally:
         release.set()
         waiting.join()
+
+
+@needs_headers
+def test_facts_of_a_file_changed_moments_ago_are_used_but_not_remembered(
+    numpy_module: NumpyModuleFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second rewrite within one tick of the file system's clock can keep size, mtime and inode: facts
+    keyed by them are stored only once the file has been left alone for `stamps.RACY_NS`."""
+    import time
+
+    from abiguard import scan, stamps
+    from abiguard.cache import Cache, FileKey
+
+    monkeypatch.setenv("ABIGUARD_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "m.so"
+    path.write_bytes(numpy_module("1.26.4").read_bytes())
+
+    def remembered() -> bool:
+        cache = Cache.open()
+        try:
+            return bool(cache.lookup_files([FileKey.from_path(path)]))
+        finally:
+            cache.close()
+
+    assert scan.inspect_all([str(path)], set())[str(path)].built_for is BuiltFor.NUMPY1
+    assert not remembered()
+    monkeypatch.setattr(stamps, "RACY_NS", 50_000_000)
+    time.sleep(0.1)
+    assert scan.inspect_all([str(path)], set())[str(path)].built_for is BuiltFor.NUMPY1
+    assert remembered()

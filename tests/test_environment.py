@@ -7,6 +7,8 @@ import io
 import os
 from pathlib import Path
 
+import pytest
+
 from abiguard.binary import is_shared_object_name
 from abiguard.sources.environment import Memo, _lines_naming_a_library, _shared_in_record
 
@@ -91,3 +93,28 @@ def test_a_damaged_memo_costs_speed_not_answers(tmp_path: Path) -> None:
         assert (dist.name, dist.version, dist.requires, dist.shared) == ("demo", "1.0", ["numpy>=1.21"], ["demo/_x.so"])
         owned = {str(site / "demo" / "_x.so")}
         assert unowned_shared_objects(env, owned, memo) == [(str(site), "stray.so")]
+
+
+def test_a_directory_changed_moments_ago_is_listed_but_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file added within the same clock tick as the listing would leave the directory's mtime as it was:
+    listings (and RECORD and METADATA reads) are remembered only once the path has been left alone."""
+    import time
+
+    from abiguard import stamps
+    from abiguard.model import TargetEnvironment
+    from abiguard.sources.environment import unowned_shared_objects
+
+    site = tmp_path / "site"
+    (site / "pkg").mkdir(parents=True)
+    (site / "pkg" / "a.so").write_bytes(b"\x7fELF")
+    env = TargetEnvironment("python", "3.11.0", "cpython", str(tmp_path), (str(site),), "linux-x86_64", (".so",))
+    memo = Memo(None)
+    assert unowned_shared_objects(env, set(), memo) == [(str(site), "pkg/a.so")]
+    assert memo.new["dirs"] == {}
+    monkeypatch.setattr(stamps, "RACY_NS", 50_000_000)
+    time.sleep(0.1)
+    memo = Memo(None)
+    assert unowned_shared_objects(env, set(), memo) == [(str(site), "pkg/a.so")]
+    assert set(memo.new["dirs"]) == {str(site), str(site / "pkg")}

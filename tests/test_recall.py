@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from abiguard import recall
+from abiguard import recall, stamps
 from tests.support.build import numpy_extension
 from tests.support.venvs import make_venv, site_packages, uv, uv_env
 from tests.support.wheels import build_wheel
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
 
-SETTLE_S = recall.RACY_NS / 1e9 + 0.2
+SETTLE_S = stamps.RACY_NS / 1e9 + 0.2
 
 
 @pytest.fixture(autouse=True)

@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 
 FORMAT = 2  # 2: stamps grouped as Recording.kept gives them
 KEEP = 16  # answers kept per cache directory, the most recently written
-# A file changed twice within one tick of the file system's clock keeps its stamp: an answer resting on a
-# path that changed this recently before the check began is not kept (git's "racy clean" problem).
-RACY_NS = 2_000_000_000
 # What the output depends on besides the stamps: the default interpreter, and what rich's Console and
 # argparse's formatter read to choose colours and width.
 _ENV = ("VIRTUAL_ENV", "COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERM",
@@ -112,7 +109,7 @@ class Recorder:
                 recording.note(path, True, stamps.of(os.stat(path)))
             except OSError:
                 return
-        if recording.changed_since(self._started - RACY_NS):
+        if recording.changed_since(self._started - stamps.RACY_NS):
             return
         _write(_path(self._key), marshal.dumps([self._key, recording.kept(), "".join(out.parts), code]))
 

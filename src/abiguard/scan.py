@@ -38,15 +38,19 @@ class Scanner:
         self._pending: list[tuple[list[str], Iterator[BinaryFacts]]] = []
         self._keys: dict[str, FileKey] = {}
         self._fresh: dict[FileKey, BinaryFacts] = {}
+        self._unsettled: set[str] = set()  # changed moments ago: judged, but not remembered (stamps.settled)
         self.facts: dict[str, BinaryFacts] = {}
 
     def add(self, paths: list[str]) -> None:
         keys = {}
         for p in paths:
             try:
-                keys[p] = FileKey.from_stat(p, stamps.stat(p))
+                st = stamps.stat(p)
             except OSError:
                 continue  # listed in a RECORD but gone: nothing to judge
+            keys[p] = FileKey.from_stat(p, st)
+            if not stamps.settled(st):
+                self._unsettled.add(p)
         self._keys.update(keys)
         hits = self._store.lookup_files(list(keys.values()))
         misses = []
@@ -86,7 +90,9 @@ class Scanner:
         return self.facts
 
     def _record(self, path: str, facts: BinaryFacts) -> None:
-        self.facts[path] = self._fresh[self._keys[path]] = facts
+        self.facts[path] = facts
+        if path not in self._unsettled:
+            self._fresh[self._keys[path]] = facts
         self._report()
 
     def _report(self) -> None:

@@ -11,6 +11,7 @@ noted stamp is unchanged, so is the answer, which `recall` then gives again with
 from __future__ import annotations
 
 import os
+import time
 
 TYPE_CHECKING = False  # see recall.py: nothing on its path may import typing
 if TYPE_CHECKING:
@@ -19,8 +20,18 @@ if TYPE_CHECKING:
 Stamp = tuple[int, int, int, int, int]  # mode, size, mtime, inode, ctime: a rewrite or a chmod changes one
 
 
+# A file changed twice within one tick of the file system's clock keeps its mtime (git's "racy clean"
+# problem): what rests on a path changed less than this long ago is not remembered.
+RACY_NS = 2_000_000_000
+
+
 def of(st: os.stat_result) -> Stamp:
     return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def settled(st: os.stat_result) -> bool:
+    """Whether what was just read from this path may be remembered by its stamp (see `RACY_NS`)."""
+    return st.st_ctime_ns < time.time_ns() - RACY_NS
 
 
 class Recording:

@@ -183,7 +183,8 @@ def _run_probe(exe: str, timeout: float) -> dict[str, Any]:
 def _probe_identity(exe: str) -> list[Any] | None:
     """What the probe's answer depends on, as far as a stat can see: the interpreter path, the link and the
     file it points to (a reinstall or upgrade rewrites it), the pyvenv.cfg files site.venv() reads, the kernel
-    (the platform_release marker) and the probe itself. None when the interpreter cannot be stat'ed."""
+    (the platform_release marker) and the probe itself. None when the interpreter cannot be stat'ed, or one of
+    these files changed too recently for its stat to vouch for it (`stamps.settled`)."""
     exe_dir = os.path.dirname(os.path.abspath(exe))
     kernel = list(os.uname()) if hasattr(os, "uname") else []
     stats: list[Any] = [os.path.abspath(exe), zlib.crc32(_PROBE.encode()), kernel]
@@ -196,6 +197,8 @@ def _probe_identity(exe: str) -> list[Any] | None:
                 return None
             stats.append(None)
             continue
+        if not stamps.settled(st):
+            return None
         stats.append([st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns])
     return stats
 
@@ -255,7 +258,8 @@ def _shared_in_record(path: str, memo: Memo) -> list[str]:
     except OSError:
         return []
     shared = [row[0] for row in csv.reader(_lines_naming_a_library(text)) if row and is_shared_object_name(row[0])]
-    memo.put("records", path, stamp, shared)
+    if stamps.settled(st):
+        memo.put("records", path, stamp, shared)
     return shared
 
 
@@ -295,7 +299,8 @@ def _dist_info(info: str, memo: Memo) -> list[Any] | None:
         value = list(_read_metadata(path))
     except OSError:
         return None
-    memo.put("metadata", info, stamp, value)
+    if stamps.settled(st):
+        memo.put("metadata", info, stamp, value)
     return value
 
 
@@ -391,10 +396,10 @@ def record_path(site_dir: str, relpath: str) -> str:
 
 def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
     try:
-        mtime = stamps.stat(folder).st_mtime_ns
+        st = stamps.stat(folder)
     except OSError:
         return None
-    known = memo.get("dirs", folder, mtime)
+    known = memo.get("dirs", folder, st.st_mtime_ns)
     if isinstance(known, list) and len(known) == 2:
         return known[0], known[1]
     subdirs: list[str] = []
@@ -416,7 +421,8 @@ def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
     # Most directories hold no library at all: one test of all their names instead of one per name.
     names = "\n".join(files).lower()
     shared = [n for n in files if is_shared_object_name(n)] if any(h in names for h in SHARED_OBJECT_SUFFIXES) else []
-    memo.put("dirs", folder, mtime, [subdirs, shared])
+    if stamps.settled(st):
+        memo.put("dirs", folder, st.st_mtime_ns, [subdirs, shared])
     return subdirs, shared
 
 
