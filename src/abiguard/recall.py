@@ -106,7 +106,7 @@ class Recorder:
             return
         for path in _code_files():
             try:
-                recording.note(path, True, stamps.of(os.stat(path)))
+                stamps.stat(path)  # noted: the recording is still on
             except OSError:
                 return
         if recording.changed_since(self._started - stamps.RACY_NS):
