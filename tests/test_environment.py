@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from abiguard.binary import is_shared_object_name
-from abiguard.sources.environment import Memo, _lines_naming_a_library, _shared_in_record
+from abiguard.sources.environment import Memo, _lines_naming_a_library, _read_record, _top_levels
 
 RECORD = (
     "pkg/__init__.py,sha256=abc,10\r\n"
@@ -40,17 +40,23 @@ def test_only_lines_naming_a_library_are_parsed_and_none_is_missed() -> None:
     ]
 
 
+def test_the_top_level_names_a_record_claims() -> None:
+    """What an installer made at the top of site-packages: every path's first component, quoted or not."""
+    extra = '\n../../../bin/tool,,\nsix.py,,\n"odd,top/x.py",,\n"a""quote.py",,\n'
+    assert _top_levels(RECORD + extra) == ['PKG', 'a"quote.py', "odd,top", "pkg", "pkg.libs", "six.py"]
+
+
 def test_a_record_is_read_again_only_when_it_changes(tmp_path: Path) -> None:
     record = tmp_path / "RECORD"
     record.write_text(RECORD)
     memo_path = str(tmp_path / "memo.marshal")
     first = Memo(memo_path)
-    assert len(_shared_in_record(str(record), first)) == 5
+    assert len(_read_record(str(record), first)[0]) == 5
     first.save()
     record.write_text("pkg/new.so,,\n" + RECORD)
     os.utime(record, ns=(0, os.stat(record).st_mtime_ns + 1))
     again = Memo(memo_path)
-    assert _shared_in_record(str(record), again)[0] == "pkg/new.so"
+    assert _read_record(str(record), again)[0][0] == "pkg/new.so"
     assert Memo(str(tmp_path / "missing.marshal")).get("records", str(record), [1, 2]) is None
 
 
@@ -81,18 +87,19 @@ def test_a_damaged_memo_costs_speed_not_answers(tmp_path: Path) -> None:
     memo_path = tmp_path / "memo.marshal"
     record, metadata = os.stat(info / "RECORD"), os.stat(info / "METADATA")
     right_stamps = {  # stamps that match, values of the wrong shape
-        "format": 3,
+        "format": Memo.FORMAT,
         "dirs": {str(site): [os.stat(site).st_mtime_ns, 5], str(site / "demo"): [1, 2, 3]},
         "records": {str(info / "RECORD"): [[record.st_size, record.st_mtime_ns], 7]},
         "metadata": {str(info): [[metadata.st_size, metadata.st_mtime_ns, metadata.st_ino], ["a"]]},
     }
-    for damaged in ({"format": 3, "dirs": [1, 2], "records": "x", "metadata": None, "derived": 7}, right_stamps):
+    wrong_tables = {"format": Memo.FORMAT, "dirs": [1, 2], "records": "x", "metadata": None, "derived": 7}
+    for damaged in (wrong_tables, right_stamps):
         memo_path.write_bytes(marshal.dumps(damaged))
         memo = Memo(str(memo_path))
         (dist,) = iter_distributions(env, memo)
         assert (dist.name, dist.version, dist.requires, dist.shared) == ("demo", "1.0", ["numpy>=1.21"], ["demo/_x.so"])
         owned = {str(site / "demo" / "_x.so")}
-        assert unowned_shared_objects(env, owned, memo) == [(str(site), "stray.so")]
+        assert unowned_shared_objects(env, [dist], owned, memo) == [(str(site), "stray.so")]
 
 
 def test_a_directory_changed_moments_ago_is_listed_but_not_remembered(
@@ -111,10 +118,40 @@ def test_a_directory_changed_moments_ago_is_listed_but_not_remembered(
     (site / "pkg" / "a.so").write_bytes(b"\x7fELF")
     env = TargetEnvironment("python", "3.11.0", "cpython", str(tmp_path), (str(site),), "linux-x86_64", (".so",))
     memo = Memo(None)
-    assert unowned_shared_objects(env, set(), memo) == [(str(site), "pkg/a.so")]
+    assert unowned_shared_objects(env, [], set(), memo) == [(str(site), "pkg/a.so")]
     assert memo.new["dirs"] == {}
     monkeypatch.setattr(stamps, "RACY_NS", 50_000_000)
     time.sleep(0.1)
     memo = Memo(None)
-    assert unowned_shared_objects(env, set(), memo) == [(str(site), "pkg/a.so")]
+    assert unowned_shared_objects(env, [], set(), memo) == [(str(site), "pkg/a.so")]
     assert set(memo.new["dirs"]) == {str(site), str(site / "pkg")}
+
+
+def test_unowned_libraries_are_sought_where_no_installer_wrote_and_beside_installed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unclaimed trees are walked whole; an installed package is listed at its top and where its libraries
+    are, not through its directories of headers and data (most of a large environment)."""
+    from abiguard import stamps
+    from abiguard.model import TargetEnvironment
+    from abiguard.sources.environment import iter_distributions, unowned_shared_objects
+
+    site = tmp_path / "site"
+    info = site / "demo-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n\n")
+    installed = ["demo/__init__.py", "demo/_x.so", "demo/include/a/b.h", "demo/deep/lib/_y.so"]
+    (info / "RECORD").write_text("".join(f"{p},,\n" for p in installed) + "demo-1.0.dist-info/RECORD,,\n")
+    strays = ["top.so", "demo/_rebuilt.so", "demo/deep/lib/extra.so", "demo/deep/other.so", "legacy/a/b/c.so"]
+    for rel in [*installed, *strays]:
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(b"\x7fELF")
+    env = TargetEnvironment("python", "3.11.0", "cpython", str(tmp_path), (str(site),), "linux-x86_64", (".so",))
+    monkeypatch.setattr(stamps, "RACY_NS", 0)
+    memo = Memo(None)
+    dists = list(iter_distributions(env, memo))
+    owned = {str(site / p) for p in installed if p.endswith(".so")}
+    found = unowned_shared_objects(env, dists, owned, memo)
+    assert sorted(rel for _site, rel in found) == sorted(set(strays) - {"demo/deep/other.so"})
+    listed = {os.path.relpath(folder, site) for folder in memo.new["dirs"]}
+    assert listed == {".", "demo", "demo/deep/lib", "legacy", "legacy/a", "legacy/a/b"}

@@ -85,8 +85,12 @@ def check_environment(
     owned = _owned(dists)
     scanner = Scanner({b.fullpath for b in owned if _is_numpy(b)}, use_cache=use_cache, progress=progress)
     scanner.add([b.fullpath for b in owned])
-    unowned_binaries = _unowned(env, owned, memo)  # walking the tree overlaps with the workers' reading
+    unowned_binaries = _unowned(env, dists, owned, memo)  # walking the tree overlaps with the workers' reading
     scanner.add([b.fullpath for b in unowned_binaries])
+    versions = {d.key: d.version for d in dists}
+    if hypothetical is not None:
+        versions["numpy"] = str(hypothetical)
+    declared = _declared(dists, env, versions, memo)  # so does this
     facts = scanner.finish()
     binaries = owned + unowned_binaries
 
@@ -107,11 +111,6 @@ def check_environment(
             unowned.append(finding)
         else:
             findings.setdefault(b.dist.key, []).append(finding)
-
-    versions = {d.key: d.version for d in dists}
-    if hypothetical is not None:
-        versions["numpy"] = str(hypothetical)
-    declared = _declared(dists, env, versions, memo)
 
     distributions = []
     for d in dists:
@@ -191,8 +190,10 @@ def _owned(dists: list[envsource.InstalledDistribution]) -> list[_Binary]:
     return out
 
 
-def _unowned(env: TargetEnvironment, owned: list[_Binary], memo: envsource.Memo) -> list[_Binary]:
-    found = envsource.unowned_shared_objects(env, {b.fullpath for b in owned}, memo)
+def _unowned(
+    env: TargetEnvironment, dists: list[envsource.InstalledDistribution], owned: list[_Binary], memo: envsource.Memo,
+) -> list[_Binary]:
+    found = envsource.unowned_shared_objects(env, dists, {b.fullpath for b in owned}, memo)
     return [_Binary(None, site, rel, os.path.join(site, rel)) for site, rel in found]
 
 

@@ -211,6 +211,7 @@ class InstalledDistribution:
     dist_info: str
     requires: list[str] = field(default_factory=list)
     shared: list[str] = field(default_factory=list)  # RECORD paths of shared objects, relative to site_dir
+    top_levels: list[str] = field(default_factory=list)  # first components of the RECORD's paths
 
     key: str = field(init=False)  # canonical name, computed once: it is looked up per binary
 
@@ -242,25 +243,37 @@ def _read_metadata(path: str) -> tuple[str, str, list[str]]:
     return name, version, requires
 
 
-def _shared_in_record(path: str, memo: Memo) -> list[str]:
-    """The shared objects a RECORD lists (paths may contain `..`); remembered by the RECORD's size and mtime."""
+def _read_record(path: str, memo: Memo) -> tuple[list[str], list[str]]:
+    """The shared objects a RECORD lists (paths may contain `..`) and the top-level names of all it lists;
+    remembered by the RECORD's size and mtime."""
     try:
         st = stamps.stat(path)
     except OSError:
-        return []
+        return [], []
     stamp = [st.st_size, st.st_mtime_ns]
     known = memo.get("records", path, stamp)
-    if isinstance(known, list):
-        return list(known)
+    if isinstance(known, list) and len(known) == 2 and all(isinstance(k, list) for k in known):
+        return list(known[0]), list(known[1])
     try:
         with open(path, newline="", encoding="utf-8", errors="replace") as fh:
             text = fh.read()
     except OSError:
-        return []
+        return [], []
     shared = [row[0] for row in csv.reader(_lines_naming_a_library(text)) if row and is_shared_object_name(row[0])]
+    tops = _top_levels(text)
     if stamps.settled(st):
-        memo.put("records", path, stamp, shared)
-    return shared
+        memo.put("records", path, stamp, [shared, tops])
+    return shared, tops
+
+
+def _top_levels(text: str) -> list[str]:
+    """The first path component of every entry of a RECORD: the site-packages entries an installer made."""
+    tops = {line.partition(",")[0].partition("/")[0] for line in text.split("\n") if not line.startswith('"')}
+    if '"' in text:  # csv quoting: a path holding a comma or a quote
+        quoted = csv.reader(line for line in text.splitlines() if line.startswith('"'))
+        tops.update(row[0].partition("/")[0] for row in quoted if row)
+    tops.difference_update(("", "..", "."))
+    return sorted(tops)
 
 
 def _lines_naming_a_library(text: str) -> list[str]:
@@ -326,13 +339,10 @@ def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iter
             if key in seen:
                 continue
             seen.add(key)
+            shared, tops = _read_record(os.path.join(info, "RECORD"), memo)
             yield InstalledDistribution(
-                name=name,
-                version=version,
-                site_dir=site,
-                dist_info=info,
-                requires=requires,
-                shared=_shared_in_record(os.path.join(info, "RECORD"), memo),
+                name=name, version=version, site_dir=site, dist_info=info, requires=requires, shared=shared,
+                top_levels=tops,
             )
 
 
@@ -360,30 +370,48 @@ _SKIP_DIRS = (".dist-info", "__pycache__")
 
 
 def unowned_shared_objects(
-    env: TargetEnvironment, owned: set[str], memo: Memo | None = None
+    env: TargetEnvironment, dists: list[InstalledDistribution], owned: set[str], memo: Memo | None = None,
 ) -> list[tuple[str, str]]:
     """(site_dir, relpath) of shared objects under site-packages that no RECORD lists.
 
-    Listing every file of a large environment costs more than the rest of a cached check, so each
-    directory's subdirectories and shared objects are remembered in `memo_path` with the directory's mtime:
-    an unchanged directory costs one stat (see Memo)."""
+    Looked for where something other than an installer may have put one: through every tree of site-packages
+    that no RECORD names (an egg-info or `setup.py` install, a hand copy), at the top of every installed
+    package, and in every directory where a RECORD puts a shared object (a library rebuilt or added beside
+    the installed ones). The directories installers made for nothing but headers, data, tests and Python
+    files (most of a large environment) are not listed. Each listing is remembered in `memo` with the
+    directory's mtime, so an unchanged directory costs one stat (see Memo)."""
     memo = memo or Memo(None)
     found: list[tuple[str, str]] = []
     sep = os.sep
     for site in env.site_packages:
-        stack = [site.rstrip(sep) or sep]
-        while stack:
-            folder = stack.pop()
+        site = site.rstrip(sep) or sep
+        prefix = site if site.endswith(sep) else site + sep
+        mine = [d for d in dists if d.site_dir.rstrip(sep) == site]
+        made = {top for d in mine for top in d.top_levels}
+        listing = _listing(site, memo)
+        if listing is None:
+            continue
+        subdirs, shared = listing
+        found.extend((site, name) for name in shared if prefix + name not in owned)
+        # A stack: the directories beside installed libraries are listed after every unclaimed tree is walked.
+        beside = dict.fromkeys(os.path.dirname(path) for path in sorted(owned) if path.startswith(prefix))
+        pending = [(folder, False) for folder in beside]
+        pending += [(prefix + d, d not in made) for d in subdirs]
+        listed = {site}
+        while pending:
+            folder, walk = pending.pop()
+            if folder in listed:
+                continue
+            listed.add(folder)
             listing = _listing(folder, memo)
             if listing is None:
                 continue
             subdirs, shared = listing
-            prefix = folder if folder.endswith(sep) else folder + sep  # join, without its cost per name
-            for name in shared:
-                full = prefix + name
-                if full not in owned:
-                    found.append((site, os.path.relpath(full, site).replace(sep, "/")))
-            stack.extend(prefix + d for d in subdirs)
+            here = folder + sep
+            found.extend((site, os.path.relpath(here + name, site).replace(sep, "/"))
+                         for name in shared if here + name not in owned)
+            if walk:
+                pending.extend((here + d, True) for d in subdirs)
     return found
 
 
@@ -430,14 +458,15 @@ class Memo:
     """What reading an environment found last time, each entry stamped with what would change if it changed.
 
     Tables: "dirs" (a directory's subdirectories and shared objects, stamped with its mtime: adding, removing
-    or renaming an entry changes it), "records" (a RECORD's shared objects, by size and mtime), "metadata" (a
-    dist-info's METADATA fields, by size, mtime and inode) and "derived" (results computed from what was read,
-    such as the probe's answer or the declared-requirement check, stamped with their inputs). An unchanged
-    environment then costs a stat per directory and per dist-info, not a read of every file. Kept as one
-    `marshal` file per environment (private to this interpreter, and 5x faster to load than JSON); a failure
-    to read or write only costs speed. Entries not used by a run are dropped when it saves."""
+    or renaming an entry changes it), "records" (a RECORD's shared objects and top-level names, by size and
+    mtime), "metadata" (a dist-info's METADATA fields, by size, mtime and inode) and "derived" (results
+    computed from what was read, such as the probe's answer or the declared-requirement check, stamped with
+    their inputs). An unchanged environment then costs a stat per directory listed and per dist-info file,
+    not a read of every file. Kept as one `marshal` file per environment (private to this interpreter, and
+    5x faster to load than JSON); a failure to read or write only costs speed. Entries not used by a run are
+    dropped when it saves."""
 
-    FORMAT = 3  # 3: metadata entries hold [name, version, requires]
+    FORMAT = 4  # 3: metadata entries hold [name, version, requires]; 4: records hold [shared, top-levels]
     TABLES = ("dirs", "records", "metadata", "derived")
 
     def __init__(self, path: str | None) -> None:
