@@ -109,6 +109,16 @@ def test_r13_library_that_never_calls_python(built_dir: Path) -> None:
     assert library.bytes_read < module.bytes_read
 
 
+def test_python_symbol_names_are_told_apart_from_names_that_merely_hold_py() -> None:
+    """R13's test of a symbol-name table: a name starting "Py", "_Py" (Mach-O) or "__Py", nothing else."""
+    from abiguard.binary.numpy import uses_python
+
+    for names in (b"\0PyFloat_Type\0", b"\0malloc\0_PyObject_New\0", b"\0__PyArg_Parse\0", b"x\0Py"):
+        assert uses_python(names), names
+    for names in (b"\0___Py_x\0", b"\0copy_Py\0", b"\0numpyPy\0", b"\0yP\0", b"", b"\0_Z3fooPyv\0"):
+        assert not uses_python(names), names
+
+
 @needs_headers
 @pytest.mark.parametrize(("numpy", "built_for"), [("1.26.4", BuiltFor.NUMPY1), ("2.2.6", BuiltFor.NUMPY2)])
 def test_ufunc_only_module(built_dir: Path, numpy: str, built_for: BuiltFor) -> None:

@@ -48,12 +48,13 @@ NUMPY_CORE_EXPORT = b"PyInit__multiarray_umath\0"  # numpy's own core module (R0
 # PyObject_GetAttrString. So a binary whose symbol names start neither with "Py" nor "_Py" (CPython, PyPy; a
 # Mach-O name carries one more "_") uses no NumPy ABI, whatever its data says (R13).
 PYTHON_SYMBOL = (b"\0Py", b"\0_Py", b"\0__Py")
+_PY = b"Py"
 
 _FIXED = (
     ("R1", R1), ("R3", R3), ("R4", R4), ("R4a", R4A), ("R4b", R4B), ("R5", PYBIND11_OLD_MODULE),
     ("api", ARRAY_API), ("ufunc-api", UFUNC_API),
 )
-_PATTERNS = (("R6", R6), ("R7", R7), ("R8", R8))
+_PATTERNS = (("R6", R6), ("R7", R7))
 _PREFIXES = {
     R2: b"module was compiled against NumPy C-API version",
     R6: b"numpy.core.",
@@ -64,7 +65,11 @@ _PREFIXES = {
 # Every marker above but the producers' contains one of these anchors ("umpy" stands for numpy and Numpy, "umPy"
 # for NumPy). A chunk is searched once per anchor; a chunk without any needs nothing more, and in one with
 # some, each marker is tested only where its anchor occurs instead of with a pass of its own.
-_ANCHORS = (b"umpy", b"umPy", b"_API", b"f2py")
+# Every marker that can decide a verdict holds one of the first three: a chunk without them is not searched for
+# the fourth (R8 only names the producer, so it waits with the other producer markers; see `search`).
+_GATE = (b"umpy", b"umPy", b"_API")
+_F2PY = b"f2py"
+_ANCHORS = (*_GATE, _F2PY)
 _MAX_ANCHORS = 4096  # beyond this many occurrences in a chunk, a pass per marker is cheaper
 
 
@@ -112,13 +117,14 @@ def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> bool:
     """Record the markers in `data` (read at file offset `base`) that start before `stop`.
 
     Returns False, having searched nothing more, when `data` holds no NumPy-related text at all: then only
-    the producer markers could be there, and those matter only if another chunk mentions NumPy (see
-    `search_producers` and `wants_producers`).
+    the producer markers (R8 among them) could be there, and those matter only if another chunk mentions
+    NumPy (see `search_producers` and `wants_producers`).
     """
     stop = len(data) if stop is None else stop
-    anchors = {token: _occurrences(data, token) for token in _ANCHORS}
+    anchors = {token: _occurrences(data, token) for token in _GATE}
     if all(found == [] for found in anchors.values()):  # None means many
         return False
+    anchors[_F2PY] = _occurrences(data, _F2PY)
     search_producers(hits, base, data, stop, anchors)
     for marker, needle in _FIXED_ANCHORED:
         _search_fixed(hits, marker, needle, data, base, stop, anchors)
@@ -135,8 +141,9 @@ def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> bool:
 def search_producers(
     hits: Hits, base: int, data: bytes, stop: int | None = None, anchors: Anchors | None = None,
 ) -> None:
-    """Record the markers that name the binding generator (Cython, pybind11, rust-numpy)."""
+    """Record the markers that name the binding generator (Cython, pybind11, rust-numpy, f2py)."""
     stop = len(data) if stop is None else stop
+    _search_re(hits, "R8", R8, data, base, stop, anchors)
     _search_re(hits, "R9", R9, data, base, stop)
     _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop)
     _search_fixed(hits, "pybind11", PYBIND11, data, base, stop)
@@ -239,8 +246,17 @@ def itself() -> NumpyFacts:
 
 
 def uses_python(symbol_names: bytes) -> bool:
-    """Whether a piece of a symbol-name table names a Python C-API symbol (R13); see `PYTHON_SYMBOL`."""
-    return any(prefix in symbol_names for prefix in PYTHON_SYMBOL)
+    """Whether a piece of a symbol-name table names a Python C-API symbol (R13); see `PYTHON_SYMBOL`.
+
+    One pass for "Py", each occurrence then tested for a name start before it: a library without Python
+    is read to its end, and one pass instead of one per prefix halves that.
+    """
+    pos = symbol_names.find(_PY)
+    while pos >= 0:
+        if symbol_names[max(pos - 3, 0) : pos].rstrip(b"_").endswith(b"\0"):
+            return True
+        pos = symbol_names.find(_PY, pos + 2)
+    return False
 
 
 def no_python() -> NumpyFacts:
