@@ -140,9 +140,11 @@ def test_unowned_libraries_are_sought_where_no_installer_wrote_and_beside_instal
     info = site / "demo-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n\n")
-    installed = ["demo/__init__.py", "demo/_x.so", "demo/include/a/b.h", "demo/deep/lib/_y.so"]
+    installed = ["demo/__init__.py", "demo/_x.so", "demo/include/a/b.h", "demo/deep/lib/_y.so", "other/__init__.py",
+                 "other/sub/_z.so"]
     (info / "RECORD").write_text("".join(f"{p},,\n" for p in installed) + "demo-1.0.dist-info/RECORD,,\n")
-    strays = ["top.so", "demo/_rebuilt.so", "demo/deep/lib/extra.so", "demo/deep/other.so", "legacy/a/b/c.so"]
+    strays = ["top.so", "demo/_rebuilt.so", "demo/deep/lib/extra.so", "demo/deep/other.so", "legacy/a/b/c.so",
+              "other/_rebuilt.so"]
     for rel in [*installed, *strays]:
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
         (site / rel).write_bytes(b"\x7fELF")
@@ -154,4 +156,4 @@ def test_unowned_libraries_are_sought_where_no_installer_wrote_and_beside_instal
     found = unowned_shared_objects(env, dists, owned, memo)
     assert sorted(rel for _site, rel in found) == sorted(set(strays) - {"demo/deep/other.so"})
     listed = {os.path.relpath(folder, site) for folder in memo.new["dirs"]}
-    assert listed == {".", "demo", "demo/deep/lib", "legacy", "legacy/a", "legacy/a/b"}
+    assert listed == {".", "demo", "demo/deep/lib", "other", "other/sub", "legacy", "legacy/a", "legacy/a/b"}

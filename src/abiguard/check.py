@@ -85,7 +85,7 @@ def check_environment(
     owned = _owned(dists)
     scanner = Scanner({b.fullpath for b in owned if _is_numpy(b)}, use_cache=use_cache, progress=progress)
     scanner.add([b.fullpath for b in owned])
-    unowned_binaries = _unowned(env, dists, owned, memo)  # walking the tree overlaps with the workers' reading
+    unowned_binaries = _unowned(env, dists, owned, memo)  # listing directories overlaps with the workers' reading
     scanner.add([b.fullpath for b in unowned_binaries])
     versions = {d.key: d.version for d in dists}
     if hypothetical is not None:

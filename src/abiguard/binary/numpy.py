@@ -47,8 +47,8 @@ NUMPY_CORE_EXPORT = b"PyInit__multiarray_umath\0"  # numpy's own core module (R0
 # PyCapsule_GetPointer, and Cython's import-time type checks ("numpy.dtype size changed", no capsule needed) call
 # PyObject_GetAttrString. So a binary whose symbol names start neither with "Py" nor "_Py" (CPython, PyPy; a
 # Mach-O name carries one more "_") uses no NumPy ABI, whatever its data says (R13).
-PYTHON_SYMBOL = (b"\0Py", b"\0_Py", b"\0__Py")
 _PY = b"Py"
+_PY_UNDERSCORES = 2  # at most these many "_" between a name's start and "Py": "_Py" (ELF, PE), "__Py" (Mach-O)
 
 _FIXED = (
     ("R1", R1), ("R3", R3), ("R4", R4), ("R4a", R4A), ("R4b", R4B), ("R5", PYBIND11_OLD_MODULE),
@@ -246,14 +246,15 @@ def itself() -> NumpyFacts:
 
 
 def uses_python(symbol_names: bytes) -> bool:
-    """Whether a piece of a symbol-name table names a Python C-API symbol (R13); see `PYTHON_SYMBOL`.
+    """Whether a piece of a symbol-name table names a Python C-API symbol (R13): a NUL-started name that
+    begins with "Py" after at most `_PY_UNDERSCORES` underscores.
 
     One pass for "Py", each occurrence then tested for a name start before it: a library without Python
     is read to its end, and one pass instead of one per prefix halves that.
     """
     pos = symbol_names.find(_PY)
     while pos >= 0:
-        if symbol_names[max(pos - 3, 0) : pos].rstrip(b"_").endswith(b"\0"):
+        if symbol_names[max(pos - _PY_UNDERSCORES - 1, 0) : pos].rstrip(b"_").endswith(b"\0"):
             return True
         pos = symbol_names.find(_PY, pos + 2)
     return False
