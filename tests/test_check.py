@@ -285,6 +285,18 @@ def test_remembered_listing_sees_files_added_and_removed_later(tmp_path: Path) -
     assert code == 0 and third["unowned"] == []
 
 
+def test_a_library_dropped_beside_installed_ones_is_found_and_judged(tmp_path: Path) -> None:
+    """Unowned libraries are looked for beside the ones installers put (here: numpy's own core directory)."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    site = site_packages(python)
+    core = next((site / "numpy").rglob("_multiarray_umath*.so")).parent
+    added = numpy_extension("dropped_np1", "1.26.4", core)
+    code, doc = check_json(python)
+    assert code == 1
+    assert {b["path"]: b["verdict"] for b in doc["unowned"]} == {added.relative_to(site).as_posix(): "broken"}
+    assert dist(doc, "numpy")["verdict"] == "ok"
+
+
 def test_help_explains_each_command_and_its_exit_codes() -> None:
     for command in ("check", "inspect", "fix", "rollback", "install", "lock-check", "constraints"):
         proc = run(command, "--help", env={"COLUMNS": "100"})
