@@ -386,18 +386,12 @@ def unowned_shared_objects(
     for site in env.site_packages:
         site = site.rstrip(sep) or sep
         prefix = site if site.endswith(sep) else site + sep
-        mine = [d for d in dists if d.site_dir.rstrip(sep) == site]
-        made = {top for d in mine for top in d.top_levels}
-        listing = _listing(site, memo)
-        if listing is None:
-            continue
-        subdirs, shared = listing
-        found.extend((site, name) for name in shared if prefix + name not in owned)
-        # A stack: the directories beside installed libraries are listed after every unclaimed tree is walked.
+        made = {top for d in dists if d.site_dir.rstrip(sep) == site for top in d.top_levels}
+        # A stack: site-packages is listed first, then every unclaimed tree is walked, then the directories
+        # beside installed libraries are listed.
         beside = dict.fromkeys(os.path.dirname(path) for path in sorted(owned) if path.startswith(prefix))
-        pending = [(folder, False) for folder in beside]
-        pending += [(prefix + d, d not in made) for d in subdirs]
-        listed = {site}
+        pending = [*((folder, False) for folder in beside), (site, False)]
+        listed: set[str] = set()
         while pending:
             folder, walk = pending.pop()
             if folder in listed:
@@ -407,11 +401,13 @@ def unowned_shared_objects(
             if listing is None:
                 continue
             subdirs, shared = listing
-            here = folder + sep
+            here = prefix if folder == site else folder + sep
             found.extend((site, os.path.relpath(here + name, site).replace(sep, "/"))
                          for name in shared if here + name not in owned)
             if walk:
                 pending.extend((here + d, True) for d in subdirs)
+            elif folder == site:
+                pending.extend((here + d, d not in made) for d in subdirs)
     return found
 
 
