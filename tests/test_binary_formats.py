@@ -332,6 +332,20 @@ def test_elf_section_past_the_end() -> None:
     assert_unknown(inspect_bytes(bytes(patched)), ".rodata", "outside the file")
 
 
+def test_elf_extended_section_numbering() -> None:
+    """With e_shnum 0 and e_shstrndx SHN_XINDEX, the real count and index sit in section 0 (sh_size, sh_link)."""
+    image = make_elf([(".rodata", PROGBITS, SHF_ALLOC, C2), (".dynstr", STRTAB, SHF_ALLOC, b"\0PyInit_m\0")])
+    (shoff,) = struct.unpack_from("<Q", image, 0x28)
+    shnum, shstrndx = struct.unpack_from("<HH", image, 0x3C)
+    extended = bytearray(image)
+    struct.pack_into("<HH", extended, 0x3C, 0, 0xFFFF)
+    struct.pack_into("<Q", extended, shoff + 32, shnum)  # section 0: sh_size
+    struct.pack_into("<I", extended, shoff + 40, shstrndx)  # section 0: sh_link
+    assert layout(BytesReader(bytes(extended))) == layout(BytesReader(image))
+    assert [r.name for r in layout(BytesReader(image)).regions] == [".rodata"]
+    assert inspect_bytes(bytes(extended)).built_for is BuiltFor.NUMPY2
+
+
 @pytest.mark.parametrize(("build", "field", "value", "words"), [
     ("elf", (0x3C, "<H"), 0xFFFF, ("implausible",)),  # e_shnum
     ("elf", (0x3A, "<H"), 8, ("implausible",)),  # e_shentsize

@@ -224,6 +224,10 @@ _PF_X, _PF_W, _PF_R = 1, 2, 4
 _ELF_SKIP_PREFIXES = (".eh_frame", ".gcc_except_table", ".interp", ".note", ".gnu_debuglink", ".ARM.ex",
                       ".nv_fatbin", "__nv_relfatbin", ".nvFatBin")
 
+# The fields of a section header we use (name, type, flags, offset, size), the others skipped as padding.
+_SECTION_ENTRY = {(end, is64): struct.Struct(end + ("IIQ8xQQ24x" if is64 else "III4xII16x"))
+                  for end in "<>" for is64 in (False, True)}
+
 
 def _elf(reader: Reader, head: bytes) -> Layout:
     if len(head) < 52:
@@ -246,43 +250,40 @@ def _elf(reader: Reader, head: bytes) -> Layout:
         return _elf_segments(reader, end, is64, phoff, phentsize, phnum, packer)
     if shentsize < (64 if is64 else 40):
         raise FormatError(f"implausible ELF section header size {shentsize}")
-    sec_fmt = end + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII")
     if shnum == 0 or shstrndx == 0xFFFF:  # extended numbering: the real values sit in section 0
         _check_range(reader, shoff, shentsize, "ELF section table")
-        _n, _t, _f, _a, _o, size0, link0, *_ = _unpack(sec_fmt, reader.read(shoff, shentsize))
+        _n, _t, _f, _a, _o, size0, link0, *_ = _unpack(end + ("IIQQQQII" if is64 else "IIIIIIII"),
+                                                        reader.read(shoff, shentsize))
         shnum = shnum or size0
         shstrndx = link0 if shstrndx == 0xFFFF else shstrndx
     if shnum == 0 or shnum > _MAX_SECTIONS:
         raise FormatError(f"implausible ELF section count {shnum}")
     _check_range(reader, shoff, shnum * shentsize, "ELF section table")
     table = reader.read(shoff, shnum * shentsize)
-    entry = struct.Struct(sec_fmt)
+    entry = _SECTION_ENTRY[end, is64]
     if shentsize == entry.size and len(table) == shnum * shentsize:
         sections = list(entry.iter_unpack(table))
     else:
-        sections = [_unpack(sec_fmt, table, i * shentsize) for i in range(shnum)]
+        sections = [_unpack(entry.format, table, i * shentsize) for i in range(shnum)]
     if shstrndx >= shnum:
         raise FormatError("ELF section-name table index out of range")
-    str_off, str_size = sections[shstrndx][4], sections[shstrndx][5]
+    str_off, str_size = sections[shstrndx][3:5]
     _check_range(reader, str_off, str_size, "ELF section-name table")
     names = reader.read(str_off, str_size)
     if names.startswith(b"UPX") or b"\0UPX" in names:
         packer = "UPX"
-    # One bound for every section with bytes in the file: a cut file fails here, not later.
-    if max((s[4] + s[5] for s in sections if s[1] != _SHT_NOBITS and s[5]), default=0) > reader.size:
-        for name_off, sh_type, _f, _a, offset, size, *_ in sections:
-            if sh_type != _SHT_NOBITS and size:
-                _check_range(reader, offset, size, f"section {_name(names, name_off)}")
     regions = []
     symbols = []
-    for name_off, sh_type, flags, _addr, offset, size, *_ in sections:
-        if not size:
+    for name_off, sh_type, flags, offset, size in sections:
+        if not size or sh_type == _SHT_NOBITS:
             continue
+        if offset + size > reader.size:  # a cut file fails here, not later
+            _check_range(reader, offset, size, f"section {_name(names, name_off)}")
         if sh_type == _SHT_STRTAB:
             if _name(names, name_off) == ".dynstr":
                 symbols.append(Region(".dynstr", offset, size))
             continue
-        if sh_type != _SHT_PROGBITS or not flags & _SHF_ALLOC or flags & (_SHF_EXECINSTR | _SHF_WRITE):
+        if sh_type != _SHT_PROGBITS or flags & (_SHF_ALLOC | _SHF_EXECINSTR | _SHF_WRITE) != _SHF_ALLOC:
             continue
         name = _name(names, name_off)
         if not name.startswith(_ELF_SKIP_PREFIXES):
