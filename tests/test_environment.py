@@ -5,12 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import os
+import platform
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from abiguard.binary import is_shared_object_name
-from abiguard.sources.environment import Memo, _lines_naming_a_library, _read_record, _top_levels
+from abiguard.sources.environment import (
+    EnvironmentError_,
+    Memo,
+    _lines_naming_a_library,
+    _read_record,
+    _top_levels,
+    probe,
+)
 
 RECORD = (
     "pkg/__init__.py,sha256=abc,10\r\n"
@@ -157,3 +167,39 @@ def test_unowned_libraries_are_sought_where_no_installer_wrote_and_beside_instal
     assert sorted(rel for _site, rel in found) == sorted(set(strays) - {"demo/deep/other.so"})
     listed = {os.path.relpath(folder, site) for folder in memo.new["dirs"]}
     assert listed == {".", "demo", "demo/deep/lib", "other", "other/sub", "legacy", "legacy/a", "legacy/a/b"}
+
+
+def _interpreter(tmp_path: Path, body: str) -> str:
+    """A stand-in for a target interpreter: a real executable that misbehaves as `body` says."""
+    path = tmp_path / "python"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in interpreters are shell scripts")
+@pytest.mark.parametrize(("body", "words"), [
+    ("echo 'SyntaxError: bad' >&2; exit 1", "failed to describe itself: SyntaxError: bad"),
+    ("echo hello", "did not answer like a Python interpreter"),
+    ("echo '[1, 2]'", "did not answer like a Python interpreter"),
+    ("exec sleep 30", "cannot run"),
+])
+def test_an_interpreter_that_cannot_describe_itself_is_one_clear_error(
+    tmp_path: Path, body: str, words: str,
+) -> None:
+    exe = _interpreter(tmp_path, body)
+    called = []
+    started = time.monotonic()
+    with pytest.raises(EnvironmentError_) as raised:
+        probe(exe, timeout=2.0, meanwhile=lambda: called.append(True))
+    assert time.monotonic() - started < 20  # one that hangs is stopped, not waited for
+    assert words in str(raised.value) and exe in str(raised.value)
+    assert called == [True]  # the caller's work overlaps the interpreter's start, failed or not
+
+
+def test_the_probe_describes_a_real_interpreter_while_the_caller_works(tmp_path: Path) -> None:
+    called = []
+    env = probe(sys.executable, meanwhile=lambda: called.append(True))
+    assert called == [True]
+    assert env.python_version == platform.python_version() and env.site_packages
+    assert all(os.path.isdir(p) for p in env.site_packages)

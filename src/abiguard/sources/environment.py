@@ -14,7 +14,7 @@ import marshal
 import os
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,8 +119,11 @@ def resolve_python(python: str | None) -> str:
     return python
 
 
-def probe(python: str | None = None, timeout: float = 30.0, memo_dir: str | None = None) -> TargetEnvironment:
-    """Describe the target interpreter by running it once.
+def probe(
+    python: str | None = None, timeout: float = 30.0, memo_dir: str | None = None,
+    meanwhile: Callable[[], object] | None = None,
+) -> TargetEnvironment:
+    """Describe the target interpreter by running it once; `meanwhile` is called while it runs.
 
     With `memo_dir`, the answer is kept there and reused while nothing it depends on has changed (see
     `_probe_identity`): starting the interpreter costs more than the rest of a cached `check`."""
@@ -131,7 +134,7 @@ def probe(python: str | None = None, timeout: float = 30.0, memo_dir: str | None
     if isinstance(known, dict):
         with contextlib.suppress(KeyError, TypeError, ValueError):
             return _described(known, exe)
-    data = _run_probe(exe, timeout)
+    data = _run_probe(exe, timeout, meanwhile)
     try:
         env = _described(data, exe)
     except (KeyError, TypeError, ValueError):
@@ -157,22 +160,28 @@ def _described(data: dict[str, Any], exe: str) -> TargetEnvironment:
     )
 
 
-def _run_probe(exe: str, timeout: float) -> dict[str, Any]:
+def _run_probe(exe: str, timeout: float, meanwhile: Callable[[], object] | None) -> dict[str, Any]:
     import json
     import subprocess  # both only when the interpreter has to be asked, which a cached check does not
 
     try:
-        proc = subprocess.run(
-            [exe, "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = subprocess.Popen([exe, "-I", "-S", "-c", _PROBE], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
         raise EnvironmentError_(f"cannot run {exe}: {exc}") from None
+    with proc:
+        if meanwhile is not None:
+            meanwhile()
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            raise EnvironmentError_(f"cannot run {exe}: {exc}") from None
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (err.strip().splitlines() or ["no output"])[-1]
         raise EnvironmentError_(f"{exe} failed to describe itself: {last}")
     try:
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        data = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise EnvironmentError_(f"{exe} did not answer like a Python interpreter") from None
     if not isinstance(data, dict):
