@@ -55,7 +55,7 @@ def check(
     try:
         if use_cache:
             env = envsource.probe(python, memo_dir=cache_dir())
-        else:  # nothing will be recalled: all there is to do will be done
+        else:  # every binary will be read and every requirement parsed
             env = envsource.probe(python, meanwhile=_prepare)
     except envsource.EnvironmentError_ as exc:
         raise CheckError(str(exc)) from None
