@@ -194,7 +194,8 @@ def test_text_shows_both_plans_and_the_commands(dirs: dict[str, Path], broken_en
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "pandas 2.0.3" in out
-    assert "Plan 1 (recommended): upgrade" in out and "Plan 2 (option 2): downgrade" in out
+    assert "1 distribution needs a fix" in out and "upgrade  1 change, checked statically" in out
+    assert "Plan 1 (recommended): upgrade" in out and "Plan 2: downgrade" in out
     assert f"uv pip install --python {broken_env} pandas==2.2.2" in out
     assert f"{broken_env} -m pip install pandas==2.2.2" in out
     assert f"uv pip install --python {broken_env} numpy==1.26.4" in out

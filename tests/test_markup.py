@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
-from abiguard.report.markup import PlainOut, console, escape, plain
+from abiguard.report.markup import PlainOut, console, counted, escape, plain
 
 
 def rich_plain(markup: str) -> str:
@@ -65,3 +65,9 @@ def test_check_into_a_pipe_never_imports_rich(tmp_path: object) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
     assert "distributions with compiled code" in proc.stdout
+
+
+def test_counts_read_as_a_person_would_write_them() -> None:
+    assert [counted(n, "change") for n in (0, 1, 2)] == ["0 changes", "1 change", "2 changes"]
+    assert counted(1, "distribution needs", "distributions need") == "1 distribution needs"
+    assert counted(3, "distribution needs", "distributions need") == "3 distributions need"

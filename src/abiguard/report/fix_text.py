@@ -7,19 +7,20 @@ import shlex
 from rich.table import Table
 
 from abiguard.fix.planner import FixPlan
-from abiguard.report.markup import Out, escape
+from abiguard.report.markup import Out, counted, escape
 
 
 def render_plans(fix: FixPlan, out: Out) -> None:
     report = fix.report
     culprits = [d for d in report.distributions if d.affected]
     names = ", ".join(f"{d.name} {d.version}" for d in culprits)
-    out.print(f"[bold]{len(culprits)} distributions need a fix[/] under numpy {report.numpy}: {escape(names)}")
+    needs = counted(len(culprits), "distribution needs", "distributions need")
+    out.print(f"[bold]{needs} a fix[/] under numpy {report.numpy}: {escape(names)}")
     out.print()
     for rank, plan in enumerate(fix.plans, 1):
-        label = "recommended" if rank == 1 else f"option {rank}"
-        out.print(f"[bold]Plan {rank} ({label}): {plan.strategy}[/]  "
-                  f"{len(plan.changes)} changes, checked statically: [green]no ABI conflict left[/]")
+        label = " (recommended)" if rank == 1 else ""
+        out.print(f"[bold]Plan {rank}{label}: {plan.strategy}[/]  "
+                  f"{counted(len(plan.changes), 'change')}, checked statically: [green]no ABI conflict left[/]")
         table = Table(show_edge=False, pad_edge=False)
         for col in ("package", "from", "to", "why"):
             table.add_column(col)

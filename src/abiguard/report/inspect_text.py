@@ -14,7 +14,7 @@ from abiguard.inspect import (
     WheelItem,
 )
 from abiguard.model import BinaryFacts, BuiltFor, Verdict
-from abiguard.report.markup import Out, escape
+from abiguard.report.markup import Out, counted, escape
 from abiguard.sources.wheel import MemberResult
 
 _BUILT_STYLE = {
@@ -117,8 +117,8 @@ def _members(members: list[MemberResult], out: Out, verbose: bool) -> None:
 
 
 def _directory(item: DirectoryItem, out: Out, verbose: bool) -> None:
-    out.print(f"{_built(item.built_for)}  [bold]{escape(item.target)}[/]  ({len(item.binaries)} shared objects,"
-              f" {len(item.wheels)} wheels)")
+    contents = f"{counted(len(item.binaries), 'shared object')}, {counted(len(item.wheels), 'wheel')}"
+    out.print(f"{_built(item.built_for)}  [bold]{escape(item.target)}[/]  ({contents})")
     shown = [b for b in item.binaries if verbose or b.facts.built_for is not BuiltFor.NONE]
     for b in shown:
         out.print("    " + _facts_line(b.module or b.path, b.facts))

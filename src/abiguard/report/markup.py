@@ -20,6 +20,11 @@ class Out(Protocol):
     def print(self, *objects: Any) -> None: ...
 
 
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """"1 change", "2 changes": a count as a reader says it (`plural` where adding "s" is wrong)."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def escape(text: str) -> str:
     """`text` as literal characters inside markup: whatever looks like a tag gets one more backslash."""
     text = _TAG.sub(lambda m: f"{m.group(1) * 2}\\[{m.group(2)}]", text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abiguard.model import BinaryFinding, BuiltFor, CheckReport, DistributionFinding, Verdict
-from abiguard.report.markup import Out, escape
+from abiguard.report.markup import Out, counted, escape
 
 _STYLE = {
     Verdict.BROKEN: "bold red",
@@ -57,9 +57,9 @@ def _distribution(dist: DistributionFinding, report: CheckReport, out: Out, verb
     affected = dist.affected if dist.verdict in (Verdict.BROKEN, Verdict.AT_RISK) else ()
     if dist.verdict is Verdict.UNKNOWN:
         affected = tuple(b for b in dist.binaries if b.verdict is Verdict.UNKNOWN)
-    count = f"{len(affected)} of {len(dist.binaries)} shared objects" if affected else (
-        f"{len(dist.binaries)} shared objects"
-    )
+    count = counted(len(dist.binaries), "shared object")
+    if affected:
+        count = f"{len(affected)} of {count}"
     out.print(f"{_verdict(dist.verdict)}  [bold]{escape(dist.name)} {escape(dist.version)}[/]  ({count})")
     if not affected:
         if verbose:
@@ -149,13 +149,13 @@ def _summary(report: CheckReport, out: Out) -> None:
         f"{report.count(Verdict.UNKNOWN)} unknown",
         f"{report.count(Verdict.OK)} ok",
     ]
-    tail = f"; {len(report.declared)} declared-requirement problems" if report.declared else ""
+    tail = f"; {counted(len(report.declared), 'declared-requirement problem')}" if report.declared else ""
     verified = [b.verified for d in report.distributions for b in d.binaries if b.verified is not None]
     if verified:
         confirmed = sum(1 for v in verified if v.confirms is True)
         refuted = sum(1 for v in verified if v.confirms is False)
-        tail += f"; verified {len(verified)} imports: {confirmed} confirmed, {refuted} refuted"
-    out.print(f"{n} distributions with compiled code: {', '.join(parts)}{tail}")
+        tail += f"; verified {counted(len(verified), 'import')}: {confirmed} confirmed, {refuted} refuted"
+    out.print(f"{counted(n, 'distribution')} with compiled code: {', '.join(parts)}{tail}")
     if not report.has_conflicts and report.errors:
         out.print(f"[yellow]No NumPy ABI conflicts among what could be read; {len(report.errors)} errors above.[/]")
     elif not report.has_conflicts:
