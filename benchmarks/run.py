@@ -27,7 +27,8 @@ Plus, outside the rounds:
   environment is unchanged (``--redo-import-all`` measures again; ``--quick`` without a stored run imports
   every 10th module and extrapolates, marked so; ``--no-import-all`` skips it).
 
-Peak memory is the child's ``ru_maxrss`` from ``os.wait4`` (it includes the processes it waited for).
+Peak memory is the child's ``ru_maxrss`` from ``os.wait4``, and CPU time its user plus system time from the
+same call; both include the processes it waited for (abiguard's workers, the interpreters it started).
 Results go to ``benchmarks/results/latest.json``. Not part of the test suite. Stdlib only.
 
 Usage::
@@ -89,6 +90,7 @@ class Run:
     seconds: float
     returncode: int
     max_rss_kb: int
+    cpu_seconds: float
 
 
 @dataclass
@@ -103,7 +105,8 @@ class Command:
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[Run, str, str]:
-    """Run `argv` once; wall time, exit code and peak RSS (KiB) of it and the processes it waited for."""
+    """Run `argv` once; wall time, exit code, and the peak RSS (KiB) and CPU time of it and the processes it
+    waited for."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd)
@@ -112,7 +115,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = 
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return (Run(seconds, proc.returncode, usage.ru_maxrss),
+        return (Run(seconds, proc.returncode, usage.ru_maxrss, usage.ru_utime + usage.ru_stime),
                 out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
@@ -372,6 +375,7 @@ def summarize(cmd: Command) -> dict[str, Any]:
     return {"argv": cmd.argv, "runs": len(secs), "median_s": round(statistics.median(secs), 4),
             "min_s": round(min(secs), 4), "max_s": round(max(secs), 4),
             "all_s": [round(s, 4) for s in secs],
+            "median_cpu_s": round(statistics.median(r.cpu_seconds for r in cmd.runs), 4),
             "peak_mb": round(max(r.max_rss_kb for r in cmd.runs) / 1024, 1),
             "exit_codes": sorted({r.returncode for r in cmd.runs})}
 
@@ -508,9 +512,10 @@ def print_table(result: dict[str, Any], large: build_env.EnvSummary) -> None:
     print(f"large env: {large.distributions} distributions, {large.shared_objects} shared objects, "
           f"{large.shared_object_bytes / 1e6:.0f} MB of them; {result['repeats']} rounds after a warm-up; "
           f"{result['machine']['cores']} cores")
-    print(f"\n{'command':<16} {'median s':>9} {'min s':>8} {'max s':>8} {'peak MB':>8}  exit")
+    print(f"\n{'command':<16} {'median s':>9} {'min s':>8} {'max s':>8} {'cpu s':>7} {'peak MB':>8}  exit")
     for name, c in result["commands"].items():
-        print(f"{name:<16} {c['median_s']:>9.3f} {c['min_s']:>8.3f} {c['max_s']:>8.3f} {c['peak_mb']:>8.1f}  "
+        print(f"{name:<16} {c['median_s']:>9.3f} {c['min_s']:>8.3f} {c['max_s']:>8.3f} {c['median_cpu_s']:>7.3f} "
+              f"{c['peak_mb']:>8.1f}  "
               f"{','.join(map(str, c['exit_codes']))}")
     imp = result["import_all"]
     if imp is not None:
