@@ -9,6 +9,7 @@ from dataclasses import astuple, dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
+from abiguard import stamps
 from abiguard.model import (
     BinaryFinding,
     CheckReport,
@@ -89,6 +90,7 @@ def check_environment(
     read: Read | None = None,
 ) -> CheckReport:
     """`read`: the distributions from `read_distributions`, when the caller needs them too."""
+    stamps.within(env.site_packages)
     dists, memo = read or read_distributions(env, use_cache)
     installed_numpy = envsource.numpy_version(dists)
     judged_numpy = hypothetical if hypothetical is not None else _version(installed_numpy)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, TextIO
 
-FORMAT = 2  # 2: stamps grouped as Recording.kept gives them
+FORMAT = 3  # 3: stamps grouped as Recording.kept gives them, paths under site-packages relative to it
 KEEP = 16  # answers kept per cache directory, the most recently written
 # What the output depends on besides the stamps: the default interpreter, and what rich's Console and
 # argparse's formatter read to choose colours and width.

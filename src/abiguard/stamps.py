@@ -15,6 +15,7 @@ import time
 
 TYPE_CHECKING = False  # see recall.py: nothing on its path may import typing
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 Stamp = tuple[int, int, int, int, int]  # mode, size, mtime, inode, ctime: a rewrite or a chmod changes one
@@ -43,6 +44,7 @@ class Recording:
         self.paths: dict[str, Stamp | None] = {}
         self.links: dict[str, Stamp | None] = {}
         self.complete = True
+        self.bases: list[str] = []  # see `within`
 
     def note(self, path: str, follow_symlinks: bool, stamp: Stamp | None) -> None:
         if (self.paths if follow_symlinks else self.links).setdefault(path, stamp) != stamp:
@@ -52,15 +54,28 @@ class Recording:
         """Whether a path noted changed (its ctime) at or after `ns`."""
         return any(s is not None and s[4] >= ns for table in (self.paths, self.links) for s in table.values())
 
-    def kept(self) -> list[list[list[Any]]]:
+    def kept(self) -> list[list[Any]]:
         """The stamps in the form `unchanged` takes (and marshal writes): for stats that follow links, then
-        for those that do not, [paths, their stamps, paths that were missing]. Shallow paths come first: an
-        install or removal changes site-packages itself, and a package's first import its top directory (a
-        new __pycache__), so a stale answer is usually seen within a few stats."""
-        out: list[list[list[Any]]] = []
+        for those that do not, [groups, paths that were missing]. A group is [base, names, their stamps]:
+        the paths under a base of `within`, relative to it, and first the others, whole (base "").
+
+        Shallow paths come first in each group: an install or removal changes site-packages itself, and a
+        package's first import its top directory (a new __pycache__), so a stale answer is usually seen within
+        a few stats."""
+        bases = sorted(self.bases, key=len, reverse=True)  # the deepest base a path is under takes it
+        out: list[list[Any]] = []
         for table in (self.paths, self.links):
-            present = sorted(((p, s) for p, s in table.items() if s is not None), key=lambda i: i[0].count(os.sep))
-            out.append([[p for p, _ in present], [s for _, s in present], [p for p, s in table.items() if s is None]])
+            groups: dict[str, list[tuple[str, Stamp]]] = {"": []}
+            for path, stamp in table.items():
+                if stamp is None:
+                    continue
+                base = next((b for b in bases if path.startswith(b) and path[len(b) : len(b) + 1] == os.sep), "")
+                groups.setdefault(base, []).append((path[len(base) + 1 :] if base else path, stamp))
+            kept = []
+            for base, members in groups.items():
+                members.sort(key=lambda m: m[0].count(os.sep))
+                kept.append([base, [name for name, _ in members], [stamp for _, stamp in members]])
+            out.append([kept, [p for p, s in table.items() if s is None]])
         return out
 
 
@@ -80,6 +95,13 @@ def start() -> Recording:
 def stop() -> None:
     global _recording
     _recording = None
+
+
+def within(directories: Sequence[str]) -> None:
+    """Keep the paths under these directories relative to them: stat'ing `pkg/x.so` from inside
+    site-packages spares the kernel the walk through the directories above it, most of a recall's cost."""
+    if _recording is not None and hasattr(os, "fchdir"):
+        _recording.bases.extend(os.path.normpath(d) for d in directories if os.path.isabs(d))
 
 
 def stat(path: str, follow_symlinks: bool = True) -> os.stat_result:
@@ -118,10 +140,10 @@ def unrecordable() -> None:
         _recording.complete = False
 
 
-def unchanged(kept: list[list[list[Any]]]) -> bool:
+def unchanged(kept: list[list[Any]]) -> bool:
     """Whether every path noted in `kept` (from `Recording.kept`) still has its stamp, and every missing one
     is still missing. What it stats before meeting a change is left for `stat`."""
-    for (paths, noted, absent), follow_symlinks in zip(kept, (True, False), strict=True):
+    for (groups, absent), follow_symlinks in zip(kept, (True, False), strict=True):
         stat = os.stat if follow_symlinks else os.lstat
         for path in absent:
             try:
@@ -129,15 +151,46 @@ def unchanged(kept: list[list[list[Any]]]) -> bool:
             except OSError:
                 continue
             return False
-        done: list[tuple[list[str], list[os.stat_result]]] = []
-        for start in range(0, len(paths), _BATCH):
-            batch = paths[start : start + _BATCH]
-            try:
-                now = list(map(stat, batch))  # one batch at a time: a change is usually met early
-            except OSError:
+        for base, names, noted in groups:
+            if not (_same_from(base, names, noted, follow_symlinks) if base else
+                    _same(names, noted, follow_symlinks, "")):
                 return False
-            done.append((batch, now))
-            if list(map(of, now)) != noted[start : start + _BATCH]:
-                _seen.update(((p, follow_symlinks), st) for seen, now in done for p, st in zip(seen, now, strict=True))
-                return False
+    return True
+
+
+def _same_from(base: str, names: list[str], noted: list[Stamp], follow_symlinks: bool) -> bool:
+    """`_same` for names relative to `base`, stat'ed from inside it; the working directory is restored."""
+    try:
+        here = os.open(os.curdir, os.O_RDONLY)
+    except OSError:
+        return _same([os.path.join(base, n) for n in names], noted, follow_symlinks, "")
+    try:
+        try:
+            os.chdir(base)
+        except OSError:
+            return False  # the base itself is gone
+        return _same(names, noted, follow_symlinks, base + os.sep)
+    finally:
+        try:
+            os.fchdir(here)
+        except OSError as exc:  # not a changed environment: the check must not go on from the wrong directory
+            raise RuntimeError(f"cannot return to the working directory: {exc}") from exc
+        finally:
+            os.close(here)
+
+
+def _same(names: list[str], noted: list[Stamp], follow_symlinks: bool, prefix: str) -> bool:
+    stat = os.stat if follow_symlinks else os.lstat
+    done: list[tuple[list[str], list[os.stat_result]]] = []
+    for start in range(0, len(names), _BATCH):
+        batch = names[start : start + _BATCH]
+        try:
+            now = list(map(stat, batch))  # one batch at a time: a change is usually met early
+        except OSError:
+            return False
+        done.append((batch, now))
+        if list(map(of, now)) != noted[start : start + _BATCH]:
+            _seen.update(((prefix + p, follow_symlinks), st) for seen, now in done
+                         for p, st in zip(seen, now, strict=True))
+            return False
     return True
