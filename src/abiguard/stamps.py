@@ -62,17 +62,24 @@ class Recording:
         Shallow paths come first in each group: an install or removal changes site-packages itself, and a
         package's first import its top directory (a new __pycache__), so a stale answer is usually seen within
         a few stats."""
-        bases = sorted(self.bases, key=len, reverse=True)  # the deepest base a path is under takes it
+        # The deepest base a path is under takes it.
+        prefixes = [(base + os.sep, base) for base in sorted(self.bases, key=len, reverse=True)]
         out: list[list[Any]] = []
         for table in (self.paths, self.links):
-            groups: dict[str, list[tuple[str, Stamp]]] = {"": []}
+            groups: dict[str, list[tuple[str, Stamp]]] = {"": [], **{base: [] for _, base in prefixes}}
             for path, stamp in table.items():
                 if stamp is None:
                     continue
-                base = next((b for b in bases if path.startswith(b) and path[len(b) : len(b) + 1] == os.sep), "")
-                groups.setdefault(base, []).append((path[len(base) + 1 :] if base else path, stamp))
+                for prefix, base in prefixes:
+                    if path.startswith(prefix):
+                        groups[base].append((path[len(prefix) :], stamp))
+                        break
+                else:
+                    groups[""].append((path, stamp))
             kept = []
             for base, members in groups.items():
+                if base and not members:
+                    continue
                 members.sort(key=lambda m: m[0].count(os.sep))
                 kept.append([base, [name for name, _ in members], [stamp for _, stamp in members]])
             out.append([kept, [p for p, s in table.items() if s is None]])
