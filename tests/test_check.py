@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from abiguard.binary import is_shared_object_name
 from tests.support.build import numpy_extension
 from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
 from tests.support.wheels import build_wheel
@@ -295,6 +296,22 @@ def test_a_library_dropped_beside_installed_ones_is_found_and_judged(tmp_path: P
     assert code == 1
     assert {b["path"]: b["verdict"] for b in doc["unowned"]} == {added.relative_to(site).as_posix(): "broken"}
     assert dist(doc, "numpy")["verdict"] == "ok"
+
+
+def test_thorough_also_looks_where_installers_put_only_headers_and_data(tmp_path: Path) -> None:
+    """A library copied by hand into a directory an installer made for headers is not looked for by default
+    (the README says so), and is found and judged with --thorough."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    site = site_packages(python)
+    headers = next((site / "numpy").rglob("ndarraytypes.h")).parent
+    assert not any(is_shared_object_name(p.name) for p in headers.iterdir())
+    added = numpy_extension("hidden_np1", "1.26.4", headers)
+    code, quick = check_json(python)
+    assert code == 0 and quick["unowned"] == []
+    code, thorough = check_json(python, "--thorough")
+    assert code == 1
+    assert {b["path"]: b["verdict"] for b in thorough["unowned"]} == {added.relative_to(site).as_posix(): "broken"}
+    assert dist(thorough, "numpy") == dist(quick, "numpy")
 
 
 def test_help_explains_each_command_and_its_exit_codes() -> None:

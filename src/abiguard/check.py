@@ -51,8 +51,10 @@ def check(
     *,
     use_cache: bool = True,
     progress: Progress | None = None,
+    thorough: bool = False,
 ) -> CheckReport:
-    """Scan the environment of `python`; `numpy` asks "what if this numpy were installed"."""
+    """Scan the environment of `python`; `numpy` asks "what if this numpy were installed"; `thorough` looks
+    for unowned shared objects in every directory of site-packages (see `unowned_shared_objects`)."""
     try:
         if use_cache:
             env = envsource.probe(python, memo_dir=cache_dir())
@@ -61,7 +63,7 @@ def check(
     except envsource.EnvironmentError_ as exc:
         raise CheckError(str(exc)) from None
     hypothetical = parse_numpy(numpy) if numpy is not None else None
-    return check_environment(env, hypothetical, use_cache=use_cache, progress=progress)
+    return check_environment(env, hypothetical, use_cache=use_cache, progress=progress, thorough=thorough)
 
 
 def _prepare() -> None:
@@ -88,6 +90,7 @@ def check_environment(
     use_cache: bool = True,
     progress: Progress | None = None,
     read: Read | None = None,
+    thorough: bool = False,
 ) -> CheckReport:
     """`read`: the distributions from `read_distributions`, when the caller needs them too."""
     stamps.within(env.site_packages)
@@ -98,7 +101,7 @@ def check_environment(
     owned = _owned(dists)
     scanner = Scanner({b.fullpath for b in owned if _is_numpy(b)}, use_cache=use_cache, progress=progress)
     scanner.add([b.fullpath for b in owned])
-    unowned_binaries = _unowned(env, dists, owned, memo)  # listing directories overlaps with the workers' reading
+    unowned_binaries = _unowned(env, dists, owned, memo, thorough)  # listing overlaps with the workers' reading
     scanner.add([b.fullpath for b in unowned_binaries])
     versions = {d.key: d.version for d in dists}
     if hypothetical is not None:
@@ -205,8 +208,9 @@ def _owned(dists: list[envsource.InstalledDistribution]) -> list[_Binary]:
 
 def _unowned(
     env: TargetEnvironment, dists: list[envsource.InstalledDistribution], owned: list[_Binary], memo: envsource.Memo,
+    thorough: bool,
 ) -> list[_Binary]:
-    found = envsource.unowned_shared_objects(env, dists, {b.fullpath for b in owned}, memo)
+    found = envsource.unowned_shared_objects(env, dists, {b.fullpath for b in owned}, memo, thorough)
     return [_Binary(None, site, rel, os.path.join(site, rel)) for site, rel in found]
 
 

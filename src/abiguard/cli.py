@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="scan an environment's compiled binaries and report NumPy ABI conflicts",
-        description="Read every shared object of the target environment (no import, no code run), learn which "
-        "NumPy C-ABI it was built for, and report the distributions that break with the installed numpy; "
-        "also reports unsatisfied declared requirements, like `pip check`.",
+        description="Read the shared objects of the target environment (no import, no code run): every one a "
+        "RECORD lists, and unowned ones wherever something other than an installer puts them. Learn which NumPy "
+        "C-ABI each was built for, and report the distributions that break with the installed numpy; also "
+        "reports unsatisfied declared requirements, like `pip check`.",
         epilog=_EPILOG,
     )
     _add_python(check)
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--verify-timeout", type=float, default=30.0, metavar="S", help="seconds per import (30)")
     check.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel imports (default: cores)")
+    check.add_argument(
+        "--thorough", action="store_true",
+        help="look for unowned shared objects in every directory of site-packages, also the ones installers made "
+        "for headers, data and tests (slower on a large environment)",
+    )
     _add_no_cache(check)
     check.add_argument("-v", "--verbose", action="store_true", help="list every distribution and module")
     _add_format(check, ("text", "json"))
@@ -517,7 +523,7 @@ def _run_check(args: argparse.Namespace) -> int:
     show = args.format == "text" and ui.interactive()
     try:
         report = check(args.python, args.numpy, use_cache=not args.no_cache,
-                       progress=ui.progress("scanning shared objects", show))
+                       progress=ui.progress("scanning shared objects", show), thorough=args.thorough)
     except CheckError as exc:
         ui.error(str(exc))
         return EXIT_ERROR

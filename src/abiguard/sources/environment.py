@@ -380,6 +380,7 @@ _SKIP_DIRS = (".dist-info", "__pycache__")
 
 def unowned_shared_objects(
     env: TargetEnvironment, dists: list[InstalledDistribution], owned: set[str], memo: Memo | None = None,
+    thorough: bool = False,
 ) -> list[tuple[str, str]]:
     """(site_dir, relpath) of shared objects under site-packages that no RECORD lists.
 
@@ -387,8 +388,8 @@ def unowned_shared_objects(
     that no RECORD names (an egg-info or `setup.py` install, a hand copy), at the top of every installed
     package, and in every directory where a RECORD puts a shared object (a library rebuilt or added beside
     the installed ones). The directories installers made for nothing but headers, data, tests and Python
-    files (most of a large environment) are not listed. Each listing is remembered in `memo` with the
-    directory's mtime, so an unchanged directory costs one stat (see Memo)."""
+    files (most of a large environment) are not listed unless `thorough`. Each listing is remembered in `memo`
+    with the directory's mtime, so an unchanged directory costs one stat (see Memo)."""
     memo = memo or Memo(None)
     found: list[tuple[str, str]] = []
     sep = os.sep
@@ -416,7 +417,7 @@ def unowned_shared_objects(
             if walk:
                 pending.extend((here + d, True) for d in subdirs)
             elif folder == site:
-                pending.extend((here + d, d not in made) for d in subdirs)
+                pending.extend((here + d, thorough or d not in made) for d in subdirs)
     return found
 
 
