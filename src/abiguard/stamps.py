@@ -149,7 +149,10 @@ def unrecordable() -> None:
 
 def unchanged(kept: list[list[Any]]) -> bool:
     """Whether every path noted in `kept` (from `Recording.kept`) still has its stamp, and every missing one
-    is still missing. What it stats before meeting a change is left for `stat`."""
+    is still missing. What it stats before meeting a change is left for `stat`.
+
+    It changes the working directory while it stats a group (and always changes it back), so it is for a
+    process's start, before any other thread runs: `recall` calls it first thing."""
     for (groups, absent), follow_symlinks in zip(kept, (True, False), strict=True):
         stat = os.stat if follow_symlinks else os.lstat
         for path in absent:
