@@ -66,20 +66,18 @@ class Recording:
         prefixes = [(base + os.sep, base) for base in sorted(self.bases, key=len, reverse=True)]
         out: list[list[Any]] = []
         for table in (self.paths, self.links):
-            groups: dict[str, list[tuple[str, Stamp]]] = {"": [], **{base: [] for _, base in prefixes}}
+            groups: dict[str, list[tuple[str, Stamp]]] = {"": []}
             for path, stamp in table.items():
                 if stamp is None:
                     continue
                 for prefix, base in prefixes:
                     if path.startswith(prefix):
-                        groups[base].append((path[len(prefix) :], stamp))
+                        groups.setdefault(base, []).append((path[len(prefix) :], stamp))
                         break
                 else:
                     groups[""].append((path, stamp))
             kept = []
             for base, members in groups.items():
-                if base and not members:
-                    continue
                 members.sort(key=lambda m: m[0].count(os.sep))
                 kept.append([base, [name for name, _ in members], [stamp for _, stamp in members]])
             out.append([kept, [p for p, s in table.items() if s is None]])
@@ -173,7 +171,7 @@ def _same_from(base: str, names: list[str], noted: list[Stamp], follow_symlinks:
     try:
         here = os.open(os.curdir, os.O_RDONLY)
     except OSError:
-        return _same([os.path.join(base, n) for n in names], noted, follow_symlinks, "")
+        return _same([base + os.sep + n for n in names], noted, follow_symlinks, "")
     try:
         try:
             os.chdir(base)
