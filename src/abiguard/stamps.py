@@ -160,14 +160,16 @@ def unchanged(kept: list[list[Any]]) -> bool:
                 continue
             return False
         for base, names, noted in groups:
-            if not (_same_from(base, names, noted, follow_symlinks) if base else
-                    _same(names, noted, follow_symlinks, "")):
+            if not _same_from(base, names, noted, follow_symlinks):
                 return False
     return True
 
 
 def _same_from(base: str, names: list[str], noted: list[Stamp], follow_symlinks: bool) -> bool:
-    """`_same` for names relative to `base`, stat'ed from inside it; the working directory is restored."""
+    """`_same` for names relative to `base`, stat'ed from inside it (the working directory is restored);
+    for whole paths when `base` is ""."""
+    if not base:
+        return _same(names, noted, follow_symlinks, "")
     try:
         here = os.open(os.curdir, os.O_RDONLY)
     except OSError:
