@@ -112,7 +112,7 @@ def test_a_damaged_memo_costs_speed_not_answers(tmp_path: Path) -> None:
         assert unowned_shared_objects(env, [dist], owned, memo) == [(str(site), "stray.so")]
 
 
-def test_a_directory_changed_moments_ago_is_listed_but_not_remembered(
+def test_what_changed_moments_ago_is_read_but_not_remembered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A file added within the same clock tick as the listing would leave the directory's mtime as it was:
@@ -121,20 +121,32 @@ def test_a_directory_changed_moments_ago_is_listed_but_not_remembered(
 
     from abiguard import stamps
     from abiguard.model import TargetEnvironment
-    from abiguard.sources.environment import unowned_shared_objects
+    from abiguard.sources.environment import iter_distributions, unowned_shared_objects
 
     site = tmp_path / "site"
     (site / "pkg").mkdir(parents=True)
     (site / "pkg" / "a.so").write_bytes(b"\x7fELF")
+    info = site / "demo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n\n")
+    (info / "RECORD").write_text("demo/_x.so,,\ndemo-1.0.dist-info/RECORD,,\n")
     env = TargetEnvironment("python", "3.11.0", "cpython", str(tmp_path), (str(site),), "linux-x86_64", (".so",))
-    memo = Memo(None)
-    assert unowned_shared_objects(env, [], set(), memo) == [(str(site), "pkg/a.so")]
-    assert memo.new["dirs"] == {}
+
+    def read() -> Memo:
+        memo = Memo(None)
+        (dist,) = iter_distributions(env, memo)
+        assert dist.shared == ["demo/_x.so"]
+        assert unowned_shared_objects(env, [], set(), memo) == [(str(site), "pkg/a.so")]
+        return memo
+
+    fresh = read()
+    assert (fresh.new["dirs"], fresh.new["records"], fresh.new["metadata"]) == ({}, {}, {})
     monkeypatch.setattr(stamps, "RACY_NS", 50_000_000)
     time.sleep(0.1)
-    memo = Memo(None)
-    assert unowned_shared_objects(env, [], set(), memo) == [(str(site), "pkg/a.so")]
-    assert set(memo.new["dirs"]) == {str(site), str(site / "pkg")}
+    settled = read()
+    assert set(settled.new["dirs"]) == {str(site), str(site / "pkg")}
+    assert set(settled.new["records"]) == {str(info / "RECORD")}
+    assert set(settled.new["metadata"]) == {str(info)}
 
 
 def test_unowned_libraries_are_sought_where_no_installer_wrote_and_beside_installed_ones(

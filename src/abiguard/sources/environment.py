@@ -270,8 +270,7 @@ def _read_record(path: str, memo: Memo) -> tuple[list[str], list[str]]:
         return [], []
     shared = [row[0] for row in csv.reader(_lines_naming_a_library(text)) if row and is_shared_object_name(row[0])]
     tops = _top_levels(text)
-    if stamps.settled(st):
-        memo.put("records", path, stamp, [shared, tops])
+    memo.put("records", path, stamp, [shared, tops], st)
     return shared, tops
 
 
@@ -321,8 +320,7 @@ def _dist_info(info: str, memo: Memo) -> list[Any] | None:
         value = list(_read_metadata(path))
     except OSError:
         return None
-    if stamps.settled(st):
-        memo.put("metadata", info, stamp, value)
+    memo.put("metadata", info, stamp, value, st)
     return value
 
 
@@ -455,8 +453,7 @@ def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
     # Most directories hold no library at all: one test of all their names instead of one per name.
     names = "\n".join(files).lower()
     shared = [n for n in files if is_shared_object_name(n)] if any(h in names for h in SHARED_OBJECT_SUFFIXES) else []
-    if stamps.settled(st):
-        memo.put("dirs", folder, st.st_mtime_ns, [subdirs, shared])
+    memo.put("dirs", folder, st.st_mtime_ns, [subdirs, shared], st)
     return subdirs, shared
 
 
@@ -502,9 +499,11 @@ class Memo:
             return known[1]
         return None
 
-    def put(self, table: str, key: str, stamp: Any, value: Any) -> None:
-        """Remember `value` (marshal-able: str, int, list, dict, None) until `stamp` changes."""
-        self.new[table][key] = [stamp, value]
+    def put(self, table: str, key: str, stamp: Any, value: Any, st: os.stat_result | None = None) -> None:
+        """Remember `value` (marshal-able: str, int, list, dict, None) until `stamp` changes; not at all when
+        `st`, the stat it was read under, is too recent to vouch for it (`stamps.settled`)."""
+        if st is None or stamps.settled(st):
+            self.new[table][key] = [stamp, value]
 
     def save(self) -> None:
         if self.path is None or self.new == self.old:
