@@ -594,73 +594,12 @@ def _take_snapshot(
     partial = snaps / (stamp + _PARTIAL)
     try:
         _real_dir.cache_clear()
-        final = snaps / stamp
         partial.mkdir(parents=True)
-        files_dir = partial / "files"
-
         inside = [d for d in dists if _inside(d.path, prefix)]
-        touched_set = set(touched)
-        # Which top-level entries of each site dir belong to whom: a directory that only touched distributions
-        # own is swept of leftovers on a thorough restore; a shared one (a namespace package) never is.
-        top_owners: dict[tuple[str, str], set[str]] = {}
-        owned: dict[str, tuple[set[str], list[str]]] = {}
-        for d in inside:
-            paths, outside = _owned_paths(d, prefix)
-            if d.key in touched_set:
-                owned[d.path] = (paths, outside)
-            for p in paths:
-                top = _top(p, d.site)
-                if top is not None:
-                    top_owners.setdefault((d.site, top), set()).add(d.key)
-
-        manifest_dists: list[dict[str, Any]] = []
-        identity: dict[str, list[int]] = {}
-        all_files: set[str] = set()
-        pairs: list[tuple[str, str]] = []
-        for d in inside:
-            if d.key not in touched_set:
-                continue
-            paths, outside = owned[d.path]
-            by_rel = sorted((_rel(p, prefix), p) for p in paths)
-            rels = [rel for rel, _ in by_rel]
-            pairs += [(p, os.path.join(files_dir, *rel.split("/"))) for rel, p in by_rel]
-            identity.update((rel, _identity(p)) for rel, p in by_rel)
-            all_files.update(rels)
-            manifest_dists.append({
-                "name": d.name, "key": d.key, "version": d.version,
-                "dist_info": os.path.basename(d.path), "dist_info_path": _rel(d.path, prefix),
-                "site": _rel(d.site, prefix), "files": rels, "outside_prefix": outside,
-            })
-
-        owned_dirs: list[str] = []
-        for (site, top), owners in sorted(top_owners.items()):
-            full = os.path.join(site, top)
-            if (owners <= touched_set and top != "__pycache__" and not top.endswith(".dist-info")
-                    and os.path.isdir(full) and not os.path.islink(full)):
-                owned_dirs.append(_rel(full, prefix))
-        unlisted: list[str] = []  # files already there that no RECORD lists (kept as they are)
-        empty_dirs: list[str] = []  # directories without files (a restore sweeps empty ones that are not listed)
-        for od in owned_dirs:
-            for root, dirs, names in os.walk(os.path.join(prefix, *od.split("/"))):
-                dirs[:] = [x for x in dirs if x != "__pycache__"]
-                unlisted.extend(r for r in (_rel(os.path.join(root, n), prefix) for n in names) if r not in all_files)
-                if not names and not dirs:
-                    empty_dirs.append(_rel(root, prefix))
-
-        freeze: list[str] = []
-        installed: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for d in dists:
-            line, direct = _freeze_line(d)
-            if d.key not in seen:
-                freeze.append(line)
-                seen.add(d.key)
-            installed.append({
-                "name": d.name, "key": d.key, "version": d.version, "direct_url": direct,
-                "dist_info": _rel(d.path, prefix) if _inside(d.path, prefix) else d.path,
-                "inside_prefix": _inside(d.path, prefix),
-            })
-
+        copied, pairs = _files_to_copy(inside, set(touched), prefix, partial / "files")
+        owned_dirs = _owned_dirs(inside, set(touched), prefix)
+        unlisted, empty_dirs = _leftovers(owned_dirs, {f for d in copied for f in d["files"]}, prefix)
+        freeze, installed = _installed(dists, prefix)
         manifest: dict[str, Any] = {
             "schema": SCHEMA,
             "created": _now(),
@@ -671,16 +610,16 @@ def _take_snapshot(
             "installer": installer,
             "install_args": [_redact(a) for a in args],
             "touched": touched,
-            "not_installed_before": sorted(touched_set - {d.key for d in inside}),
-            "dists": manifest_dists,
+            "not_installed_before": sorted(set(touched) - {d.key for d in inside}),
+            "dists": copied,
             "owned_dirs": owned_dirs,
-            "unlisted": sorted(unlisted),
-            "empty_dirs": sorted(empty_dirs),
-            "identity": identity,
+            "unlisted": unlisted,
+            "empty_dirs": empty_dirs,
+            "identity": {rel: _identity(path) for path, rel in pairs},
             "sites": {_rel(s, prefix): sorted(os.listdir(s)) for s in sites if _inside(s, prefix)},
             "installed": installed,
         }
-        _copy_files(pairs)
+        _copy_files([(path, os.path.join(partial, "files", *rel.split("/"))) for path, rel in pairs])
         header = (
             f"# {env.prefix} before abiguard changed it ({manifest['created']}); a whole-environment\n"
             "# alternative to `abiguard rollback` (needs the index): "
@@ -688,6 +627,7 @@ def _take_snapshot(
         )
         _write_durable(partial / "freeze.txt", header + "".join(f"{line}\n" for line in freeze))
         _write_durable(partial / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+        final = snaps / stamp
         os.replace(partial, final)
         _fsync_dir(snaps)
         return final, manifest
@@ -695,6 +635,77 @@ def _take_snapshot(
         shutil.rmtree(partial, ignore_errors=True)
         where = f" ({exc.filename})" if exc.filename else ""
         raise ApplyError(f"cannot write the snapshot under {snaps}: {exc.strerror or exc}{where}") from None
+
+
+def _files_to_copy(
+    inside: list[_Dist], touched: set[str], prefix: str, files_dir: Path,
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The manifest entry of each touched distribution, and (path, path relative to the prefix) of every file
+    it owns: what a restore puts back."""
+    entries: list[dict[str, Any]] = []
+    pairs: list[tuple[str, str]] = []
+    for d in inside:
+        if d.key not in touched:
+            continue
+        paths, outside = _owned_paths(d, prefix)
+        by_rel = sorted((_rel(p, prefix), p) for p in paths)
+        pairs += [(p, rel) for rel, p in by_rel]
+        entries.append({
+            "name": d.name, "key": d.key, "version": d.version,
+            "dist_info": os.path.basename(d.path), "dist_info_path": _rel(d.path, prefix),
+            "site": _rel(d.site, prefix), "files": [rel for rel, _ in by_rel], "outside_prefix": outside,
+        })
+    return entries, pairs
+
+
+def _owned_dirs(inside: list[_Dist], touched: set[str], prefix: str) -> list[str]:
+    """Top-level directories of the site dirs that only touched distributions own: a thorough restore sweeps
+    them of leftovers; a shared one (a namespace package) never is."""
+    owners: dict[tuple[str, str], set[str]] = {}
+    for d in inside:
+        for p in _owned_paths(d, prefix)[0]:
+            top = _top(p, d.site)
+            if top is not None:
+                owners.setdefault((d.site, top), set()).add(d.key)
+    owned: list[str] = []
+    for (site, top), keys in sorted(owners.items()):
+        full = os.path.join(site, top)
+        if (keys <= touched and top != "__pycache__" and not top.endswith(".dist-info")
+                and os.path.isdir(full) and not os.path.islink(full)):
+            owned.append(_rel(full, prefix))
+    return owned
+
+
+def _leftovers(owned_dirs: list[str], listed: set[str], prefix: str) -> tuple[list[str], list[str]]:
+    """Files in the owned directories that no RECORD lists (kept as they are), and directories without files
+    (a restore sweeps empty ones that are not listed)."""
+    unlisted: list[str] = []
+    empty_dirs: list[str] = []
+    for od in owned_dirs:
+        for root, dirs, names in os.walk(os.path.join(prefix, *od.split("/"))):
+            dirs[:] = [x for x in dirs if x != "__pycache__"]
+            unlisted.extend(r for r in (_rel(os.path.join(root, n), prefix) for n in names) if r not in listed)
+            if not names and not dirs:
+                empty_dirs.append(_rel(root, prefix))
+    return sorted(unlisted), sorted(empty_dirs)
+
+
+def _installed(dists: list[_Dist], prefix: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The environment as `pip freeze` lines (first of each name) and as manifest entries (all of them)."""
+    freeze: list[str] = []
+    installed: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for d in dists:
+        line, direct = _freeze_line(d)
+        if d.key not in seen:
+            freeze.append(line)
+            seen.add(d.key)
+        installed.append({
+            "name": d.name, "key": d.key, "version": d.version, "direct_url": direct,
+            "dist_info": _rel(d.path, prefix) if _inside(d.path, prefix) else d.path,
+            "inside_prefix": _inside(d.path, prefix),
+        })
+    return freeze, installed
 
 
 def _last_snapshot(snaps: Path) -> Path | None:
