@@ -12,6 +12,9 @@ check-cached        ``abiguard check --python ENVPY`` with a warm result cache (
                     since the last check, so its answer is recalled (``abiguard/recall.py``)
 check-rebuilt       the same, its kept answer deleted before each run (its own cache dir): what a check
                     costs when something changed, rebuilt from the listing memo and the facts cache
+check-unread        the same, also its listing memo and probe answer deleted (its own cache dir): every step
+                    of check-uncached but reading the binaries, whose facts come from the warm facts cache.
+                    Informative: it bounds how fast check-uncached could be with a scanner that cost nothing
 pip-check           ``ENVPY -m pip check``
 uv-pip-check        ``uv pip check --python ENVPY``
 pipdeptree          ``pipdeptree --python ENVPY --warn fail`` (from a tool venv under the root)
@@ -70,6 +73,10 @@ RATIOS: tuple[tuple[str, str, str, float, str], ...] = (
     ("check-cached / floor", "check-cached", "floor", 3.0, "<="),
     ("import-all / check-uncached", "import-all", "check-uncached", 50.0, ">="),
 )
+# Informative ratios, without a target: (name, numerator, denominator).
+BOUNDS: tuple[tuple[str, str, str], ...] = (
+    ("check-unread / pip-check", "check-unread", "pip-check"),
+)
 BYTES_TARGET = 0.35
 PEAK_MB_TARGET = 200.0
 
@@ -119,10 +126,12 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = 
                 out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
-def drop_answers(cache_dir: str) -> None:
-    """Delete the answers `abiguard check` keeps for recall, leaving its other caches warm."""
-    for path in Path(cache_dir).glob("answer-*.marshal"):
-        path.unlink()
+def drop_answers(cache_dir: str, *kinds: str) -> None:
+    """Delete the answers `abiguard check` keeps for recall (and the other `kinds` of marshal files it keeps:
+    "listing", "probe"), leaving its other caches warm."""
+    for kind in ("answer", *kinds):
+        for path in Path(cache_dir).glob(f"{kind}-*.marshal"):
+            path.unlink()
 
 
 def run_once(cmd: Command, scratch: Path) -> Run:
@@ -421,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         warm_env = child_env(ABIGUARD_CACHE_DIR=str(scratch / "warm-cache"))
         check = [*abiguard, "check", "--python", str(envpy)]
         rebuilt_env = child_env(ABIGUARD_CACHE_DIR=str(scratch / "rebuilt-cache"))
+        unread_env = child_env(ABIGUARD_CACHE_DIR=str(scratch / "unread-cache"))
         commands = [
             Command("floor", [str(envpy), "-I", "-c", "pass"]),
             Command("abiguard-start", [*abiguard, "--version"]),  # informative: abiguard's own start-up
@@ -431,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             # also make check-cached's stale): the answer is rebuilt from the listing memo and the facts cache.
             Command("check-rebuilt", check, env=rebuilt_env, ok_codes=(0, 1),
                     before=lambda: drop_answers(rebuilt_env["ABIGUARD_CACHE_DIR"])),
+            Command("check-unread", check, env=unread_env, ok_codes=(0, 1),
+                    before=lambda: drop_answers(unread_env["ABIGUARD_CACHE_DIR"], "listing", "probe")),
             Command("pip-check", [str(envpy), "-m", "pip", "check"], ok_codes=(0, 1)),
             Command("uv-pip-check", [uv, "pip", "check", "--python", str(envpy)], ok_codes=(0, 1)),
             Command("pipdeptree", [str(pipdeptree), "--python", str(envpy), "--warn", "fail"], ok_codes=(0, 1)),
@@ -463,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         value = medians[num] / medians[den] if num in medians and den in medians else None
         ratios[name] = {"value": None if value is None else round(value, 3), "target": f"{op} {target}",
                         "status": verdict(value, target, op)}
+    for name, num, den in BOUNDS:
+        value = medians[num] / medians[den] if num in medians and den in medians else None
+        ratios[name] = {"value": None if value is None else round(value, 3), "target": "-", "status": "info"}
     summary = report_large["summary"]
     bytes_ratio = (summary["bytes_read"] / summary["bytes_total"]
                    if summary.get("bytes_total") and "bytes_read" in summary else None)
