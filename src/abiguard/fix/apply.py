@@ -596,8 +596,9 @@ def _take_snapshot(
         _real_dir.cache_clear()
         partial.mkdir(parents=True)
         inside = [d for d in dists if _inside(d.path, prefix)]
-        copied, pairs = _files_to_copy(inside, set(touched), prefix, partial / "files")
-        owned_dirs = _owned_dirs(inside, set(touched), prefix)
+        owned = {d.path: _owned_paths(d, prefix) for d in inside}
+        copied, pairs = _files_to_copy([d for d in inside if d.key in touched], owned, prefix)
+        owned_dirs = _owned_dirs(inside, owned, set(touched), prefix)
         unlisted, empty_dirs = _leftovers(owned_dirs, {f for d in copied for f in d["files"]}, prefix)
         freeze, installed = _installed(dists, prefix)
         manifest: dict[str, Any] = {
@@ -637,17 +638,18 @@ def _take_snapshot(
         raise ApplyError(f"cannot write the snapshot under {snaps}: {exc.strerror or exc}{where}") from None
 
 
+_Owned = dict[str, tuple[set[str], list[str]]]  # a dist-info's path: the files it owns, and those outside the prefix
+
+
 def _files_to_copy(
-    inside: list[_Dist], touched: set[str], prefix: str, files_dir: Path,
+    touched: list[_Dist], owned: _Owned, prefix: str,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """The manifest entry of each touched distribution, and (path, path relative to the prefix) of every file
     it owns: what a restore puts back."""
     entries: list[dict[str, Any]] = []
     pairs: list[tuple[str, str]] = []
-    for d in inside:
-        if d.key not in touched:
-            continue
-        paths, outside = _owned_paths(d, prefix)
+    for d in touched:
+        paths, outside = owned[d.path]
         by_rel = sorted((_rel(p, prefix), p) for p in paths)
         pairs += [(p, rel) for rel, p in by_rel]
         entries.append({
@@ -658,22 +660,22 @@ def _files_to_copy(
     return entries, pairs
 
 
-def _owned_dirs(inside: list[_Dist], touched: set[str], prefix: str) -> list[str]:
+def _owned_dirs(inside: list[_Dist], owned: _Owned, touched: set[str], prefix: str) -> list[str]:
     """Top-level directories of the site dirs that only touched distributions own: a thorough restore sweeps
     them of leftovers; a shared one (a namespace package) never is."""
     owners: dict[tuple[str, str], set[str]] = {}
     for d in inside:
-        for p in _owned_paths(d, prefix)[0]:
+        for p in owned[d.path][0]:
             top = _top(p, d.site)
             if top is not None:
                 owners.setdefault((d.site, top), set()).add(d.key)
-    owned: list[str] = []
+    found: list[str] = []
     for (site, top), keys in sorted(owners.items()):
         full = os.path.join(site, top)
         if (keys <= touched and top != "__pycache__" and not top.endswith(".dist-info")
                 and os.path.isdir(full) and not os.path.islink(full)):
-            owned.append(_rel(full, prefix))
-    return owned
+            found.append(_rel(full, prefix))
+    return found
 
 
 def _leftovers(owned_dirs: list[str], listed: set[str], prefix: str) -> tuple[list[str], list[str]]:
