@@ -470,13 +470,17 @@ def main(argv: list[str] | None = None) -> int:
     medians = {c.name: statistics.median(r.seconds for r in c.runs) for c in commands}
     if imports is not None:
         medians["import-all"] = imports["estimated_seconds"]
+
+    def ratio(num: str, den: str) -> float | None:
+        return medians[num] / medians[den] if num in medians and den in medians else None
+
     ratios: dict[str, Any] = {}
     for name, num, den, target, op in RATIOS:
-        value = medians[num] / medians[den] if num in medians and den in medians else None
+        value = ratio(num, den)
         ratios[name] = {"value": None if value is None else round(value, 3), "target": f"{op} {target}",
                         "status": verdict(value, target, op)}
     for name, num, den in BOUNDS:
-        value = medians[num] / medians[den] if num in medians and den in medians else None
+        value = ratio(num, den)
         ratios[name] = {"value": None if value is None else round(value, 3), "target": "-", "status": "info"}
     summary = report_large["summary"]
     bytes_ratio = (summary["bytes_read"] / summary["bytes_total"]
