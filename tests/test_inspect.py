@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -234,6 +235,12 @@ def test_text_rendering(env: Path, pymsis: dict[str, Path]) -> None:
     render_inspect(report, Console(file=buffer, width=120), verbose=True)
     text = buffer.getvalue()
     assert "numpy1" in text and "first release compatible with numpy 2: 0.10.0" in text and "error" in text
+    assert re.search(r"read [0-9.]+ [KM]B of binaries and wheels in [0-9]+ HTTP requests?\n", text)
+
+    local = inspect_targets([str(pymsis["0.8.0"])], options(use_cache=False))
+    buffer = io.StringIO()
+    render_inspect(local, Console(file=buffer, width=120))
+    assert local.requests == 0 and re.search(r"read [0-9.]+ [KM]B of binaries and wheels\n", buffer.getvalue())
 
 
 # --- the real index ------------------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ def render_inspect(report: InspectReport, out: Out, verbose: bool = False) -> No
     for note in report.notes:
         out.print(f"[dim]note: {escape(note)}[/]")
     if report.requests or report.bytes_read:
-        out.print(f"[dim]read {_size(report.bytes_read)} of binaries and wheels in {report.requests} HTTP"
-                  " requests[/]")
+        requests = f" in {counted(report.requests, 'HTTP request')}" if report.requests else ""
+        out.print(f"[dim]read {_size(report.bytes_read)} of binaries and wheels{requests}[/]")
 
 
 def _item(item: Item, out: Out, verbose: bool) -> None:
@@ -95,7 +95,7 @@ def _wheel(item: WheelItem, out: Out, verbose: bool) -> None:
         verdict = item.verdict
         out.print(f"    with numpy {item.numpy}: [{_VERDICT_STYLE[verdict]}]{verdict.value}[/]")
     share = f" ({100 * rep.bytes_read / rep.wheel_size:.1f}%)" if rep.wheel_size else ""
-    requests = f" in {rep.requests} requests" if rep.requests else ""
+    requests = f" in {counted(rep.requests, 'request')}" if rep.requests else ""
     cached = f", {item.cached_members} from cache" if item.cached_members else ""
     out.print(f"    read {_size(rep.bytes_read)} of {_size(rep.wheel_size)}{share}{requests};"
               f" {len(outcome.members)} of {outcome.candidates} shared objects{cached}")
