@@ -286,9 +286,11 @@ def test_prefilter_admits_every_marker() -> None:
                  b"numpy.core.umath failed to import", b"numpy._core.umath failed to import",
                  b"is auto-generated with f2py (version:2.1.3)"]
     for literal in literals:
-        assert any(token in literal for token in fam._ANCHORS), literal
+        assert any(token in literal for token in (*fam._GATE, fam._F2PY)), literal
     assert all(fam._anchor(needle)[0] is not None for _m, needle in fam._FIXED_ANCHORED)
-    assert [p for p, prefix in fam._PREFIXES.items() if fam._ANCHOR_OF[prefix][0] is None] == [fam.R9]
+    assert [p for p, prefix in fam._PREFIXES.items() if fam._ANCHOR_OF[prefix][0] is None] == []
+    assert fam._ANCHOR_OF[fam._PREFIXES[fam.R9]] == (fam._CYTHON, 1)
+    assert fam._ANCHOR_OF[fam.CYTHON_RUNTIME] == (fam._CYTHON, 0)
 
 
 @pytest.mark.parametrize("copies", [1, 5000])
@@ -297,15 +299,16 @@ def test_markers_found_at_anchors_as_by_a_full_search(copies: int) -> None:
     marker that starts at or after `stop` (the next chunk's)."""
     from abiguard.binary import numpy as fam
 
-    noise = b"numpy.thing\0_API_x\0NumPy\0" * copies
+    noise = b"numpy.thing\0_API_x\0NumPy\0cython_x\0" * copies
     data = noise + b"numpy._core._multiarray_umath\0_ARRAY_API\0module was compiled against NumPy C-API version " \
-        b"0x%x (NumPy 1.23)\0" + noise + b"numpy.core.multiarray failed to import\0"
+        b"0x%x (NumPy 1.23)\0_cython_3_0_11\0cython_runtime\0" + noise + b"numpy.core.multiarray failed to import\0"
     stop = data.rindex(b"numpy.core.multiarray failed")
     hits = fam.Hits()
     assert fam.search(hits, 100, data, stop)
     assert {m: e.offset for m, e in hits.found.items()} == {
         "R1": 100 + data.index(b"numpy._core._multiarray_umath"), "api": 100 + data.index(b"_ARRAY_API"),
-        "R2": 100 + data.index(b"module was compiled"),
+        "R2": 100 + data.index(b"module was compiled"), "R9": 100 + data.index(b"_cython_3_0_11"),
+        "cython": 100 + data.index(b"cython_runtime"),
     }
     assert hits.min_numpy == (1, 23)
     whole = fam.Hits()

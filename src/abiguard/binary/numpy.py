@@ -69,7 +69,8 @@ _PREFIXES = {
 # the fourth (R8 only names the producer, so it waits with the other producer markers; see `search`).
 _GATE = (b"umpy", b"umPy", b"_API")
 _F2PY = b"f2py"
-_ANCHORS = (*_GATE, _F2PY)
+_CYTHON = b"cython_"  # the producer markers R9 ("_cython_3_0_11") and `CYTHON_RUNTIME`: one pass for both
+_ANCHORS = (*_GATE, _F2PY, _CYTHON)
 _MAX_ANCHORS = 4096  # beyond this many occurrences in a chunk, a pass per marker is cheaper
 
 
@@ -143,9 +144,10 @@ def search_producers(
 ) -> None:
     """Record the markers that name the binding generator (Cython, pybind11, rust-numpy, f2py)."""
     stop = len(data) if stop is None else stop
+    anchors = {**(anchors or {}), _CYTHON: _occurrences(data, _CYTHON)}
     _search_re(hits, "R8", R8, data, base, stop, anchors)
-    _search_re(hits, "R9", R9, data, base, stop)
-    _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop)
+    _search_re(hits, "R9", R9, data, base, stop, anchors)
+    _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop, anchors)
     _search_fixed(hits, "pybind11", PYBIND11, data, base, stop)
     for needle in RUST_NUMPY:
         _search_fixed(hits, "rust-numpy", needle, data, base, stop, anchors)
