@@ -305,6 +305,31 @@ def test_downgrade_is_not_offered_when_metadata_needs_numpy2(
     assert "not offered: downgrade" in proc.stdout and META_NP2 in proc.stdout
 
 
+def test_why_no_downgrade_names_every_distribution_built_for_numpy1() -> None:
+    """The refusal names each side, in a sentence whose verb agrees with how many there are."""
+    from abiguard.fix.planner import _downgrade_request, _NoPlan
+    from abiguard.model import (
+        BinaryFacts,
+        BinaryFinding,
+        BuiltFor,
+        CheckReport,
+        DistributionFinding,
+        TargetEnvironment,
+        Verdict,
+    )
+
+    def dist(name: str, built_for: BuiltFor, min_numpy: str | None = None) -> DistributionFinding:
+        binary = BinaryFinding(f"{name}/_x.so", f"{name}._x", BinaryFacts("elf", built_for, min_numpy), Verdict.BROKEN)
+        return DistributionFinding(name, "1.0", Verdict.BROKEN, (binary,))
+
+    env = TargetEnvironment("python", "3.11.0", "cpython", "/p", ("/p/site",), "linux-x86_64", (".so",))
+    for old, verb in ((["alpha"], "needs"), (["alpha", "beta"], "need")):
+        dists = (dist("newer", BuiltFor.NUMPY2, "2.1"), *(dist(n, BuiltFor.NUMPY1) for n in old))
+        report = CheckReport(env, "2.1.0", "2.1.0", False, dists, (), ())
+        with pytest.raises(_NoPlan, match=f"newer needs numpy >= 2.1 while {', '.join(old)} {verb} numpy < 2$"):
+            _downgrade_request(report)
+
+
 def test_no_safe_plan(dirs: dict[str, Path], tmp_path: Path, local_wheels: dict[str, Path]) -> None:
     python = make_venv(tmp_path / "v", "numpy==2.0.2")
     install_local(python, local_wheels[NEEDS_NP2], local_wheels[NP1_ONLY])

@@ -187,7 +187,8 @@ def _downgrade_request(report: CheckReport) -> tuple[list[str], list[str], dict[
     if not spec:
         raise _NoPlan("changing numpy cannot help: the broken binaries do not depend on the numpy version")
     if needs_v1 and floors and max(floors)[0] >= NUMPY2:
-        raise _NoPlan(f"{max(floors)[1]} needs numpy >= {max(floors)[0]} while {', '.join(needs_v1)} needs numpy < 2")
+        verb = "needs" if len(needs_v1) == 1 else "need"
+        raise _NoPlan(f"{max(floors)[1]} needs numpy >= {max(floors)[0]} while {', '.join(needs_v1)} {verb} numpy < 2")
     if report.numpy is not None and Version(report.numpy) < NUMPY2 and not floors:
         raise _NoPlan("numpy is already below 2")
     return [f"numpy{','.join(spec)}"], [], {"numpy": "; ".join(why)}
