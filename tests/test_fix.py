@@ -189,6 +189,21 @@ def test_plans_downgrade_and_upgrade_and_change_nothing(dirs: dict[str, Path], b
     assert_same_tree(tree_before, tree(broken_env))
 
 
+def test_upgrade_goes_as_far_as_an_installed_dependent_needs(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """pandas 2.2.2 is the first release built for NumPy 2, but an installed package needs pandas >= 2.2.3: the
+    plan takes the first release both accept, not the newest pandas nor a downgrade of the dependent."""
+    python = fresh_broken_env(tmp_path / "v")
+    name = "abiguard-test-wants-pandas223"
+    wheel = _wheel(tmp_path, name, {"abiguard_test_wants_pandas223/__init__.py": b""}, ["pandas>=2.2.3"])
+    subprocess.run([uv(), "pip", "install", "--quiet", "--no-deps", "--python", str(python), str(wheel)],
+                   check=True, env=uv_env())
+    code, doc, _ = fix_json(dirs, python, "--strategy", "upgrade")
+    assert code == 0, doc
+    up = plan_of(doc, "upgrade")
+    assert changes(up) == {"pandas": ("2.0.3", "2.2.3")}
+    assert up["changes"][0]["why"] == f"first release built for numpy 2.0.2 that {name} 1.0 accepts"
+
+
 def test_text_shows_both_plans_and_the_commands(dirs: dict[str, Path], broken_env: Path) -> None:
     proc = run(dirs, "fix", "--python", str(broken_env))
     assert proc.returncode == 0, proc.stderr

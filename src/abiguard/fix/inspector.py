@@ -40,10 +40,10 @@ class IndexInspector:
                 self._releases[key] = ReleaseFacts(BuiltFor.UNKNOWN, None, None, why)
         return self._releases[key]
 
-    def first_compatible(self, name: str, numpy: Version) -> str | None:
-        key = (name, str(numpy))
+    def first_compatible(self, requirement: str, numpy: Version) -> str | None:
+        key = (requirement, str(numpy))
         if key not in self._first:
-            report = inspect_targets([name], self._options(first_compatible=True, numpy=str(numpy)))
+            report = inspect_targets([requirement], self._options(first_compatible=True, numpy=str(numpy)))
             self.notes.extend(n for n in report.notes if n not in self.notes)
             item = report.items[0] if report.items else None
             self._first[key] = item.found if isinstance(item, SearchItem) else None

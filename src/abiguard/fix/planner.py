@@ -3,14 +3,18 @@ change sets that are statically clean (no plan may trade one ABI break for anoth
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from abiguard.fix.resolver import Change, Resolution, ResolveError, install_command, resolve
-from abiguard.model import BuiltFor, CheckReport, TargetEnvironment, Verdict, canonical_name
+from abiguard.model import BuiltFor, CheckReport, DeclaredProblem, TargetEnvironment, Verdict, canonical_name
 from abiguard.rules.numpy import NUMPY2
 
 
@@ -27,7 +31,9 @@ class ReleaseFacts:
 class ReleaseInspector(Protocol):
     def release(self, name: str, version: str) -> ReleaseFacts: ...
 
-    def first_compatible(self, name: str, numpy: Version) -> str | None: ...
+    def first_compatible(self, requirement: str, numpy: Version) -> str | None:
+        """The lowest release that `requirement` (a name, or a name and a specifier) allows whose wheel for the
+        target is built for `numpy`."""
 
 
 @dataclass(frozen=True)
@@ -206,15 +212,43 @@ def _upgrade_request(
         if d.verdict not in (Verdict.BROKEN, Verdict.AT_RISK):
             continue
         say(f"looking for the first release of {d.name} built for numpy {numpy}")
-        first = inspector.first_compatible(d.name, numpy)
+        first, reason = _first_release(report, inspector, d.name, numpy)
         if first is None:
             raise _NoPlan(f"no release of {d.name} has a wheel for this platform built for numpy {numpy}")
         if Version(first) <= Version(d.version):
             raise _NoPlan(f"{d.name} {d.version} is already the newest compatible release; it needs a different numpy")
         key = canonical_name(d.name)
         requirements.append(f"{key}>={first}")
-        why[key] = f"first release built for numpy {numpy}"
+        why[key] = reason
     return requirements, [f"numpy=={numpy}"], why
+
+
+def _first_release(
+    report: CheckReport, inspector: ReleaseInspector, name: str, numpy: Version,
+) -> tuple[str | None, str]:
+    """The first release of `name` built for `numpy` that the installed distributions requiring it accept, and
+    why it is the one.
+
+    Pinned to the first release built for `numpy`, a culprit that a dependent needs newer would make the
+    resolver downgrade the dependent (or, when it cannot, give up the exact pins for the newest releases).
+    Only requirements the installed version fails are asked (`report.declared`): those it meets, the first
+    release built for NumPy 2, being newer, meets too unless they cap it, and then no release helps."""
+    demands: list[tuple[DeclaredProblem, Requirement]] = []
+    for problem in report.declared:
+        try:
+            req = Requirement(problem.requirement)
+        except InvalidRequirement:
+            continue
+        if problem.problem == "conflict" and canonical_name(req.name) == canonical_name(name):
+            demands.append((problem, req))
+    if demands:
+        spec = functools.reduce(operator.and_, (r.specifier for _p, r in demands), SpecifierSet())
+        first = inspector.first_compatible(f"{name}{spec}", numpy)
+        if first is not None:
+            who = [f"{p.distribution} {p.version}" for p, _r in demands]
+            verb = "accepts" if len(who) == 1 else "accept"
+            return first, f"first release built for numpy {numpy} that {', '.join(who)} {verb}"
+    return inspector.first_compatible(name, numpy), f"first release built for numpy {numpy}"
 
 
 def _mixed(
@@ -233,13 +267,13 @@ def _mixed(
     for d in report.distributions:
         if not any(b.facts.built_for is BuiltFor.NUMPY1 for b in d.binaries):
             continue
-        first = inspector.first_compatible(d.name, target)
+        first, reason = _first_release(report, inspector, d.name, target)
         if first is None:
             return Rejected("mixed", f"no release of {d.name} is built for NumPy 2, and other binaries need "
                                      f"numpy >= {target}: no safe plan exists")
         key = canonical_name(d.name)
         requirements.append(f"{key}>={first}")
-        why[key] = f"first release built for numpy {target}"
+        why[key] = reason
     try:
         resolution, requirements = _resolve_smallest(env, installed, requirements, [], installer, index_url)
     except ResolveError as exc:
