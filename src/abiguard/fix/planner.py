@@ -212,7 +212,7 @@ def _upgrade_request(
         if d.verdict not in (Verdict.BROKEN, Verdict.AT_RISK):
             continue
         say(f"looking for the first release of {d.name} built for numpy {numpy}")
-        first, reason = _first_release(report, inspector, d.name, numpy)
+        first, reason = first_release(report, inspector, d.name, numpy)
         if first is None:
             raise _NoPlan(f"no release of {d.name} has a wheel for this platform built for numpy {numpy}")
         if Version(first) <= Version(d.version):
@@ -223,7 +223,7 @@ def _upgrade_request(
     return requirements, [f"numpy=={numpy}"], why
 
 
-def _first_release(
+def first_release(
     report: CheckReport, inspector: ReleaseInspector, name: str, numpy: Version,
 ) -> tuple[str | None, str]:
     """The first release of `name` built for `numpy` that the installed distributions requiring it accept, and
@@ -267,7 +267,7 @@ def _mixed(
     for d in report.distributions:
         if not any(b.facts.built_for is BuiltFor.NUMPY1 for b in d.binaries):
             continue
-        first, reason = _first_release(report, inspector, d.name, target)
+        first, reason = first_release(report, inspector, d.name, target)
         if first is None:
             return Rejected("mixed", f"no release of {d.name} is built for NumPy 2, and other binaries need "
                                      f"numpy >= {target}: no safe plan exists")

@@ -2,7 +2,8 @@
 
 The wheels that would land are read remotely (never downloaded whole) and judged together with the binaries
 that stay. A refusal comes with a safe alternative found the way `fix` finds plans: the same install with
-`numpy<2` added, or with the distributions it would break upgraded to their first compatible release.
+the distributions it would break pinned to their first compatible release (or, failing that, any release
+from there), or with `numpy<2` added.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from abiguard.fix.planner import ReleaseInspector, judge_changes
+from abiguard.fix.planner import ReleaseInspector, first_release, judge_changes
 from abiguard.fix.repair import Scan
 from abiguard.fix.resolver import Change, ResolveError, resolve
 from abiguard.model import Verdict as Health
@@ -46,20 +47,22 @@ def judge_install(current: Scan, args: Sequence[str], inspector: ReleaseInspecto
 
 def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, installer: str,
                  log: Log | None = None) -> Verdict | None:
-    """The first variant of the install that is safe: hold numpy below 2, or upgrade what it would break."""
+    """The first variant of the install that is safe: upgrade what it would break exactly as far as needed
+    (as `fix` does), else to any release from there, else hold numpy below 2."""
     numpy_after = next((c.new for c in verdict.changes if c.name == "numpy" and c.new), None)
     candidates: list[list[str]] = []
     if numpy_after is not None and Version(numpy_after) >= NUMPY2:
         broken = [name for name in verdict.problems if name != "numpy"]
-        upgrades: list[str] = []
+        firsts: list[str] = []
         for name in broken:
-            first = inspector.first_compatible(name, Version(numpy_after))
+            first, _why = first_release(current.report, inspector, name, Version(numpy_after))
             if first is None:
-                upgrades = []
+                firsts = []
                 break
-            upgrades.append(f"{name}>={first}")
-        if upgrades:
-            candidates.append([*verdict.args, *upgrades])
+            firsts.append(f"{name}=={first}")
+        if firsts:
+            candidates.append([*verdict.args, *firsts])
+            candidates.append([*verdict.args, *(pin.replace("==", ">=", 1) for pin in firsts)])
         candidates.append([*verdict.args, "numpy<2"])
     for args in candidates:
         try:
