@@ -231,8 +231,9 @@ def first_release(
 
     Pinned to the first release built for `numpy`, a culprit that a dependent needs newer would make the
     resolver downgrade the dependent (or, when it cannot, give up the exact pins for the newest releases).
-    Only requirements the installed version fails are asked (`report.declared`): those it meets, the first
-    release built for NumPy 2, being newer, meets too unless they cap it, and then no release helps."""
+    Only the requirements the installed version fails (`report.declared`) are looked at: the release sought
+    is newer than the installed one, so it meets every lower bound the installed one meets, and an upper
+    bound that excludes it excludes every later release too: no choice of release can help there."""
     demands: list[tuple[DeclaredProblem, Requirement]] = []
     for problem in report.declared:
         try:
