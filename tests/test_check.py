@@ -253,6 +253,19 @@ def test_works_when_the_target_cannot_import_numpy(tmp_path: Path) -> None:
     assert dist(doc, "pandas")["verdict"] == "broken"
 
 
+def test_numpy_uninstalled_under_its_users_is_broken_and_explained(tmp_path: Path) -> None:
+    """pip check sees this one, so the report must not claim it does not: it says what happened instead."""
+    python = make_venv(tmp_path / "v", "numpy==1.26.4", "pandas==2.0.3")
+    subprocess.run([uv(), "pip", "uninstall", "--quiet", "--python", str(python), "numpy"], check=True, env=uv_env())
+    proc = run("check", "--python", str(python))
+    assert proc.returncode == 1, proc.stderr
+    out = " ".join(proc.stdout.split())  # rich wraps long lines
+    assert "broken pandas 2.0.3" in out and "numpy is not installed: fails at import" in out
+    assert "but numpy was removed" in out and "pip check reports this one" in out
+    assert "no upper bound" not in out
+    assert "way out: pip install numpy" in out
+
+
 def test_remembered_probe_follows_a_changed_pyvenv_cfg(tmp_path: Path) -> None:
     """The interpreter's self-description is reused only while the interpreter and pyvenv.cfg are unchanged."""
     python = make_venv(tmp_path / "v", "numpy==2.0.2")

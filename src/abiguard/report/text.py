@@ -79,19 +79,22 @@ def _distribution(dist: DistributionFinding, report: CheckReport, out: Out, verb
     out.print(f"    consequence: {escape(_consequence(first))}")
     if dist.verdict in (Verdict.BROKEN, Verdict.AT_RISK):
         if dist.numpy_requirement is not None or report.environment.site_packages:
-            out.print(f"    why pip allowed it: {escape(_why(dist))}")
+            out.print(f"    why pip allowed it: {escape(_why(dist, report))}")
         for line in _ways_out(dist, report):
             out.print(f"    way out: {escape(line)}")
     out.print()
 
 
-def _why(dist: DistributionFinding) -> str:
+def _why(dist: DistributionFinding, report: CheckReport) -> str:
     from abiguard.rules.declared import has_upper_bound
 
     req = dist.numpy_requirement
     if req is None:
         return (f"{dist.name} {dist.version} declares no numpy requirement, so no installer relates the two; "
                 "the ABI bound exists only in its binaries")
+    if report.numpy is None:
+        return (f"{dist.name} {dist.version} requires {req!r}, but numpy was removed (uninstalling does not ask "
+                "what needs it); pip check reports this one, see declared requirements")
     if has_upper_bound(req):
         return f"{dist.name} {dist.version} requires {req!r}, which pip check enforces; see declared requirements"
     return (f"{dist.name} {dist.version} requires {req!r}: no upper bound, so pip and uv install any numpy and "
