@@ -145,9 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         "fix",
         help="plan (and with --apply, perform) the smallest repair of the ABI conflicts",
         description="Compute repair plans: downgrade numpy below the smallest ABI boundary that breaks nothing "
-        "else, or upgrade each culprit to its first release built for the installed numpy (found by "
-        "inspecting the index's wheels). Each plan is resolved by uv (or pip) over the whole environment and "
-        "checked statically before it is offered. Without --apply nothing is changed.",
+        "else, or upgrade each culprit to its first release built for the installed numpy that the installed "
+        "packages depending on it accept (found by inspecting the index's wheels). Each plan is resolved by uv (or "
+        "pip) over the whole environment and checked statically before it is offered. Without --apply nothing is "
+        "changed.",
         epilog="exit codes: 0 fixed or nothing to do, 1 no safe plan (or the fix was rolled back), 2 error",
     )
     _add_python(fix)
