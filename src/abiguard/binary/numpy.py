@@ -62,12 +62,13 @@ _PREFIXES = {
     R8: b"is auto-generated with f2py",
     R9: b"_cython_",
 }
-# Every marker above but the producers' contains one of these anchors ("umpy" stands for numpy and Numpy, "umPy"
-# for NumPy). A chunk is searched once per anchor; a chunk without any needs nothing more, and in one with
-# some, each marker is tested only where its anchor occurs instead of with a pass of its own.
-# Every marker that can decide a verdict holds one of the first three: a chunk without them is not searched for
-# the fourth (R8 only names the producer, so it waits with the other producer markers; see `search`).
-_GATE = (b"umpy", b"umPy", b"_API")
+# Every marker above but the producers' contains one of these anchors ("umpy" stands for numpy and Numpy, "API"
+# for the capsule names, "C-API" and "API version"). A chunk is searched once per anchor; a chunk without any needs
+# nothing more, and in one with some, each marker is tested only where its anchor occurs instead of with a pass
+# of its own. Every marker that can decide a verdict holds one of the two gates: a chunk without them is not
+# searched for the others (R8 only names the producer, so it waits with the other producer markers; see
+# `search`). Two gates, not more: each is a pass over every byte read, the scan's largest cost.
+_GATE = (b"umpy", b"API")
 _F2PY = b"f2py"
 _CYTHON = b"cython_"  # the producer markers R9 ("_cython_3_0_11") and `CYTHON_RUNTIME`: one pass for both
 _ANCHORS = (*_GATE, _F2PY, _CYTHON)
