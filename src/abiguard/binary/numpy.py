@@ -66,12 +66,12 @@ _PREFIXES = {
 # for the capsule names, "C-API" and "API version"). A chunk is searched once per anchor; a chunk without any needs
 # nothing more, and in one with some, each marker is tested only where its anchor occurs instead of with a pass
 # of its own. Every marker that can decide a verdict holds one of the two gates: a chunk without them is not
-# searched for the others (R8 only names the producer, so it waits with the other producer markers; see
-# `search`). Two gates, not more: each is a pass over every byte read, the scan's largest cost.
+# searched for the others. Two gates, not more: each is a pass over every byte read, the scan's largest cost.
+# Producer markers without an anchor (R8, pybind11's) get a pass of their own, with their whole literal prefix:
+# a long needle is found several times faster than a short one, so that beats a short anchor of their own.
 _GATE = (b"umpy", b"API")
-_F2PY = b"f2py"
 _CYTHON = b"cython_"  # the producer markers R9 ("_cython_3_0_11") and `CYTHON_RUNTIME`: one pass for both
-_ANCHORS = (*_GATE, _F2PY, _CYTHON)
+_ANCHORS = (*_GATE, _CYTHON)
 _MAX_ANCHORS = 4096  # beyond this many occurrences in a chunk, a pass per marker is cheaper
 
 
@@ -126,7 +126,6 @@ def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> bool:
     anchors = {token: _occurrences(data, token) for token in _GATE}
     if all(found == [] for found in anchors.values()):  # None means many
         return False
-    anchors[_F2PY] = _occurrences(data, _F2PY)
     search_producers(hits, base, data, stop, anchors)
     for marker, needle in _FIXED_ANCHORED:
         _search_fixed(hits, marker, needle, data, base, stop, anchors)
@@ -145,7 +144,9 @@ def search_producers(
 ) -> None:
     """Record the markers that name the binding generator (Cython, pybind11, rust-numpy, f2py)."""
     stop = len(data) if stop is None else stop
-    anchors = {**(anchors or {}), _CYTHON: _occurrences(data, _CYTHON)}
+    anchors = dict(anchors or {})
+    if "R9" not in hits or "cython" not in hits:  # else, in the later chunks of a large file, not needed again
+        anchors[_CYTHON] = _occurrences(data, _CYTHON)
     _search_re(hits, "R8", R8, data, base, stop, anchors)
     _search_re(hits, "R9", R9, data, base, stop, anchors)
     _search_fixed(hits, "cython", CYTHON_RUNTIME, data, base, stop, anchors)
