@@ -334,10 +334,23 @@ def test_many_files_are_inspected_in_worker_processes_with_the_same_answers(
     serial = scan.inspect_all(paths, set(), use_cache=False)
     monkeypatch.setattr(scan, "POOL_MIN_FILES", 8)
     monkeypatch.setattr(scan, "POOL_MIN_BYTES", 0)
-    pooling = scan.Scanner(set(), use_cache=False, progress=lambda d, t: seen.append((d, t)))
-    pooling.add(paths)
-    assert pooling._pool is not None
+    monkeypatch.setattr(scan, "LOOKUP_STEP", 10)
+    pooling = scan.Scanner(use_cache=False, progress=lambda d, t: seen.append((d, t)))
+    pooling.add(paths[:6])
+    assert pooling._pool is None  # too few to pay for workers yet
+    pooling.add(paths[6:12])
+    assert pooling._pool is not None  # the workers read while the caller goes on finding files
+    for start in range(12, 40, 7):
+        pooling.add(paths[start : start + 7])
     assert pooling.finish() == serial
+    # An error (or Ctrl-C) between adding and finishing stops the workers instead of leaving them reading.
+    with pytest.raises(KeyboardInterrupt), scan.Scanner(use_cache=False) as interrupted:
+        interrupted.add(paths)
+        started = interrupted._pool
+        assert started is not None
+        raise KeyboardInterrupt
+    with pytest.raises(RuntimeError, match="shutdown"):
+        started.submit(int)
     assert [serial[p].built_for for p in paths[:4]] == [BuiltFor.NUMPY1, BuiltFor.NUMPY2, BuiltFor.NUMPY2,
                                                           BuiltFor.NONE]
     assert seen[-1] == (40, 40)
@@ -346,7 +359,7 @@ def test_many_files_are_inspected_in_worker_processes_with_the_same_answers(
     waiting = threading.Thread(target=release.wait)
     waiting.start()
     try:
-        scanner = scan.Scanner(set(), use_cache=False)
+        scanner = scan.Scanner(use_cache=False)
         scanner.add(paths)
         assert scanner._pool is None and scanner.finish() == serial
     finally:

@@ -79,7 +79,7 @@ Read = tuple[list[envsource.InstalledDistribution], envsource.Memo]
 
 def read_distributions(env: TargetEnvironment, use_cache: bool = True) -> Read:
     """The installed distributions, and the listing memo the rest of the scan must share (it is saved once)."""
-    memo = envsource.Memo(_memo_path(env) if use_cache else None)
+    memo = _memo(env, use_cache)
     return list(envsource.iter_distributions(env, memo)), memo
 
 
@@ -94,22 +94,30 @@ def check_environment(
 ) -> CheckReport:
     """`read`: the distributions from `read_distributions`, when the caller needs them too."""
     stamps.within(env.site_packages)
-    dists, memo = read or read_distributions(env, use_cache)
+    memo = read[1] if read else _memo(env, use_cache)
+    dists: list[envsource.InstalledDistribution] = []
+    owned: list[_Binary] = []
+    seen: set[str] = set()
+    versions: dict[str, str] = {}
+    with Scanner(use_cache=use_cache, progress=progress) as scanner:
+        # Each distribution's binaries go to the scanner as soon as its RECORD is read: the workers start
+        # reading them while the rest of the RECORDs are read, the unowned ones looked for and the
+        # declared requirements checked.
+        for d in read[0] if read else envsource.iter_distributions(env, memo):
+            dists.append(d)
+            versions[d.key] = d.version
+            mine = _owned(d, seen)
+            owned += mine
+            scanner.add([b.fullpath for b in mine], numpy_itself=d.key == "numpy")
+        unowned_binaries = _unowned(env, dists, owned, memo, thorough)
+        scanner.add([b.fullpath for b in unowned_binaries])
+        if hypothetical is not None:
+            versions["numpy"] = str(hypothetical)
+        declared = _declared(dists, env, versions, memo)
+        facts = scanner.finish()
     installed_numpy = envsource.numpy_version(dists)
     judged_numpy = hypothetical if hypothetical is not None else _version(installed_numpy)
-
-    owned = _owned(dists)
-    scanner = Scanner({b.fullpath for b in owned if _is_numpy(b)}, use_cache=use_cache, progress=progress)
-    scanner.add([b.fullpath for b in owned])
-    unowned_binaries = _unowned(env, dists, owned, memo, thorough)  # listing overlaps with the workers' reading
-    scanner.add([b.fullpath for b in unowned_binaries])
-    versions = {d.key: d.version for d in dists}
-    if hypothetical is not None:
-        versions["numpy"] = str(hypothetical)
-    declared = _declared(dists, env, versions, memo)  # so does this
-    facts = scanner.finish()
     binaries = owned + unowned_binaries
-
     binaries = [b for b in binaries if b.fullpath in facts]
     findings: dict[str, list[BinaryFinding]] = {}
     unowned: list[BinaryFinding] = []
@@ -185,24 +193,21 @@ def _version(text: str | None) -> Version | None:
         return None
 
 
-def _is_numpy(b: _Binary) -> bool:
-    return b.dist is not None and b.dist.key == "numpy"
-
-
-def _memo_path(env: TargetEnvironment) -> str:
+def _memo(env: TargetEnvironment, use_cache: bool) -> envsource.Memo:
+    if not use_cache:
+        return envsource.Memo(None)
     key = zlib.crc32("\0".join(env.site_packages).encode())
-    return os.path.join(cache_dir(), f"listing-{key:08x}.marshal")
+    return envsource.Memo(os.path.join(cache_dir(), f"listing-{key:08x}.marshal"))
 
 
-def _owned(dists: list[envsource.InstalledDistribution]) -> list[_Binary]:
+def _owned(d: envsource.InstalledDistribution, seen: set[str]) -> list[_Binary]:
+    """The shared objects `d`'s RECORD lists that no distribution before it did (`seen`, updated)."""
     out: list[_Binary] = []
-    seen: set[str] = set()
-    for d in dists:
-        for rel in d.shared_objects():
-            full = envsource.record_path(d.site_dir, rel)
-            if full not in seen:
-                seen.add(full)
-                out.append(_Binary(d, d.site_dir, rel, full))
+    for rel in d.shared_objects():
+        full = envsource.record_path(d.site_dir, rel)
+        if full not in seen:
+            seen.add(full)
+            out.append(_Binary(d, d.site_dir, rel, full))
     return out
 
 
