@@ -20,7 +20,7 @@ Job = tuple[str, bool]  # a path, and whether it is numpy's own file
 
 POOL_MIN_FILES = 32  # below these, starting workers costs more than it saves
 POOL_MIN_BYTES = 64 << 20
-LOOKUP_STEP = 256  # paths stated and looked up in the cache at a time
+LOOKUP_STEP = 256  # added paths are stat-ed and looked up in the cache this many at a time
 _BATCHES_PER_WORKER = 4
 
 
