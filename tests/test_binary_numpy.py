@@ -337,7 +337,7 @@ def test_many_files_are_inspected_in_worker_processes_with_the_same_answers(
     monkeypatch.setattr(scan, "LOOKUP_STEP", 10)
     pooling = scan.Scanner(use_cache=False, progress=lambda d, t: seen.append((d, t)))
     pooling.add(paths[:6])
-    assert pooling._pool is None  # too few to pay for workers yet
+    assert pooling._pool is None  # not even looked up yet: too few
     pooling.add(paths[6:12])
     assert pooling._pool is not None  # the workers read while the caller goes on finding files
     for start in range(12, 40, 7):
