@@ -6,6 +6,8 @@ only copies files; the first run downloads numpy wheels for their headers.
 
 from __future__ import annotations
 
+import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +16,20 @@ import pytest
 from tests.support.build import numpy_extension, numpy_library, plain_extension
 
 NumpyModuleFactory = Callable[..., Path]
+# The environments the suite builds pin real releases of the NumPy 1.x era (pandas 2.0.3, numpy 2.0.2), whose
+# wheels exist for CPython up to 3.11 and 3.12; on a newer Python uv would try to build them from source.
+SUITE_PYTHONS = ((3, 10), (3, 11))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if sys.version_info[:2] not in SUITE_PYTHONS:
+        versions = " or ".join(f"{major}.{minor}" for major, minor in SUITE_PYTHONS)
+        pytest.exit(
+            f"the test suite needs CPython {versions} (it installs real wheels of pandas 2.0.3, which exist for "
+            f"no newer Python), not {platform.python_version()}: make the venv with e.g. "
+            f"`python3.11 -m venv .venv`",
+            returncode=4,
+        )
 
 
 @pytest.fixture(scope="session")

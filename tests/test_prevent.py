@@ -186,13 +186,15 @@ def test_install_refusal_with_pip(cli: Cli, old_venv: Path) -> None:
 
 
 def test_install_into_an_already_broken_env_is_not_undone_for_old_conflicts(cli: Cli, tmp_path: Path) -> None:
-    """pandas 2.0.3 on numpy 2.0.2 is broken before the install; adding `six` does not make it worse."""
+    """pandas 2.0.3 on numpy 2.0.2 is broken before the install; adding a package nothing there depends on
+    (iniconfig: six, the obvious small one, comes with older python-dateutil releases) does not make it worse."""
     py = make_venv(tmp_path / "broken", "numpy==2.0.2", "pandas==2.0.3")
-    proc = cli("install", "--python", py, "--format", "json", "--", "six==1.17.0")
+    assert not list(site_packages(py).glob("iniconfig-*.dist-info"))
+    proc = cli("install", "--python", py, "--format", "json", "--", "iniconfig==2.0.0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = document(proc)
     assert doc["problems"] == {} and doc["action"] == "installed" and doc["applied"]["ok"] is True
-    assert version_of(py, "six") == "1.17.0"
+    assert version_of(py, "iniconfig") == "2.0.0"
 
 
 # -- lock-check: real lockfiles written by uv --------------------------------------------------------
@@ -216,7 +218,7 @@ def _project(root: Path, pins: str) -> Path:
     deps = ", ".join(json.dumps(p) for p in pins.split())
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(
-        f'[project]\nname = "demo"\nversion = "0.1.0"\nrequires-python = ">=3.11"\ndependencies = [{deps}]\n'
+        f'[project]\nname = "demo"\nversion = "0.1.0"\nrequires-python = ">=3.10"\ndependencies = [{deps}]\n'
     )
     _uv("lock", "--quiet", "--python", sys.executable, cwd=root)
     return root / "uv.lock"

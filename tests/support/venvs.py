@@ -40,9 +40,11 @@ def make_venv(path: Path, *requirements: str) -> Path:
 
 
 def cached_venv(name: str, *requirements: str) -> Path:
-    """A venv kept in the test cache across runs; tests must not change it (copy it with `clone`)."""
+    """A venv kept in the test cache across runs, one per Python version running the suite (its venvs are
+    made with that interpreter); tests must not change it (copy it with `clone`)."""
     root = cache_root() / "venvs"
     root.mkdir(parents=True, exist_ok=True)
+    name = f"{name}-py{sys.version_info[0]}{sys.version_info[1]}"
     path = root / name
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
