@@ -16,8 +16,8 @@ import pytest
 from tests.support.build import numpy_extension, numpy_library, plain_extension
 
 NumpyModuleFactory = Callable[..., Path]
-# The environments the suite builds pin real releases of the NumPy 1.x era (pandas 2.0.3, numpy 2.0.2), whose
-# wheels exist for CPython up to 3.11 and 3.12; on a newer Python uv would try to build them from source.
+# The environments the suite builds pin real releases of the NumPy 1.x era: pandas 2.0.3 has wheels up to
+# CPython 3.11, numpy 2.0.2 up to 3.12. On a newer Python uv would try to build them from source.
 SUITE_PYTHONS = ((3, 10), (3, 11))
 
 
