@@ -109,7 +109,7 @@ def check_environment(
             mine = _owned(d, seen)
             owned += mine
             scanner.add([b.fullpath for b in mine], numpy_itself=d.key == "numpy")
-        unowned_binaries = _unowned(env, dists, owned, memo, thorough)
+        unowned_binaries = _unowned(env, dists, seen, memo, thorough)
         scanner.add([b.fullpath for b in unowned_binaries])
         if hypothetical is not None:
             versions["numpy"] = str(hypothetical)
@@ -212,10 +212,11 @@ def _owned(d: envsource.InstalledDistribution, seen: set[str]) -> list[_Binary]:
 
 
 def _unowned(
-    env: TargetEnvironment, dists: list[envsource.InstalledDistribution], owned: list[_Binary], memo: envsource.Memo,
+    env: TargetEnvironment, dists: list[envsource.InstalledDistribution], owned: set[str], memo: envsource.Memo,
     thorough: bool,
 ) -> list[_Binary]:
-    found = envsource.unowned_shared_objects(env, dists, {b.fullpath for b in owned}, memo, thorough)
+    """`owned`: the full paths of the shared objects the RECORDs list."""
+    found = envsource.unowned_shared_objects(env, dists, owned, memo, thorough)
     return [_Binary(None, site, rel, os.path.join(site, rel)) for site, rel in found]
 
 
