@@ -204,6 +204,33 @@ def test_upgrade_goes_as_far_as_an_installed_dependent_needs(dirs: dict[str, Pat
     assert up["changes"][0]["why"] == f"first release built for numpy 2.0.2 that {name} 1.0 accepts"
 
 
+def test_a_build_that_needs_a_newer_numpy_goes_back_to_the_newest_release_that_accepts_it(
+    dirs: dict[str, Path], tmp_path: Path,
+) -> None:
+    """h5py 3.16.0 declares numpy>=1.21.2, so it installs next to numpy 1.26.4, but it is built for NumPy >= 2.0.
+    Holding numpy means going back: to h5py 3.13.0, the newest release that accepts 1.26.4, not the oldest."""
+    python = make_venv(tmp_path / "v", "numpy==1.26.4", "h5py==3.16.0")
+    check = run(dirs, "check", "--python", str(python))
+    assert check.returncode == 1 and "h5py 3.16.0" in check.stdout
+    assert 'pip install "numpy>=2.0"' in check.stdout and "`abiguard fix` finds the newest one" in check.stdout
+
+    code, doc, stderr = fix_json(dirs, python)
+    assert code == 0, (doc, stderr)
+    up = plan_of(doc, "upgrade")
+    assert changes(up) == {"h5py": ("3.16.0", "3.13.0")}
+    assert up["changes"][0]["kind"] == "downgrade"
+    assert up["changes"][0]["why"] == "newest release built for numpy 1.26.4"
+    old, new = changes(plan_of(doc, "downgrade"))["numpy"]  # or numpy up to the floor
+    assert old == "1.26.4" and new is not None and Version(new) >= Version("2.0")
+
+    code, doc, stderr = fix_json(dirs, python, "--apply", "--yes", "--strategy", "upgrade")
+    assert code == 0 and doc["applied"]["ok"] is True, (doc, stderr)
+    assert version_in(python, "h5py") == "3.13.0" and version_in(python, "numpy") == "1.26.4"
+    proc = imports(python, "h5py")
+    assert proc.returncode == 0, proc.stderr
+    assert run(dirs, "check", "--python", str(python)).returncode == 0
+
+
 def test_text_shows_both_plans_and_the_commands(dirs: dict[str, Path], broken_env: Path) -> None:
     proc = run(dirs, "fix", "--python", str(broken_env))
     assert proc.returncode == 0, proc.stderr

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 from rich.console import Console
 
 from abiguard.inspect import (
@@ -266,3 +267,25 @@ def test_real_first_compatible_pandas() -> None:
     assert isinstance(item, SearchItem) and item.found == "2.2.2"
     before = [i for i in item.inspected if i.report.version == "2.2.1"]
     assert before and before[0].compatible is False
+
+
+@pytest.mark.network
+def test_real_last_compatible_h5py() -> None:
+    """h5py 3.14 and later declare numpy>=1.21.2 but are built for NumPy >= 2.0 (R2): the newest release a
+    NumPy 1.26 environment can take is 3.13.0, and the first-compatible search no longer gives up when the
+    newest release is the incompatible one."""
+    report = inspect_targets(["h5py<3.16"], options(last_compatible=True, numpy="1.26", use_cache=False))
+    item = report.items[0]
+    assert isinstance(item, SearchItem) and item.found == "3.13.0", item
+    assert item.to_json()["kind"] == "last-compatible" and item.cutoff is None
+    by_version = {i.report.version: i for i in item.inspected}
+    assert by_version["3.14.0"].compatible is False and by_version["3.14.0"].report.outcome.min_numpy == "2.0"
+    assert not by_version["3.13.0"].report.outcome.sampled  # the answer is read in full
+    assert len(item.inspected) < item.candidates  # not every release was read
+
+    first = inspect_targets(["h5py<3.16"], options(first_compatible=True, numpy="1.26")).items[0]
+    assert isinstance(first, SearchItem) and first.found is not None
+    assert Version(first.found) < Version("3.13.0") and first.to_json()["kind"] == "first-compatible"
+
+    with pytest.raises(InspectError, match="needs --numpy"):
+        inspect_targets(["h5py"], options(last_compatible=True))

@@ -157,6 +157,29 @@ def test_install_refuses_numpy2_and_its_alternative_works(cli: Cli, old_venv: Pa
     assert again["action"] == "nothing-to-do" and again["changes"] == []
 
 
+def test_install_that_breaks_a_numpy2_floor_offers_an_older_release(cli: Cli, tmp_path: Path) -> None:
+    """h5py 3.16.0 is built for NumPy >= 2.0 though it declares numpy>=1.21.2: `numpy<2` resolves and `pip check`
+    stays quiet, but h5py would fail to import. The alternative goes back to h5py 3.13.0, which accepts 1.26."""
+    py = make_venv(tmp_path / "venv", "numpy==2.0.2", "h5py==3.16.0")
+    before = records(py)
+    refused = cli("install", "--python", py, "--format", "json", "--", "numpy<2")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    doc = document(refused)
+    assert doc["action"] == "refused" and set(doc["problems"]) == {"h5py"}
+    assert "needs numpy >= 2.0 but numpy would be 1." in doc["problems"]["h5py"]
+    alt = doc["alternative"]
+    assert alt is not None and alt["args"] == ["numpy<2", "h5py==3.13.0"]
+    assert {c["name"]: (c["kind"], c["to"]) for c in alt["changes"]} == {
+        "h5py": ("downgrade", "3.13.0"), "numpy": ("downgrade", "1.26.4")}
+    assert records(py) == before
+
+    done = cli(*alt["command"][1:])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert version_of(py, "h5py") == "3.13.0" and version_of(py, "numpy") == "1.26.4"
+    imported = subprocess.run([str(py), "-c", "import h5py"], capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
+
+
 def test_install_force_installs_after_a_warning(cli: Cli, old_venv: Path) -> None:
     py = old_venv
     forced = cli("install", "--python", py, "--force", "--", "numpy>=2")

@@ -128,9 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("targets", nargs="+", metavar="TARGET",
                       help="wheel, shared object, directory, or name[==version]")
     _add_target(insp)
-    insp.add_argument("--all-releases", action="store_true", help="one line per release of a project")
-    insp.add_argument("--first-compatible", action="store_true",
+    mode = insp.add_mutually_exclusive_group()
+    mode.add_argument("--all-releases", action="store_true", help="one line per release of a project")
+    mode.add_argument("--first-compatible", action="store_true",
                       help="find the lowest release whose wheel is compatible with --numpy (default 2)")
+    mode.add_argument("--last-compatible", action="store_true",
+                      help="find the newest release whose wheel is compatible with --numpy (required), e.g. "
+                      "to go back to when a release needs a newer numpy than yours")
     insp.add_argument("--numpy", metavar="VER", help="judge the wheels against this numpy version")
     insp.add_argument("--sample", type=int, metavar="K",
                       help="stop after K shared objects agree (faster; the output says it sampled); 0 reads all")
@@ -153,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_python(fix)
     fix.add_argument("--strategy", choices=("auto", "downgrade", "upgrade", "mixed"), default="auto",
-                     help="which repairs to consider (default: auto, all of them ranked)")
+                     help="which repairs to consider (default: auto, all of them ranked): downgrade changes "
+                     "numpy (below 2 for NumPy-1.x builds, up to the floor of a build that needs a newer one), "
+                     "upgrade changes the broken distributions and holds numpy (to their first release built for "
+                     "it, or back to their newest one when their build needs a newer numpy), mixed does both")
     _add_installer(fix)
     fix.add_argument("--apply", action="store_true", help="perform the best plan: snapshot, install, re-check, "
                      "and roll back on any failure")
@@ -231,7 +238,8 @@ def _inspect(args: argparse.Namespace) -> int:
     numpy = args.numpy if args.numpy or not args.first_compatible else "2"
     opts = InspectOptions(
         python_version=args.python_version, platform=args.platform, all_releases=args.all_releases,
-        first_compatible=args.first_compatible, numpy=numpy, use_cache=not args.no_cache,
+        first_compatible=args.first_compatible, last_compatible=args.last_compatible, numpy=numpy,
+        use_cache=not args.no_cache,
         index_url=args.index_url, extra_index_urls=tuple(args.extra_index_url), sample=args.sample,
     )
     show = args.format == "text" and ui.interactive()
@@ -408,7 +416,8 @@ def _install(args: argparse.Namespace) -> int:
             for c in alternative.changes:
                 out.print(_change_line(c))
         else:
-            out.print("No safe alternative found (tried holding numpy below 2 and upgrading what breaks).")
+            out.print("No safe alternative found (tried moving what it breaks to releases built for that numpy, "
+                      "and keeping numpy where those builds work).")
         if args.force and not args.dry_run:
             out.print("[bold yellow]--force: installing anyway.[/]")
     if not verdict.safe and args.force and not args.dry_run and not text:

@@ -9,6 +9,11 @@ version, inspecting few releases: pre-releases and yanked ones are out; for nump
 uploaded before NumPy 2's first pre-release (nothing could be built against it earlier); the rest is
 binary-searched (compatibility is monotone in practice), reading samples of members, and the answer and
 the release before it are then checked, the answer in full.
+
+`last_compatible` finds the newest such release instead: what to go back to when the installed build needs a
+newer numpy than the one to keep (h5py 3.14 declares `numpy>=1.21.2` but is built for NumPy >= 2.0). Floors
+only rise from release to release, so it gallops down from the newest release to a compatible one, bisects
+the gap above it, and reads the answer in full.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class InspectOptions:
     platform: str | None = None  # "manylinux_2_17_x86_64", "win_amd64", "macosx_11_0_arm64"
     all_releases: bool = False
     first_compatible: bool = False
+    last_compatible: bool = False
     numpy: str | None = None  # judge against this numpy; --first-compatible defaults to "2"
     use_cache: bool = True
     cache_path: str | None = None
@@ -178,7 +184,8 @@ class WheelItem:
 
 @dataclass(frozen=True)
 class SearchItem:
-    """The answer of --first-compatible and the releases inspected to reach it (oldest first)."""
+    """The answer of --first-compatible (or --last-compatible) and the releases inspected to reach it (oldest
+    first)."""
 
     target: str
     project: str
@@ -189,10 +196,11 @@ class SearchItem:
     skipped_before_cutoff: int
     cutoff: datetime | None
     note: str | None = None
+    newest: bool = False  # the newest compatible release was sought, not the first
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": "first-compatible",
+            "kind": "last-compatible" if self.newest else "first-compatible",
             "target": self.target,
             "project": self.project,
             "numpy": str(self.numpy),
@@ -278,6 +286,8 @@ class _Session:
         self.cache = Cache.open(options.cache_path, enabled=options.use_cache)
         self.python_version = options.python_version or _running_python()
         self.tags = target_tags(options.python_version, options.platform)
+        if options.last_compatible and options.numpy is None:
+            raise InspectError("--last-compatible needs --numpy VER: the newest release compatible with which numpy?")
         self.numpy = _parse_numpy(options.numpy or ("2" if options.first_compatible else None))
         self._http: HttpClient | None = None
         self._index: IndexClient | None = None
@@ -474,8 +484,8 @@ def _target_name(session: _Session) -> str:
 
 def _requirement(session: _Session, req: Requirement, target: str) -> list[Item]:
     files = session.index.files(req.name)
-    if session.options.first_compatible:
-        return [_first_compatible(session, req, target)]
+    if session.options.first_compatible or session.options.last_compatible:
+        return [_compatible_release(session, req, target, newest=session.options.last_compatible)]
     if session.options.all_releases:
         rels = [r for r in releases(files, session.tags, session.python_version)
                 if req.specifier.contains(r.version, prereleases=True)]
@@ -511,7 +521,7 @@ def numpy2_cutoff(index: IndexClient) -> tuple[datetime, str]:
     return NUMPY2_FIRST_PRERELEASE, "no NumPy 2 on the index: used NumPy 2.0.0rc1's date"
 
 
-def _first_compatible(session: _Session, req: Requirement, target: str) -> SearchItem:
+def _compatible_release(session: _Session, req: Requirement, target: str, newest: bool) -> SearchItem:
     numpy = session.numpy
     assert numpy is not None
     files = session.index.files(req.name)
@@ -526,17 +536,19 @@ def _first_compatible(session: _Session, req: Requirement, target: str) -> Searc
         start = next((i for i, r in enumerate(rels) if r.wheel.upload_time is None
                       or r.wheel.upload_time >= cutoff), len(rels))
     search = _Search(session, rels, req.name)
-    found = search.lowest(start) if start < len(rels) else None
+    found = None
+    if start < len(rels):
+        found = search.highest(start) if newest else search.lowest(start)
     project = canonical_name(req.name)
     note = why
     if found is None:
         note = "; ".join(x for x in (why, f"no release compatible with numpy {numpy}") if x)
     return SearchItem(target, project, numpy, str(rels[found].version) if found is not None else None,
-                      tuple(search.inspected()), len(rels), start, cutoff, note)
+                      tuple(search.inspected()), len(rels), start, cutoff, note, newest)
 
 
 class _Search:
-    """Binary search for the lowest compatible release, then confirmation of the answer and its neighbour."""
+    """Search for the lowest (or the newest) compatible release, then confirmation of the answer in full."""
 
     def __init__(self, session: _Session, rels: list[Release], name: str) -> None:
         self.session = session
@@ -557,9 +569,15 @@ class _Search:
         return self.items[i].compatible is True
 
     def lowest(self, start: int) -> int | None:
-        lo, hi = start, len(self.rels) - 1
-        if not self.ok(hi):
-            return None
+        """When the newest release needs a newer numpy than the one asked about (a floor above it: h5py 3.14
+        and numpy 1.26), the search runs from the newest compatible release down instead."""
+        top = len(self.rels) - 1
+        if not self.ok(top):
+            newest = self.highest(start)
+            if newest is None:
+                return None
+            top = newest
+        lo, hi = start, top
         for _ in range(len(self.rels)):  # each round moves the answer; bounded for safety
             while lo < hi:
                 mid = (lo + hi) // 2
@@ -569,12 +587,35 @@ class _Search:
                     lo = mid + 1
             found = hi
             if not self.ok(found, full=True):  # the sample missed a NumPy-1 member: look higher
-                if found == len(self.rels) - 1:
+                if found == top:
                     return None
-                lo, hi = found + 1, len(self.rels) - 1
+                lo, hi = found + 1, top
                 continue
             if found > 0 and self.ok(found - 1):  # not monotone after all: look lower
                 lo, hi = min(start, found - 1), found - 1
                 continue
             return found
+        return None
+
+    def highest(self, start: int) -> int | None:
+        """Releases from `start` up are taken as compatible up to some release and not after it. A sampled
+        "no" is certain (an incompatible member was read), so only the answer is read in full."""
+        bad = len(self.rels)  # the lowest release known incompatible
+        while bad > start:
+            i, step = bad - 1, 1
+            while not self.ok(i):
+                bad = i
+                if i == start:
+                    return None
+                i, step = max(i - step, start), step * 2
+            good = i
+            while bad - good > 1:
+                mid = (good + bad) // 2
+                if self.ok(mid):
+                    good = mid
+                else:
+                    bad = mid
+            if self.ok(good, full=True):
+                return good
+            bad = good  # the sample missed an incompatible member: look lower
         return None

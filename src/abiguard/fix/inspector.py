@@ -1,4 +1,5 @@
-"""The planner's view of the index: facts of a release's wheel for the target, and first-compatible search."""
+"""The planner's view of the index: facts of a release's wheel for the target, and the search for the first (or
+the newest) compatible release."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class IndexInspector:
             python_version=env.python_tag, platform=platform_tag(env), use_cache=use_cache, index_url=index_url
         )
         self._releases: dict[tuple[str, str], ReleaseFacts] = {}
-        self._first: dict[tuple[str, str], str | None] = {}
+        self._found: dict[tuple[str, str, bool], str | None] = {}
         self.notes: list[str] = []
 
     def _options(self, **changes: object) -> InspectOptions:
@@ -41,10 +42,17 @@ class IndexInspector:
         return self._releases[key]
 
     def first_compatible(self, requirement: str, numpy: Version) -> str | None:
-        key = (requirement, str(numpy))
-        if key not in self._first:
-            report = inspect_targets([requirement], self._options(first_compatible=True, numpy=str(numpy)))
+        return self._search(requirement, numpy, newest=False)
+
+    def last_compatible(self, requirement: str, numpy: Version) -> str | None:
+        return self._search(requirement, numpy, newest=True)
+
+    def _search(self, requirement: str, numpy: Version, newest: bool) -> str | None:
+        key = (requirement, str(numpy), newest)
+        if key not in self._found:
+            mode = {"last_compatible": True} if newest else {"first_compatible": True}
+            report = inspect_targets([requirement], self._options(numpy=str(numpy), **mode))
             self.notes.extend(n for n in report.notes if n not in self.notes)
             item = report.items[0] if report.items else None
-            self._first[key] = item.found if isinstance(item, SearchItem) else None
-        return self._first[key]
+            self._found[key] = item.found if isinstance(item, SearchItem) else None
+        return self._found[key]

@@ -14,7 +14,15 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from abiguard.fix.resolver import Change, Resolution, ResolveError, install_command, resolve
-from abiguard.model import BuiltFor, CheckReport, DeclaredProblem, TargetEnvironment, Verdict, canonical_name
+from abiguard.model import (
+    BuiltFor,
+    CheckReport,
+    DeclaredProblem,
+    DistributionFinding,
+    TargetEnvironment,
+    Verdict,
+    canonical_name,
+)
 from abiguard.rules.numpy import NUMPY2
 
 
@@ -34,6 +42,9 @@ class ReleaseInspector(Protocol):
     def first_compatible(self, requirement: str, numpy: Version) -> str | None:
         """The lowest release that `requirement` (a name, or a name and a specifier) allows whose wheel for the
         target is built for `numpy`."""
+
+    def last_compatible(self, requirement: str, numpy: Version) -> str | None:
+        """The newest such release."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,8 @@ def _downgrade_request(report: CheckReport) -> tuple[list[str], list[str], dict[
 def _upgrade_request(
     report: CheckReport, inspector: ReleaseInspector, say: Log
 ) -> tuple[list[str], list[str], dict[str, str]]:
-    """Each culprit to its first release built for the installed numpy; numpy held where it is."""
+    """Each culprit to its first release built for the installed numpy (or, when its build needs a newer numpy,
+    back to the newest release that accepts it); numpy held where it is."""
     if report.numpy is None:
         raise _NoPlan("numpy is not installed")
     numpy = Version(report.numpy)
@@ -211,16 +223,32 @@ def _upgrade_request(
     for d in report.distributions:
         if d.verdict not in (Verdict.BROKEN, Verdict.AT_RISK):
             continue
+        key = canonical_name(d.name)
+        floor = numpy_floor(d)
+        if floor is not None and floor > numpy:  # no newer release can help, only an older one
+            say(f"looking for the newest release of {d.name} before {d.version} built for numpy {numpy}")
+            last = inspector.last_compatible(f"{d.name}<{d.version}", numpy)
+            if last is None:
+                raise _NoPlan(f"no release of {d.name} before {d.version} has a wheel for this platform built for "
+                              f"numpy {numpy}")
+            requirements.append(f"{key}<={last}")
+            why[key] = f"newest release built for numpy {numpy}"
+            continue
         say(f"looking for the first release of {d.name} built for numpy {numpy}")
         first, reason = first_release(report, inspector, d.name, numpy)
         if first is None:
             raise _NoPlan(f"no release of {d.name} has a wheel for this platform built for numpy {numpy}")
         if Version(first) <= Version(d.version):
             raise _NoPlan(f"{d.name} {d.version} is already the newest compatible release; it needs a different numpy")
-        key = canonical_name(d.name)
         requirements.append(f"{key}>={first}")
         why[key] = reason
     return requirements, [f"numpy=={numpy}"], why
+
+
+def numpy_floor(dist: DistributionFinding) -> Version | None:
+    """The oldest numpy all of the distribution's NumPy-2 builds accept, when one of them says (R2)."""
+    return max((Version(b.facts.min_numpy) for b in dist.binaries
+                if b.facts.built_for is BuiltFor.NUMPY2 and b.facts.min_numpy), default=None)
 
 
 def first_release(

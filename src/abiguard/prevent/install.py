@@ -3,7 +3,8 @@
 The wheels that would land are read remotely (never downloaded whole) and judged together with the binaries
 that stay. A refusal comes with a safe alternative found the way `fix` finds plans: the same install with
 the distributions it would break pinned to their first compatible release (or, failing that, any release
-from there), or with `numpy<2` added.
+from there; or, for a build that needs a newer numpy, the newest release that accepts the one the install
+leaves), or with `numpy<2` (or the builds' floor) added.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from abiguard.fix.planner import ReleaseInspector, first_release, judge_changes
+from abiguard.fix.planner import ReleaseInspector, first_release, judge_changes, numpy_floor
 from abiguard.fix.repair import Scan
 from abiguard.fix.resolver import Change, ResolveError, resolve
+from abiguard.model import BuiltFor, canonical_name
 from abiguard.model import Verdict as Health
-from abiguard.model import canonical_name
 from abiguard.rules.numpy import NUMPY2
 
 Log = Callable[[str], None]
@@ -47,24 +48,40 @@ def judge_install(current: Scan, args: Sequence[str], inspector: ReleaseInspecto
 
 def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, installer: str,
                  log: Log | None = None) -> Verdict | None:
-    """The first variant of the install that is safe: upgrade what it would break exactly as far as needed
-    (as `fix` does), else to any release from there, else hold numpy below 2."""
-    numpy_after = next((c.new for c in verdict.changes if c.name == "numpy" and c.new), None)
-    candidates: list[list[str]] = []
-    if numpy_after is not None and Version(numpy_after) >= NUMPY2:
-        broken = [name for name in verdict.problems if name != "numpy"]
-        firsts: list[str] = []
-        for name in broken:
-            first, _why = first_release(current.report, inspector, name, Version(numpy_after))
-            if first is None:
-                firsts = []
-                break
-            firsts.append(f"{name}=={first}")
-        if firsts:
-            candidates.append([*verdict.args, *firsts])
-            candidates.append([*verdict.args, *(pin.replace("==", ">=", 1) for pin in firsts)])
+    """The first variant of the install that is safe: move what it would break exactly as far as needed (as
+    `fix` does: up to its first release built for the numpy the install leaves, or back to the newest one when
+    its build needs a newer numpy), else anywhere from there, else keep numpy where those builds work."""
+    installed = current.installed
+    numpy_after = next((c.new for c in verdict.changes if c.name == "numpy"), installed.get("numpy"))
+    if numpy_after is None:
+        return None
+    numpy = Version(numpy_after)
+    after = {**installed, **{c.name: c.new for c in verdict.changes if c.new}}
+    floors = {name: _floor(current, inspector, name, after[name])
+              for name in verdict.problems if name in after and name != "numpy"}
+    too_old = {name: floor for name, floor in floors.items() if floor is not None and floor > numpy}
+    pins: list[str] = []
+    relaxed: list[str] = []
+    for name in floors:
+        if name in too_old:
+            found = inspector.last_compatible(f"{name}<{after[name]}", numpy)
+            pin, relax = f"{name}=={found}", f"{name}<={found}"
+        elif numpy >= NUMPY2:  # built for NumPy 1.x: its first release built for NumPy 2
+            found, _why = first_release(current.report, inspector, name, numpy)
+            pin, relax = f"{name}=={found}", f"{name}>={found}"
+        else:  # no build of it to move to: unreadable, or it needs numpy, which the install removes
+            found = None
+        if found is None:
+            pins = []
+            break
+        pins.append(pin)
+        relaxed.append(relax)
+    candidates = [[*verdict.args, *pins], [*verdict.args, *relaxed]] if pins else []
+    if numpy >= NUMPY2 and len(too_old) < len(floors):
         candidates.append([*verdict.args, "numpy<2"])
-    for args in candidates:
+    if too_old:
+        candidates.append([*verdict.args, f"numpy>={max(too_old.values())}"])
+    for args in dict.fromkeys(tuple(c) for c in candidates):
         try:
             candidate = judge_install(current, args, inspector, installer, log)
         except ResolveError:
@@ -72,6 +89,15 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
         if candidate.safe:
             return candidate
     return None
+
+
+def _floor(current: Scan, inspector: ReleaseInspector, name: str, version: str) -> Version | None:
+    """The oldest numpy that this release of `name` (installed, or landing with the install) accepts."""
+    if current.installed.get(name) == version:
+        return max((f for d in current.report.distributions if canonical_name(d.name) == name
+                    if (f := numpy_floor(d)) is not None), default=None)
+    facts = inspector.release(name, version)
+    return Version(facts.min_numpy) if facts.built_for is BuiltFor.NUMPY2 and facts.min_numpy else None
 
 
 def recheck_new(current: Scan, *, use_cache: bool = True) -> str | None:

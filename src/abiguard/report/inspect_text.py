@@ -130,7 +130,8 @@ def _directory(item: DirectoryItem, out: Out, verbose: bool) -> None:
 
 def _search(item: SearchItem, out: Out) -> None:
     answer = f"[bold green]{item.found}[/]" if item.found else "[bold red]none found[/]"
-    out.print(f"[bold]{escape(item.project)}[/]: first release compatible with numpy {item.numpy}: {answer}")
+    which = "newest" if item.newest else "first"
+    out.print(f"[bold]{escape(item.project)}[/]: {which} release compatible with numpy {item.numpy}: {answer}")
     cutoff = f" uploaded before {item.cutoff.date()}" if item.cutoff else ""
     skipped = f"; {item.skipped_before_cutoff} skipped as{cutoff}" if item.skipped_before_cutoff else ""
     out.print(f"    {item.candidates} releases with a wheel for the target{skipped};"

@@ -117,7 +117,8 @@ def _ways_out(dist: DistributionFinding, report: CheckReport) -> list[str]:
         need = max(floors)
         return [
             f'pip install "numpy>={need}"',
-            f"or install a release of {dist.name} built for numpy {report.numpy}",
+            f"or go back to an older release of {dist.name} built for numpy {report.numpy} (`abiguard fix` finds "
+            "the newest one)",
         ]
     return []
 
