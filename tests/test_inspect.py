@@ -282,6 +282,9 @@ def test_real_last_compatible_h5py() -> None:
     assert by_version["3.14.0"].compatible is False and by_version["3.14.0"].report.outcome.min_numpy == "2.0"
     assert not by_version["3.13.0"].report.outcome.sampled  # the answer is read in full
     assert len(item.inspected) < item.candidates  # not every release was read
+    buffer = io.StringIO()
+    render_inspect(report, Console(file=buffer, width=120))
+    assert "h5py: newest release compatible with numpy 1.26: 3.13.0" in buffer.getvalue()
 
     first = inspect_targets(["h5py<3.16"], options(first_compatible=True, numpy="1.26")).items[0]
     assert isinstance(first, SearchItem) and first.found is not None
