@@ -94,8 +94,8 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
 def _floor(current: Scan, inspector: ReleaseInspector, name: str, version: str) -> Version | None:
     """The oldest numpy that this release of `name` (installed, or landing with the install) accepts."""
     if current.installed.get(name) == version:
-        return max((f for d in current.report.distributions if canonical_name(d.name) == name
-                    if (f := numpy_floor(d)) is not None), default=None)
+        dist = next((d for d in current.report.distributions if canonical_name(d.name) == name), None)
+        return numpy_floor(dist) if dist is not None else None
     facts = inspector.release(name, version)
     return Version(facts.min_numpy) if facts.built_for is BuiltFor.NUMPY2 and facts.min_numpy else None
 
