@@ -285,6 +285,25 @@ def test_lock_check_broken_pair(cli: Cli, locks: dict[str, Path], kind: str) -> 
     assert any(b["built_for"] == "numpy1" and b["path"].endswith("x86_64-linux-gnu.so") for b in pandas["binaries"])
 
 
+def test_lock_check_way_out_is_a_pin_and_its_command_finds_one(cli: Cli, locks: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    """A lockfile user cannot run `abiguard fix` or `pip install`: the way out is a pin, and the `inspect`
+    command printed for it, run as printed, names a release that makes the lockfile clean."""
+    text = cli("lock-check", locks["requirements-broken"], *LINUX).stdout
+    assert 'way out: pin "numpy<2"' in text and "abiguard fix" not in text and "pip install" not in text
+    (line,) = [line for line in text.splitlines() if "--first-compatible" in line]
+    command = shlex.split(line.split("`")[1])
+    assert command[:2] == ["abiguard", "inspect"] and command[-4:] == LINUX
+    answer = cli(*command[1:], "--format", "json")
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    (item,) = document(answer)["results"]
+    first = item["found"]
+    assert Version(first) > Version("2.0.3")
+    repinned = tmp_path / "requirements.txt"
+    repinned.write_text(f"pandas=={first}\nnumpy==2.0.2\n")
+    assert cli("lock-check", repinned, *LINUX).returncode == 0
+
+
 @pytest.mark.parametrize("kind", ["pylock", "uvlock", "requirements"])
 def test_lock_check_fixed_pair_is_clean(cli: Cli, locks: dict[str, Path], kind: str) -> None:
     proc = cli("lock-check", locks[f"{kind}-fixed"], *LINUX, "--format", "json")

@@ -19,7 +19,7 @@ def render_check(report: CheckReport, out: Out, verbose: bool = False) -> None:
     env = report.environment
     numpy = report.numpy or "not installed"
     what_if = f" (hypothetical; installed: {report.numpy_installed or 'none'})" if report.hypothetical else ""
-    where = f"for {env.platform}" if not env.site_packages else "at"
+    where = f"for {env.platform}, from" if _locked(report) else "at"
     out.print(f"[bold]Python {env.python_version}[/] {where} {escape(env.executable)}, numpy {numpy}{what_if}")
     out.print()
     shown = [d for d in report.distributions if d.verdict is not Verdict.OK or verbose]
@@ -78,7 +78,7 @@ def _distribution(dist: DistributionFinding, report: CheckReport, out: Out, verb
         out.print(f"    evidence: {escape(first.path)} has [cyan]{text}[/] ({e.marker}) at {e.offset:#x}")
     out.print(f"    consequence: {escape(_consequence(first))}")
     if dist.verdict in (Verdict.BROKEN, Verdict.AT_RISK):
-        if dist.numpy_requirement is not None or report.environment.site_packages:
+        if dist.numpy_requirement is not None or not _locked(report):
             out.print(f"    why pip allowed it: {escape(_why(dist, report))}")
         for line in _ways_out(dist, report):
             out.print(f"    way out: {escape(line)}")
@@ -101,26 +101,51 @@ def _why(dist: DistributionFinding, report: CheckReport) -> str:
             "`pip check` reports nothing")
 
 
+def _locked(report: CheckReport) -> bool:
+    """A report on a lockfile (`lock-check`): nothing is installed, so the ways out are pins, not installs."""
+    return not report.environment.site_packages
+
+
 def _ways_out(dist: DistributionFinding, report: CheckReport) -> list[str]:
     from packaging.version import Version
 
     built = {b.facts.built_for for b in dist.affected}
+    locked = _locked(report)
     if report.numpy is None:
-        return ["pip install numpy"]
+        return ["add numpy to the lockfile" if locked else "pip install numpy"]
     floors = [Version(b.facts.min_numpy) for b in dist.affected if b.facts.min_numpy]
     if BuiltFor.NUMPY1 in built:
+        if locked:
+            return [
+                'pin "numpy<2"   (keeps this build working; check the other pins still accept it)',
+                f"or pin {dist.name} to a release built for NumPy 2, the first of which "
+                f"`{_inspect(dist, report, 'first')}` finds",
+            ]
         return [
             'pip install "numpy<2"   (keeps this build working; check other packages still accept it)',
             f"or upgrade {dist.name} to a release built for NumPy 2 (`abiguard fix` finds the first one)",
         ]
     if floors:
         need = max(floors)
+        if locked:
+            return [
+                f'pin "numpy>={need}"',
+                f"or pin an older release of {dist.name} built for numpy {report.numpy}, the newest of which "
+                f"`{_inspect(dist, report, 'last')}` finds",
+            ]
         return [
             f'pip install "numpy>={need}"',
             f"or go back to an older release of {dist.name} built for numpy {report.numpy} (`abiguard fix` finds "
             "the newest one)",
         ]
     return []
+
+
+def _inspect(dist: DistributionFinding, report: CheckReport, which: str) -> str:
+    """The `inspect` command that finds a release compatible with the lockfile's numpy, for its target."""
+    env = report.environment
+    return (f"abiguard inspect {dist.name} --{which}-compatible --numpy {report.numpy} "
+            f"--python-version {env.python_tag} --platform {env.platform}")
 
 
 def _refuted(report: CheckReport, out: Out) -> None:
