@@ -169,6 +169,7 @@ def test_install_that_breaks_a_numpy2_floor_offers_an_older_release(cli: Cli, tm
     assert "needs numpy >= 2.0 but numpy would be 1." in doc["problems"]["h5py"]
     alt = doc["alternative"]
     assert alt is not None and alt["args"] == ["numpy<2", "h5py==3.13.0"]
+    assert doc["alternatives"] == [alt]  # raising numpy to h5py's floor contradicts the install itself
     assert {c["name"]: (c["kind"], c["to"]) for c in alt["changes"]} == {
         "h5py": ("downgrade", "3.13.0"), "numpy": ("downgrade", "1.26.4")}
     assert records(py) == before
@@ -178,6 +179,34 @@ def test_install_that_breaks_a_numpy2_floor_offers_an_older_release(cli: Cli, tm
     assert version_of(py, "h5py") == "3.13.0" and version_of(py, "numpy") == "1.26.4"
     imported = subprocess.run([str(py), "-c", "import h5py"], capture_output=True, text=True)
     assert imported.returncode == 0, imported.stderr
+
+
+def test_install_offers_every_way_out_that_is_safe(cli: Cli, tmp_path: Path) -> None:
+    """`install h5py` next to numpy 1.26.4 would bring h5py 3.16.0, built for NumPy >= 2.0. Two installs are
+    safe and the user chooses: h5py's newest release that accepts numpy 1.26.4, or numpy raised to the floor."""
+    py = make_venv(tmp_path / "venv", "numpy==1.26.4")
+    before = records(py)
+    refused = cli("install", "--python", py, "--", "h5py")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    lines = refused.stdout.splitlines()
+    first = [ln for ln in lines if ln.startswith("Safe alternative: ")]
+    second = [ln for ln in lines if ln.startswith("or: ")]
+    assert len(first) == 1 and len(second) == 1, refused.stdout
+
+    doc = document(cli("install", "--python", py, "--format", "json", "--", "h5py"))
+    ways = doc["alternatives"]
+    assert doc["alternative"] == ways[0] and len(ways) == 2
+    assert [shlex.join(w["command"]) for w in ways] == [first[0].removeprefix("Safe alternative: "),
+                                                        second[0].removeprefix("or: ")]
+    moved = [{c["name"]: c["to"] for c in w["changes"]} for w in ways]
+    assert "numpy" not in moved[0] and Version(moved[0]["h5py"]) < Version(next(
+        c["to"] for c in doc["changes"] if c["name"] == "h5py"))
+    assert Version(moved[1]["numpy"]) >= Version("2") and moved[1]["h5py"] == next(
+        c["to"] for c in doc["changes"] if c["name"] == "h5py")
+    for way in ways:  # each judged safe on its own
+        dry = cli("install", "--python", py, "--dry-run", "--format", "json", "--", *way["args"])
+        assert dry.returncode == 0 and document(dry)["problems"] == {}, dry.stdout + dry.stderr
+    assert records(py) == before
 
 
 def test_install_force_installs_after_a_warning(cli: Cli, old_venv: Path) -> None:

@@ -387,19 +387,19 @@ def _install(args: argparse.Namespace) -> int:
         current = repair.scan(env, use_cache=not args.no_cache)
         inspector = IndexInspector(env, use_cache=not args.no_cache)
         verdict = judge_install(current, pip_args, inspector, installer, log)
-        alternative = None if verdict.safe else alternatives(current, verdict, inspector, installer, log)
+        safe = [] if verdict.safe else alternatives(current, verdict, inspector, installer, log)
     except ResolveError as exc:
         ui.error(f"the installer cannot resolve this install: {exc}")
         return EXIT_ERROR
     out = console()
+    commands = [["abiguard", "install", "--python", env.executable, "--", *a.args] for a in safe]
+    ways = [{"args": list(a.args), "changes": [c.to_json() for c in a.changes], "command": command}
+            for a, command in zip(safe, commands, strict=True)]
     doc: dict[str, object] = {
         "environment": {"python": env.python_version, "executable": env.executable},
         "installer": installer, "args": pip_args,
         "changes": [c.to_json() for c in verdict.changes], "problems": verdict.problems,
-        "alternative": None if alternative is None else {
-            "args": list(alternative.args), "changes": [c.to_json() for c in alternative.changes],
-            "command": ["abiguard", "install", "--python", env.executable, "--", *alternative.args],
-        },
+        "alternative": ways[0] if ways else None, "alternatives": ways,
     }
     if text:
         for c in verdict.changes:
@@ -410,12 +410,12 @@ def _install(args: argparse.Namespace) -> int:
         out.print("[bold red]This install would break the environment:[/]")
         for name, why in verdict.problems.items():
             out.print(f"  {escape(name)}: {escape(why)}")
-        if alternative is not None:
-            cmd = shlex.join(["abiguard", "install", "--python", env.executable, "--", *alternative.args])
-            out.print(f"Safe alternative: [cyan]{escape(cmd)}[/]")
+        for n, (alternative, command) in enumerate(zip(safe, commands, strict=True)):
+            lead = "Safe alternative:" if n == 0 else "or:"
+            out.print(f"{lead} [cyan]{escape(shlex.join(command))}[/]")
             for c in alternative.changes:
                 out.print(_change_line(c))
-        else:
+        if not safe:
             out.print("No safe alternative found (tried moving what it breaks to releases built for that numpy, "
                       "and keeping numpy where those builds work).")
         if args.force and not args.dry_run:

@@ -1,7 +1,7 @@
 """`abiguard install`: resolve what an install would do, judge the result statically, then install or refuse.
 
 The wheels that would land are read remotely (never downloaded whole) and judged together with the binaries
-that stay. A refusal comes with a safe alternative found the way `fix` finds plans: the same install with
+that stay. A refusal comes with the safe alternatives, found the way `fix` finds plans: the same install with
 the distributions it would break pinned to their first compatible release (or, failing that, any release
 from there; or, for a build that needs a newer numpy, the newest release that accepts the one the install
 leaves), or with `numpy<2` (or the builds' floor) added.
@@ -47,14 +47,15 @@ def judge_install(current: Scan, args: Sequence[str], inspector: ReleaseInspecto
 
 
 def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, installer: str,
-                 log: Log | None = None) -> Verdict | None:
-    """The first variant of the install that is safe: move what it would break exactly as far as needed (as
-    `fix` does: up to its first release built for the numpy the install leaves, or back to the newest one when
-    its build needs a newer numpy), else anywhere from there, else keep numpy where those builds work."""
+                 log: Log | None = None) -> list[Verdict]:
+    """The safe variants of the install, at most one per way out, best first: move what it would break exactly
+    as far as needed (as `fix` does: up to its first release built for the numpy the install leaves, or back
+    to the newest one when its build needs a newer numpy), else anywhere from there; or keep numpy where those
+    builds work. Each is resolved and judged like the install itself."""
     installed = current.installed
     numpy_after = next((c.new for c in verdict.changes if c.name == "numpy"), installed.get("numpy"))
     if numpy_after is None:
-        return None
+        return []
     numpy = Version(numpy_after)
     after = {**installed, **{c.name: c.new for c in verdict.changes if c.new}}
     floors = {name: _floor(current, inspector, name, after[name])
@@ -76,19 +77,24 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
             break
         pins.append(pin)
         relaxed.append(relax)
-    candidates = [[*verdict.args, *pins], [*verdict.args, *relaxed]] if pins else []
+    ways: list[list[list[str]]] = []  # each way out: its variants, the first safe one taken
+    if pins:
+        ways.append([[*verdict.args, *pins], [*verdict.args, *relaxed]])
     if numpy >= NUMPY2 and len(too_old) < len(floors):
-        candidates.append([*verdict.args, "numpy<2"])
+        ways.append([[*verdict.args, "numpy<2"]])
     if too_old:
-        candidates.append([*verdict.args, f"numpy>={max(too_old.values())}"])
-    for args in dict.fromkeys(tuple(c) for c in candidates):
-        try:
-            candidate = judge_install(current, args, inspector, installer, log)
-        except ResolveError:
-            continue
-        if candidate.safe:
-            return candidate
-    return None
+        ways.append([[*verdict.args, f"numpy>={max(too_old.values())}"]])
+    found_safe: list[Verdict] = []
+    for variants in ways:
+        for args in variants:
+            try:
+                candidate = judge_install(current, args, inspector, installer, log)
+            except ResolveError:
+                continue
+            if candidate.safe:
+                found_safe.append(candidate)
+                break
+    return found_safe
 
 
 def _floor(current: Scan, inspector: ReleaseInspector, name: str, version: str) -> Version | None:
