@@ -6,6 +6,8 @@ import csv
 import io
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from abiguard.sources.environment import (
     _top_levels,
     probe,
 )
+from tests.support.venvs import make_venv, site_packages
 
 RECORD = (
     "pkg/__init__.py,sha256=abc,10\r\n"
@@ -194,7 +197,9 @@ def _interpreter(tmp_path: Path, body: str) -> str:
     ("echo 'SyntaxError: bad' >&2; exit 1", "failed to describe itself: SyntaxError: bad"),
     ("echo hello", "did not answer like a Python interpreter"),
     ("echo '[1, 2]'", "did not answer like a Python interpreter"),
-    ("exec sleep 30", "cannot run"),
+    ("exec sleep 30", "no answer within 2 s"),
+    ("kill -SEGV $$", "killed by SIGSEGV"),
+    ("printf 'long %0900d' 0 >&2; exit 3", "failed to describe itself: long 000"),
 ])
 def test_an_interpreter_that_cannot_describe_itself_is_one_clear_error(
     tmp_path: Path, body: str, words: str,
@@ -206,7 +211,54 @@ def test_an_interpreter_that_cannot_describe_itself_is_one_clear_error(
         probe(exe, timeout=2.0, meanwhile=lambda: called.append(True))
     assert time.monotonic() - started < 20  # one that hangs is stopped, not waited for
     assert words in str(raised.value) and exe in str(raised.value)
+    assert len(str(raised.value)) < 300 + len(exe)  # one line, not whatever the program printed
     assert called == [True]  # the caller's work overlaps the interpreter's start, failed or not
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in interpreter is a shell script")
+def test_an_interpreter_that_hangs_is_stopped_with_what_it_started(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    exe = _interpreter(tmp_path, f"sleep 60 & echo $! > {pidfile}; wait")
+    with pytest.raises(EnvironmentError_, match="no answer within"):
+        probe(exe, timeout=1.0)
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail("the wrapper's child outlived the probe")
+
+
+def _debian_python() -> str | None:
+    """The system Python of a Debian-like distribution: its sysconfig has the `posix_local` scheme."""
+    found = shutil.which("python3", path="/usr/bin")
+    if found is None:
+        return None
+    question = "import sysconfig; print('posix_local' in sysconfig.get_scheme_names())"
+    asked = subprocess.run([found, "-I", "-S", "-c", question], capture_output=True, text=True)
+    return found if asked.stdout.strip() == "True" else None
+
+
+@pytest.mark.skipif(_debian_python() is None, reason="needs a Debian-patched system Python (its sysconfig differs)")
+def test_a_venv_of_the_debian_system_python_is_read_where_it_installs(tmp_path: Path) -> None:
+    """Debian's sysconfig picks its scheme from sys.prefix, which -S leaves at /usr: without the venv prefix set,
+    the venv looked empty, and a breaking install passed its guard."""
+    system = _debian_python()
+    assert system is not None
+    subprocess.run([system, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    env = probe(str(tmp_path / "venv" / "bin" / "python"))
+    version = ".".join(env.python_version.split(".")[:2])
+    assert env.site_packages == (str(tmp_path / "venv" / "lib" / f"python{version}" / "site-packages"),)
+
+
+def test_an_interpreter_without_site_packages_is_an_error_not_an_empty_environment(tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "venv")
+    shutil.rmtree(site_packages(python))
+    with pytest.raises(EnvironmentError_, match="has no site-packages directory"):
+        probe(str(python))
 
 
 def test_the_probe_describes_a_real_interpreter_while_the_caller_works(tmp_path: Path) -> None:

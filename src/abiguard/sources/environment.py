@@ -30,32 +30,41 @@ class EnvironmentError_(Exception):
 
 # Runs inside the target interpreter: must stay valid on any Python 3 and import nothing heavy.
 _PROBE = r"""
-import json, os, platform, sys, sysconfig
+import json, os, platform, sys
 try:
     from importlib.machinery import EXTENSION_SUFFIXES as ext
 except Exception:
     ext = []
 # -S keeps .pth files from running code, but then (before 3.12) site.venv() never sets the venv prefix:
-# find pyvenv.cfg the way site.venv() does.
+# find pyvenv.cfg the way site.venv() does, and set the prefix as it would, before sysconfig reads it (Debian's
+# picks its scheme from it: without, a venv's site-packages is looked for under local/.../dist-packages).
 prefix = sys.prefix
 exe_dir = os.path.dirname(os.path.abspath(sys.executable))
 system_site = False
 for cfg in (os.path.join(exe_dir, "pyvenv.cfg"), os.path.join(os.path.dirname(exe_dir), "pyvenv.cfg")):
     if os.path.isfile(cfg):
-        prefix = os.path.dirname(exe_dir)
+        prefix = sys.prefix = sys.exec_prefix = os.path.dirname(exe_dir)
         with open(cfg) as fh:
             for line in fh:
                 key, _, value = line.partition("=")
                 if key.strip().lower() == "include-system-site-packages":
                     system_site = value.strip().lower() == "true"
         break
+import site, sysconfig
 dirs = []
+seen = set()
 prefixes = [prefix] + ([sys.base_prefix] if system_site and prefix != sys.base_prefix else [])
 for base in prefixes:
     paths = sysconfig.get_paths(vars={"base": base, "platbase": base})
-    for key in ("platlib", "purelib"):
-        p = paths.get(key)
-        if p and p not in dirs:
+    found = [paths.get("platlib"), paths.get("purelib")]
+    try:  # a distribution's own layout (Debian's dist-packages) is known to site, not always to sysconfig
+        found += [p for p in site.getsitepackages([base]) if p.endswith(("site-packages", "dist-packages"))]
+    except Exception:
+        pass
+    for p in found:
+        real = os.path.realpath(p) if p else None
+        if real and real not in seen:
+            seen.add(real)
             dirs.append(p)
 try:
     libc = " ".join(platform.libc_ver()) if sys.platform.startswith("linux") else ""
@@ -147,12 +156,16 @@ def probe(
 
 
 def _described(data: dict[str, Any], exe: str) -> TargetEnvironment:
+    site_packages = tuple(p for p in data["site"] if stamps.isdir(p))
+    if not site_packages:  # checking nothing would pass for a clean result
+        looked = ", ".join(data["site"]) or "nowhere"
+        raise EnvironmentError_(f"{exe} has no site-packages directory (looked in {looked})")
     return TargetEnvironment(
         executable=data["executable"] or exe,
         python_version=data["version"],
         implementation=data["implementation"],
         prefix=data["prefix"],
-        site_packages=tuple(p for p in data["site"] if stamps.isdir(p)),
+        site_packages=site_packages,
         platform=data["platform"],
         ext_suffixes=tuple(data["ext"]),
         marker_env=dict(data["markers"]),
@@ -166,21 +179,22 @@ def _run_probe(exe: str, timeout: float, meanwhile: Callable[[], object] | None)
     import subprocess  # both only when the interpreter has to be asked, which a cached check does not
 
     try:
+        # a session of its own: a wrapper script that hangs is stopped with whatever it started
         proc = subprocess.Popen([exe, "-I", "-S", "-c", _PROBE], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, errors="replace",
+                                start_new_session=hasattr(os, "killpg"))
     except OSError as exc:
-        raise EnvironmentError_(f"cannot run {exe}: {exc}") from None
+        raise EnvironmentError_(f"cannot run {exe}: {exc.strerror or exc}") from None
     with proc:
         if meanwhile is not None:
             meanwhile()
         try:
             out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            proc.kill()
-            raise EnvironmentError_(f"cannot run {exe}: {exc}") from None
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise EnvironmentError_(f"cannot run {exe}: no answer within {timeout:g} s") from None
     if proc.returncode != 0:
-        last = (err.strip().splitlines() or ["no output"])[-1]
-        raise EnvironmentError_(f"{exe} failed to describe itself: {last}")
+        raise EnvironmentError_(f"{exe} failed to describe itself: {_why_failed(proc.returncode, err)}")
     try:
         data = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -188,6 +202,35 @@ def _run_probe(exe: str, timeout: float, meanwhile: Callable[[], object] | None)
     if not isinstance(data, dict):
         raise EnvironmentError_(f"{exe} did not answer like a Python interpreter")
     return data
+
+
+def _stop(proc: Any) -> None:
+    import signal
+
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except OSError:
+        pass
+    proc.communicate()
+
+
+def _why_failed(returncode: int, err: str) -> str:
+    """One short line: what the interpreter said last, or the signal that killed it."""
+    if returncode < 0:
+        import signal
+
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+        return f"killed by signal {-returncode}"
+    if "-I" in err and ("Unknown option" in err or "unknown option" in err):
+        return "it does not know the -I option: not Python 3 (Python 2 cannot be checked)"
+    last = (err.strip().splitlines() or [f"exit status {returncode}, no output"])[-1]
+    if "import json, os" in last:  # it printed the probe's first line back: it took the script for an argument
+        return "not a Python interpreter (it took the probe script for a file name)"
+    return last if len(last) <= 200 else last[:200] + "..."
 
 
 def _probe_identity(exe: str) -> list[Any] | None:
