@@ -266,6 +266,23 @@ def test_old_bindings_under_numpy2_are_at_risk_not_broken() -> None:
     assert judge(BinaryFacts("elf", BuiltFor.NUMPY1, None, Producer.CYTHON), Version("2.0.2"))[0] is Verdict.BROKEN
 
 
+@needs_headers
+@pytest.mark.parametrize("numpy", ["2.0.0rc1", "2.0.0b1", "2.0.0.dev0", "2.0.0rc2"])
+def test_a_numpy_pre_release_has_the_abi_of_its_release(numpy_module: NumpyModuleFactory, numpy: str) -> None:
+    """numpy 2.0.0rc1 already has NumPy 2's C-API, though it sorts before 2: a NumPy-1.x build breaks under it,
+    and a build that needs NumPy >= 2.0 works with it."""
+    from packaging.version import Version
+
+    from abiguard.model import Verdict
+    from abiguard.rules.numpy import judge
+
+    old = inspect_path(numpy_module("1.26.4", None))
+    floor = inspect_path(numpy_module("2.0.2", "NPY_2_0_API_VERSION"))
+    assert judge(old, Version(numpy))[0] is Verdict.BROKEN
+    assert judge(floor, Version(numpy)) == (Verdict.OK, None)
+    assert judge(old, Version("1.26.4"))[0] is Verdict.OK and judge(floor, Version("1.26.4"))[0] is Verdict.BROKEN
+
+
 def test_c_api_name_without_a_version_marker_is_unknown() -> None:
     facts = classify([(0, b"\0_ARRAY_API\0")])
     assert facts.built_for is BuiltFor.UNKNOWN and facts.reason and "no marker" in facts.reason

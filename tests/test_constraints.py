@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.venvs import cached_venv, uv, uv_env
+from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
 
@@ -41,3 +41,29 @@ def test_numpy2_builds_give_a_floor(tmp_path: Path) -> None:
     lines = [ln for ln in constraints(python, tmp_path).splitlines() if ln and not ln.startswith("#")]
     assert len(lines) == 1 and lines[0].startswith("numpy>=")
     assert "<2" not in lines[0]
+
+
+def test_bounds_that_contradict_each_other_are_an_error_not_a_file(tmp_path: Path) -> None:
+    """pandas 2.0.3 (NumPy 1.x builds) next to h5py 3.16.0 (built for NumPy >= 2.0): `numpy<2,>=2.0` would make
+    installers pick absurd releases, so nothing is written. Without pandas the floor stands, and a shared
+    object that cannot be read is named, since its bound cannot be."""
+    python = make_venv(tmp_path / "venv", "numpy==2.0.2", "pandas==2.0.3", "h5py==3.16.0")
+    env = {**os.environ, "ABIGUARD_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "constraints.txt"
+    run = [sys.executable, "-m", "abiguard", "constraints", "--python", str(python)]
+    proc = subprocess.run([*run, "-o", str(out)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no numpy fits every installed binary" in proc.stderr and "Traceback" not in proc.stderr
+    assert "pandas 2.0.3" in proc.stderr and "h5py 3.16.0" in proc.stderr
+    assert not out.exists()
+
+    subprocess.run([uv(), "pip", "uninstall", "--quiet", "--python", str(python), "pandas"], check=True,
+                   env=uv_env())
+    victim = next((site_packages(python) / "h5py").glob("_conv.*.so"))
+    victim.unlink()  # uv links installed files to its cache: write a new file, never into the linked one
+    victim.write_bytes(b"\x7fELF" + b"\0" * 60)
+    proc = subprocess.run([*run, "-o", "-"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stdout.splitlines() if not ln.startswith("#")] == ["numpy>=2.0"]
+    assert "# not judged: h5py 3.16.0" in proc.stdout
+    assert not (tmp_path / "-").exists()

@@ -223,10 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a constraints file (for `pip install -c` / `uv pip install -c`) that encodes the "
         "bounds the installed binaries put on numpy: `numpy<2` while a binary built for NumPy 1.x is "
         "installed, `numpy>=X.Y` for the highest floor of the binaries built for NumPy 2.",
-        epilog="exit codes: 0 printed, 2 error",
+        epilog="exit codes: 0 printed, 2 error (an unusable interpreter, bounds that no numpy satisfies, "
+               "an unwritable FILE)",
     )
     _add_python(cons)
-    cons.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    cons.add_argument("-o", "--output", metavar="FILE",
+                      help="write to FILE (replaced if it exists; nothing is written on error) instead of stdout")
     _add_no_cache(cons)
     cons.set_defaults(func=_constraints)
     return parser
@@ -496,15 +498,14 @@ def _render_check(report: CheckReport, fmt: str, verbose: bool) -> None:
 
 def _constraints(args: argparse.Namespace) -> int:
     from abiguard.check import CheckError, check
-    from abiguard.prevent.constraints import render
+    from abiguard.prevent.constraints import ConstraintsError, render
 
     try:
-        report = check(args.python, use_cache=not args.no_cache)
-    except CheckError as exc:
+        text = render(check(args.python, use_cache=not args.no_cache))
+    except (CheckError, ConstraintsError) as exc:
         ui.error(str(exc))
         return EXIT_ERROR
-    text = render(report)
-    if args.output:
+    if args.output and args.output != "-":
         try:
             with open(args.output, "w") as fh:
                 fh.write(text)

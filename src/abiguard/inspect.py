@@ -33,7 +33,7 @@ from packaging.version import InvalidVersion, Version
 from abiguard.binary import inspect_path, is_shared_object_name
 from abiguard.cache import Cache, FileKey
 from abiguard.model import BinaryFacts, BuiltFor, Verdict, canonical_name
-from abiguard.rules.numpy import judge
+from abiguard.rules.numpy import NUMPY2, abi, judge
 from abiguard.sources.index import (
     IndexClient,
     PackageIndexError,
@@ -531,7 +531,7 @@ def _compatible_release(session: _Session, req: Requirement, target: str, newest
         raise PackageIndexError(f"no release of {target} has a wheel for {_target_name(session)}")
     cutoff, why = (None, None)
     start = 0
-    if numpy >= Version("2"):
+    if abi(numpy) >= NUMPY2:
         cutoff, why = numpy2_cutoff(session.index)
         start = next((i for i, r in enumerate(rels) if r.wheel.upload_time is None
                       or r.wheel.upload_time >= cutoff), len(rels))

@@ -23,7 +23,7 @@ from abiguard.model import (
     Verdict,
     canonical_name,
 )
-from abiguard.rules.numpy import NUMPY2
+from abiguard.rules.numpy import NUMPY2, abi
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def _downgrade_request(report: CheckReport) -> tuple[list[str], list[str], dict[
     if needs_v1 and floors and max(floors)[0] >= NUMPY2:
         verb = "needs" if len(needs_v1) == 1 else "need"
         raise _NoPlan(f"{max(floors)[1]} needs numpy >= {max(floors)[0]} while {', '.join(needs_v1)} {verb} numpy < 2")
-    if report.numpy is not None and Version(report.numpy) < NUMPY2 and not floors:
+    if report.numpy is not None and abi(Version(report.numpy)) < NUMPY2 and not floors:
         raise _NoPlan("numpy is already below 2")
     return [f"numpy{','.join(spec)}"], [], {"numpy": "; ".join(why)}
 
@@ -225,7 +225,7 @@ def _upgrade_request(
             continue
         key = canonical_name(d.name)
         floor = numpy_floor(d)
-        if floor is not None and floor > numpy:  # no newer release can help, only an older one
+        if floor is not None and floor > abi(numpy):  # no newer release can help, only an older one
             say(f"looking for the newest release of {d.name} before {d.version} built for numpy {numpy}")
             last = inspector.last_compatible(f"{d.name}<{d.version}", numpy)
             if last is None:
@@ -386,9 +386,9 @@ def _judge_release(name: str, version: str, facts: ReleaseFacts, numpy: Version 
         return None
     if numpy is None:
         return f"{name} {version} needs numpy, which would be removed"
-    if facts.built_for is BuiltFor.NUMPY1 and numpy >= NUMPY2:
+    if facts.built_for is BuiltFor.NUMPY1 and abi(numpy) >= NUMPY2:
         return f"{name} {version} is built for NumPy 1.x but numpy would be {numpy}"
-    if facts.built_for is BuiltFor.NUMPY2 and facts.min_numpy and numpy < Version(facts.min_numpy):
+    if facts.built_for is BuiltFor.NUMPY2 and facts.min_numpy and abi(numpy) < Version(facts.min_numpy):
         return f"{name} {version} needs numpy >= {facts.min_numpy} but numpy would be {numpy}"
     if facts.built_for is BuiltFor.UNKNOWN:
         return f"{name} {version}: {facts.note or 'its wheel could not be judged'}"

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from abiguard.model import BuiltFor, CheckReport
+from abiguard.model import BuiltFor, CheckReport, Verdict
+from abiguard.rules.numpy import NUMPY2
+
+
+class ConstraintsError(Exception):
+    """No constraints file can be written; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,21 @@ def numpy_bounds(report: CheckReport) -> list[Bound]:
 
 
 def render(report: CheckReport) -> str:
+    """The constraints file; raises ConstraintsError when the bounds contradict each other, since a file no
+    numpy satisfies makes installers pick absurd releases (a 2015 sdist that names no numpy) or fail."""
     bounds = numpy_bounds(report)
+    if len(bounds) == 2 and Version(bounds[1].specifier.removeprefix(">=")) >= NUMPY2:
+        raise ConstraintsError(
+            f"no numpy fits every installed binary: {bounds[0].reasons[0]} (needs numpy<2), while "
+            f"{bounds[1].reasons[0]} (needs numpy{bounds[1].specifier}); run `abiguard fix` first")
     env = report.environment
     lines = [
         f"# ABI bounds of {env.executable} (numpy {report.numpy_installed or 'not installed'}),",
         "# found by abiguard in the installed binaries. Use with: pip install -c FILE / uv pip install -c FILE",
     ]
+    unknown = [d for d in report.distributions if any(b.verdict is Verdict.UNKNOWN for b in d.binaries)]
+    lines += [f"# not judged: {d.name} {d.version} has shared objects that could not be read; its bound, if any, "
+              "is not here" for d in unknown]
     if not bounds:
         lines.append("# no binary constrains numpy")
         return "\n".join(lines) + "\n"

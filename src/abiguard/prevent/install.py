@@ -19,7 +19,7 @@ from abiguard.fix.repair import Scan
 from abiguard.fix.resolver import Change, ResolveError, resolve
 from abiguard.model import BuiltFor, canonical_name
 from abiguard.model import Verdict as Health
-from abiguard.rules.numpy import NUMPY2
+from abiguard.rules.numpy import NUMPY2, abi
 
 Log = Callable[[str], None]
 
@@ -60,14 +60,14 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
     after = {**installed, **{c.name: c.new for c in verdict.changes if c.new}}
     floors = {name: _floor(current, inspector, name, after[name])
               for name in verdict.problems if name in after and name != "numpy"}
-    too_old = {name: floor for name, floor in floors.items() if floor is not None and floor > numpy}
+    too_old = {name: floor for name, floor in floors.items() if floor is not None and floor > abi(numpy)}
     pins: list[str] = []
     relaxed: list[str] = []
     for name in floors:
         if name in too_old:
             found = inspector.last_compatible(f"{name}<{after[name]}", numpy)
             pin, relax = f"{name}=={found}", f"{name}<={found}"
-        elif numpy >= NUMPY2:  # built for NumPy 1.x: its first release built for NumPy 2
+        elif abi(numpy) >= NUMPY2:  # built for NumPy 1.x: its first release built for NumPy 2
             found, _why = first_release(current.report, inspector, name, numpy)
             pin, relax = f"{name}=={found}", f"{name}>={found}"
         else:  # no build of it to move to: unreadable, or it needs numpy, which the install removes
@@ -80,7 +80,7 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
     ways: list[list[list[str]]] = []  # each way out: its variants, the first safe one taken
     if pins:
         ways.append([[*verdict.args, *pins], [*verdict.args, *relaxed]])
-    if numpy >= NUMPY2 and len(too_old) < len(floors):
+    if abi(numpy) >= NUMPY2 and len(too_old) < len(floors):
         ways.append([[*verdict.args, "numpy<2"]])
     if too_old:
         ways.append([[*verdict.args, f"numpy>={max(too_old.values())}"]])

@@ -9,6 +9,12 @@ from abiguard.model import BinaryFacts, BuiltFor, Verdict
 NUMPY2 = Version("2")
 
 
+def abi(numpy: Version) -> Version:
+    """The release whose C-API a numpy has: a pre-release or dev build of 2.0.0 already has NumPy 2's, so it
+    compares as 2.0.0 (in version order 2.0.0rc1 comes before 2, and would pass for NumPy 1.x)."""
+    return Version(numpy.base_version)
+
+
 def judge(facts: BinaryFacts, numpy: Version | None) -> tuple[Verdict, str | None]:
     """The verdict for one binary and, when it is not ok, the consequence in one sentence."""
     if facts.built_for is BuiltFor.UNKNOWN:
@@ -17,8 +23,9 @@ def judge(facts: BinaryFacts, numpy: Version | None) -> tuple[Verdict, str | Non
         return Verdict.OK, None
     if numpy is None:
         return Verdict.BROKEN, "uses NumPy's C-API but numpy is not installed: fails at import"
+    api = abi(numpy)
     if facts.built_for is BuiltFor.NUMPY1:
-        if numpy < NUMPY2:
+        if api < NUMPY2:
             return Verdict.OK, None
         if facts.producer is not None and facts.producer.misbehaves_silently:
             return Verdict.AT_RISK, (
@@ -34,7 +41,7 @@ def judge(facts: BinaryFacts, numpy: Version | None) -> tuple[Verdict, str | Non
             "run in NumPy 2'"
         )
     floor = min_version(facts)
-    if floor is not None and numpy < floor:
+    if floor is not None and api < floor:
         return Verdict.BROKEN, (
             f"built for NumPy >= {facts.min_numpy}: fails at import under numpy {numpy} "
             "('module was compiled against NumPy C-API version ...')"
