@@ -209,8 +209,29 @@ def test_install_offers_every_way_out_that_is_safe(cli: Cli, tmp_path: Path) -> 
     assert records(py) == before
 
 
+def test_install_judges_exactly_the_command_it_runs(cli: Cli, old_venv: Path, tmp_path: Path) -> None:
+    """`-U numpy` upgrades numpy alone (pandas 2.0.3 stays, now broken): the dry run must say so, not judge a
+    resolution of the whole environment that would also have upgraded pandas. Options that install elsewhere,
+    or abiguard's own options given after the requirements, are refused before anything runs."""
+    py = old_venv
+    before = records(py)
+    dry = cli("install", "--python", py, "--dry-run", "--format", "json", "--", "-U", "numpy")
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    doc = document(dry)
+    assert [c["name"] for c in doc["changes"]] == ["numpy"] and set(doc["problems"]) == {"pandas"}
+    for args, words in ((["idna", "--dry-run"], "--dry-run cannot be used in a guarded install"),
+                        (["--", "--target", str(tmp_path / "t"), "idna"], "installs outside the environment"),
+                        (["idna", "--python", sys.executable], "give --python to abiguard")):
+        refused = cli("install", "--python", py, *args)
+        assert refused.returncode == 2 and words in refused.stderr, refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert records(py) == before and not (tmp_path / "t").exists()
+
+
 def test_install_force_installs_after_a_warning(cli: Cli, old_venv: Path) -> None:
     py = old_venv
+    dry = cli("install", "--python", py, "--force", "--dry-run", "--", "numpy>=2")
+    assert dry.returncode == 1 and "installing anyway" not in dry.stdout, dry.stdout + dry.stderr
     forced = cli("install", "--python", py, "--force", "--", "numpy>=2")
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "This install would break the environment" in forced.stdout

@@ -372,12 +372,16 @@ def _install(args: argparse.Namespace) -> int:
     from abiguard.fix.apply import ApplyError, apply_changes
     from abiguard.fix.inspector import IndexInspector
     from abiguard.fix.resolver import ResolveError, choose_installer
-    from abiguard.prevent.install import alternatives, judge_install, recheck_new
+    from abiguard.prevent.install import alternatives, judge_install, recheck_new, unmodelled_option
     from abiguard.report.markup import console, escape
 
     pip_args = [a for a in args.install_args if a != "--"] if args.install_args[:1] == ["--"] else args.install_args
     if not pip_args:
         ui.error("nothing to install", 'put the requirements after --, e.g. abiguard install -- "numpy>=2"')
+        return EXIT_ERROR
+    refused_option = unmodelled_option(pip_args)
+    if refused_option is not None:
+        ui.error(refused_option)
         return EXIT_ERROR
     env = _probe(args.python)
     if env is None:
@@ -406,7 +410,7 @@ def _install(args: argparse.Namespace) -> int:
     if text:
         for c in verdict.changes:
             out.print(_change_line(c))
-    refused = not verdict.safe and not args.force
+    refused = not verdict.safe and (not args.force or args.dry_run)  # a dry run has nothing to force
     if not verdict.safe and text:
         out.print()
         out.print("[bold red]This install would break the environment:[/]")

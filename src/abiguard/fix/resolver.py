@@ -85,16 +85,19 @@ def resolve(
     installer: str = "uv",
     timeout: float = 300.0,
     index_url: str | None = None,
+    whole_environment: bool = True,
 ) -> Resolution:
     """The changes installing `requirements` into the environment would make (nothing is installed).
 
-    `installed` maps canonical names to installed versions; every one of them takes part in the resolution.
+    `installed` maps canonical names to installed versions; with `whole_environment`, every one of them takes
+    part in the resolution, as a plan must; without, it is the dry run of exactly `install requirements`, the
+    command a guarded install then runs (which may break what the resolution leaves out, and that is judged).
     `index_url` replaces the installer's configured index, as `--index-url` does.
     """
     with tempfile.TemporaryDirectory(prefix="abiguard-resolve-") as tmp:
         names = os.path.join(tmp, "installed.txt")
         with open(names, "w") as fh:
-            fh.write("\n".join(sorted(installed)) + "\n")
+            fh.write("\n".join(sorted(installed) if whole_environment else []) + "\n")
         extra = ["--index-url", index_url] if index_url else []
         if constraints:  # an empty constraints file makes uv print a warning into the resolver's message
             cons = os.path.join(tmp, "constraints.txt")

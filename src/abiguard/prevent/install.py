@@ -37,9 +37,37 @@ class Verdict:
         return not self.problems
 
 
+_NOT_MODELLED = {
+    "--dry-run": "abiguard's own --dry-run goes before the requirements (before --)",
+    "--target": "it installs outside the environment abiguard judges",
+    "-t": "it installs outside the environment abiguard judges",
+    "--prefix": "it installs outside the environment abiguard judges",
+    "--root": "it installs outside the environment abiguard judges",
+    "--user": "it installs outside the environment abiguard judges",
+    "--system": "it installs outside the environment abiguard judges",
+    "--python": "give --python to abiguard, before the requirements (before --)",
+    "-p": "give --python to abiguard, before the requirements (before --)",
+    "--force": "it is an abiguard option: put it before the requirements (before --)",
+    "--installer": "it is an abiguard option: put it before the requirements (before --)",
+    "--format": "it is an abiguard option: put it before the requirements (before --)",
+    "--no-cache": "it is an abiguard option: put it before the requirements (before --)",
+}
+
+
+def unmodelled_option(args: Sequence[str]) -> str | None:
+    """Why an installer option in `args` cannot be guarded, or None: the install judged must be the one run."""
+    for arg in args:
+        option = arg.partition("=")[0]
+        if option in _NOT_MODELLED:
+            return f"{option} cannot be used in a guarded install: {_NOT_MODELLED[option]}"
+    return None
+
+
 def judge_install(current: Scan, args: Sequence[str], inspector: ReleaseInspector, installer: str,
                   log: Log | None = None) -> Verdict:
-    resolution = resolve(current.env, current.installed, list(args), installer=installer)
+    """What exactly `install args` would change (its dry run, not a resolution of the whole environment: a
+    plain `-U numpy` upgrades numpy alone and may break what depends on it) and what that would break."""
+    resolution = resolve(current.env, current.installed, list(args), installer=installer, whole_environment=False)
     before, _ = judge_changes(current.report, current.installed, (), inspector)
     after, _ = judge_changes(current.report, current.installed, resolution.changes, inspector, log)
     new = {name: why for name, why in after.items() if name not in before}
