@@ -326,7 +326,11 @@ def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, insta
             ui.error("--apply changes the environment and there is no terminal to confirm it",
                      "pass --yes to apply without asking")
             return None, EXIT_ERROR
-        answer = input(f"Apply plan 1 ({chosen.strategy}) to {env.prefix}? [y/N] ").strip().lower()
+        try:
+            answer = input(f"Apply plan 1 ({chosen.strategy}) to {env.prefix}? [y/N] ").strip().lower()
+        except EOFError:  # Ctrl-D: no answer is no
+            answer = ""
+            print()
         if answer not in ("y", "yes"):
             ui.error("not applied")
             return None, EXIT_CONFLICT
@@ -566,8 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
-        ui.error("interrupted")
+    except KeyboardInterrupt as exc:
+        ui.error(f"interrupted: {exc}" if str(exc) else "interrupted")
         return 130
     except BrokenPipeError:
         return EXIT_OK

@@ -88,6 +88,10 @@ class ApplyResult:
     notes: tuple[str, ...] = ()
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a change, after the environment was restored (or not): the message says which."""
+
+
 @dataclass(frozen=True)
 class RollbackResult:
     ok: bool
@@ -216,7 +220,10 @@ def apply_changes(
         except OSError as exc:
             result = undo(f"cannot run {installer}: {exc.strerror or exc}", None, "", 0.0)
             raise ApplyError(result.message) from None
-        except BaseException:  # Ctrl-C: undo, then let it propagate
+        except KeyboardInterrupt:  # Ctrl-C: undo, then stop, saying what became of the environment
+            undone = undo("interrupted while the installer ran", None, "", time.monotonic() - t_install)
+            raise Interrupted(undone.message) from None
+        except BaseException:
             undo("interrupted while the installer ran", None, "", time.monotonic() - t_install)
             raise
         install_seconds = time.monotonic() - t_install
@@ -230,6 +237,9 @@ def apply_changes(
                 reason_after = after()
             except Exception as exc:
                 reason_after = f"the re-check raised {type(exc).__name__}: {_one_line(str(exc))}"
+            except KeyboardInterrupt:
+                undone = undo("interrupted during the re-check", proc.returncode, tail, install_seconds)
+                raise Interrupted(undone.message) from None
             except BaseException:
                 undo("interrupted during the re-check", proc.returncode, tail, install_seconds)
                 raise
@@ -254,13 +264,15 @@ def rollback(
     """Restore the environment from its last snapshot; a second call finds nothing to do."""
     root = resolve_state_dir(state_dir)
     snaps = snapshots_dir(env, state_dir)
+    nothing = RollbackResult(ok=True, snapshot=None,
+                             message=f"nothing to roll back: abiguard took no snapshot of {env.prefix} (under {root})")
     if not snaps.is_dir():
-        raise ApplyError(f"no snapshot of {env.prefix} under {root}: nothing to roll back")
+        return nothing
     lock_path = _ensure_dir(root / "locks") / f"{env_key(env)}.lock"
     with _EnvLock(lock_path, env.prefix, lock_timeout, purpose="rollback"):
         snap = _last_snapshot(snaps)
         if snap is None:
-            raise ApplyError(f"no snapshot of {env.prefix} under {root}: nothing to roll back")
+            return nothing
         manifest = _read_json(snap / "manifest.json")
         journal = _read_json(snap / "journal.json")
         if manifest is None or journal is None or manifest.get("schema") != SCHEMA:
