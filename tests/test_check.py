@@ -333,3 +333,36 @@ def test_help_explains_each_command_and_its_exit_codes() -> None:
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"usage: abiguard {command}") and "exit codes" in proc.stdout
         assert max(len(line) for line in proc.stdout.splitlines()) <= 100
+
+
+def test_a_stale_virtual_env_is_an_error_not_another_environment(tmp_path: Path) -> None:
+    proc = run("check", env={"VIRTUAL_ENV": str(tmp_path / "deleted")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"VIRTUAL_ENV is {tmp_path / 'deleted'}, which has no bin/python" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "soon"])
+def test_a_bad_verify_timeout_is_an_argument_error(good_env: Path, value: str) -> None:
+    proc = run("check", "--python", str(good_env), "--verify", "--verify-timeout", value)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("abiguard: error: argument --verify-timeout:")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("cached", [False, True])
+def test_output_that_cannot_be_written_is_an_error_never_a_pass(broken_env: Path, cached: bool) -> None:
+    """A closed pipe or a full disk must not turn a broken environment's exit 1 into 0 (`set -o pipefail`)."""
+    run("check", "--python", str(broken_env))  # keeps the answer the cached run recalls
+    extra = [] if cached else ["--no-cache"]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "abiguard", "check", "--python", str(broken_env), *extra],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "abiguard: error: cannot write the output: No space left on device\n"
+
+    closed = subprocess.Popen([sys.executable, "-m", "abiguard", "check", "--python", str(broken_env), "-v",
+                               *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert closed.stdout is not None and closed.stderr is not None
+    closed.stdout.close()  # the reader went away before the report was written, as `| head -0` does
+    assert closed.wait(timeout=300) == 2
+    assert closed.stderr.read() == ""

@@ -6,11 +6,12 @@ Exit codes: 0 clean / done, 1 conflicts found (or no safe plan, or install refus
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from abiguard import __version__, ui
@@ -25,6 +26,36 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_CONFLICT, EXIT_ERROR = 0, 1, 2
 
 _EPILOG = "exit codes: 0 no conflicts, 1 conflicts found, 2 error (bad arguments, unusable interpreter)"
+
+
+def _seconds(text: str) -> float:
+    """A timeout: a finite number above zero (`inf` would overflow the clock, `0` would time out at once)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0, e.g. 30")
+    return value
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least {minimum}")
+        return value
+
+    return whole
+
+
+# writing the report failed: a full disk or quota, a file too large, an I/O error
+_WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -105,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify", nargs="?", const="affected", choices=("affected", "all"),
         help="also import modules in isolated subprocesses of the target: the affected ones, or all",
     )
-    check.add_argument("--verify-timeout", type=float, default=30.0, metavar="S", help="seconds per import (30)")
-    check.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel imports (default: cores)")
+    check.add_argument("--verify-timeout", type=_seconds, default=30.0, metavar="S", help="seconds per import (30)")
+    check.add_argument("--jobs", type=_at_least(1), default=None, metavar="N", help="parallel imports (default: cores)")
     check.add_argument(
         "--thorough", action="store_true",
         help="look for unowned shared objects in every directory of site-packages, also the ones installers made "
@@ -136,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="find the newest release whose wheel is compatible with --numpy (required), e.g. "
                       "to go back to when a release needs a newer numpy than yours")
     insp.add_argument("--numpy", metavar="VER", help="judge the wheels against this numpy version")
-    insp.add_argument("--sample", type=int, metavar="K",
+    insp.add_argument("--sample", type=_at_least(0), metavar="K",
                       help="stop after K shared objects agree (faster; the output says it sampled); 0 reads all")
     insp.add_argument("--index-url", metavar="URL", help="package index (default: your pip/uv configuration)")
     insp.add_argument("--extra-index-url", action="append", default=[], metavar="URL", help="additional index")
@@ -573,5 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         ui.error(f"interrupted: {exc}" if str(exc) else "interrupted")
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
+    except BrokenPipeError as exc:
+        return ui.output_lost(exc)
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _WRITE_ERRORS:
+            raise
+        return ui.output_lost(exc)

@@ -44,8 +44,10 @@ def main() -> int:
     if argv[:1] == ["check"]:
         try:
             code = answer(argv)
-        except BrokenPipeError:
-            return 0
+        except OSError as exc:  # only writing can raise: `answer` turns a failed read into None
+            from abiguard.ui import output_lost
+
+            return output_lost(exc)
         if code is not None:
             return code
     from abiguard.cli import main as run

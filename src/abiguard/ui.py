@@ -37,6 +37,21 @@ def error(message: str, hint: str | None = None) -> None:
         sys.stderr.write(f"  hint: {hint}\n")
 
 
+def output_lost(exc: OSError) -> int:
+    """The exit code when the report could not be written (a closed pipe, a full disk): 2, never 0, which
+    would pass for "no conflicts" under `set -o pipefail`. Standard output is pointed at /dev/null first, so
+    that the flush at exit fails no more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    if not isinstance(exc, BrokenPipeError):  # the reader left on purpose (`| head`): nothing to say
+        error(f"cannot write the output: {exc.strerror or exc}")
+    return 2
+
+
 def status(message: str) -> None:
     """One line of what long work is doing now, overwritten by the next."""
     sys.stderr.write(f"\r\033[K{message}…")

@@ -104,6 +104,8 @@ def default_python() -> str:
             candidate = os.path.join(venv, rel)
             if stamps.exists(candidate):
                 return candidate
+        # checking another environment instead would report it clean: a deleted venv would pass CI
+        raise EnvironmentError_(f"VIRTUAL_ENV is {venv}, which has no bin/python: deactivate it, or pass --python")
     return sys.executable
 
 
