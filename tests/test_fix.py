@@ -13,7 +13,9 @@ import hashlib
 import http.server
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -179,7 +181,9 @@ def test_plans_downgrade_and_upgrade_and_change_nothing(dirs: dict[str, Path], b
     for plan in doc["plans"]:
         assert plan["verified_static"] is True and plan["problems"] == []
         pins = [f"{c['name']}=={c['to']}" for c in plan["changes"]]
-        assert plan["commands"]["uv"] == ["uv", "pip", "install", "--python", str(broken_env), *pins]
+        uv_command = plan["commands"]["uv"]
+        assert shutil.which(uv_command[0]) is not None  # runs as printed, from this PATH
+        assert uv_command[1:] == ["pip", "install", "--python", str(broken_env), *pins]
         assert plan["commands"]["pip"] == [str(broken_env), "-m", "pip", "install", *pins]
         assert all(c["why"] for c in plan["changes"])
     assert doc["plans"][0]["strategy"] == "upgrade"  # no major-version jump beats numpy 2 -> 1
@@ -244,6 +248,33 @@ def test_text_shows_both_plans_and_the_commands(dirs: dict[str, Path], broken_en
     assert f"{broken_env} -m pip install numpy==1.26.4" in out
     assert "No safe plan" not in out and "not offered" not in out
     assert proc.stderr == ""  # no progress without a terminal
+
+
+def test_no_pip_command_is_printed_for_an_environment_without_pip(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """uv makes venvs without pip: `python -m pip install` would fail there, so only the uv command is given."""
+    venv = tmp_path / "nopip"
+    subprocess.run([uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, env=uv_env())
+    python = venv / "bin" / "python"
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), "numpy==2.0.2", "pandas==2.0.3"],
+                   check=True, env=uv_env())
+    code, doc, _ = fix_json(dirs, python)
+    assert code == 0 and doc["plans"]
+    assert all(set(plan["commands"]) == {"uv"} for plan in doc["plans"])
+    text = run(dirs, "fix", "--python", str(python)).stdout
+    assert "pip:  (not installed in this environment; use the uv command)" in text and "-m pip install" not in text
+
+
+def test_an_index_that_cannot_be_reached_is_an_error_not_a_missing_release(
+    dirs: dict[str, Path], broken_env: Path
+) -> None:
+    """Nothing listens on the port: "no release of pandas is built for numpy 2" would be a false answer."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{taken.getsockname()[1]}/simple"
+    proc = run(dirs, "fix", "--python", str(broken_env), "--index-url", closed, "--no-cache")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("abiguard: error: the package index cannot answer:")
+    assert "No safe plan" not in proc.stdout and "Traceback" not in proc.stderr
 
 
 def test_planning_time_on_a_warm_cache(dirs: dict[str, Path], broken_env: Path) -> None:

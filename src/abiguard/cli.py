@@ -308,6 +308,7 @@ def _fix(args: argparse.Namespace) -> int:
     from abiguard.fix.resolver import ResolveError, choose_installer
     from abiguard.report.fix_text import render_plans
     from abiguard.report.markup import console
+    from abiguard.sources.index import PackageIndexError
 
     env = _probe(args.python)
     if env is None:
@@ -321,6 +322,9 @@ def _fix(args: argparse.Namespace) -> int:
                               index_url=args.index_url, log=log)
     except ResolveError as exc:
         ui.error(str(exc))
+        return EXIT_ERROR
+    except PackageIndexError as exc:  # no answer is not "no release": no plan can be trusted
+        ui.error(f"the package index cannot answer: {exc}")
         return EXIT_ERROR
     out = console()
     applied = None
@@ -409,6 +413,7 @@ def _install(args: argparse.Namespace) -> int:
     from abiguard.fix.resolver import ResolveError, choose_installer
     from abiguard.prevent.install import alternatives, judge_install, recheck_new, unmodelled_option
     from abiguard.report.markup import console, escape
+    from abiguard.sources.index import PackageIndexError
 
     pip_args = [a for a in args.install_args if a != "--"] if args.install_args[:1] == ["--"] else args.install_args
     if not pip_args:
@@ -431,6 +436,9 @@ def _install(args: argparse.Namespace) -> int:
         safe = [] if verdict.safe else alternatives(current, verdict, inspector, installer, log)
     except ResolveError as exc:
         ui.error(f"the installer cannot resolve this install: {exc}")
+        return EXIT_ERROR
+    except PackageIndexError as exc:
+        ui.error(f"the package index cannot answer: {exc}")
         return EXIT_ERROR
     out = console()
     commands = [["abiguard", "install", "--python", env.executable, "--", *a.args] for a in safe]

@@ -36,6 +36,7 @@ from abiguard.model import BinaryFacts, BuiltFor, Verdict, canonical_name
 from abiguard.rules.numpy import NUMPY2, abi, judge
 from abiguard.sources.index import (
     IndexClient,
+    IndexUnreachable,
     PackageIndexError,
     Release,
     load_index_config,
@@ -97,6 +98,7 @@ class InspectOptions:
 class ErrorItem:
     target: str
     message: str
+    unreachable: bool = False  # the index or a file on it could not be read: no answer, not a negative one
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "error", "target": self.target, "message": self.message}
@@ -408,7 +410,7 @@ def _inspect_one(session: _Session, spec: _Spec) -> list[Item]:
         assert spec.requirement is not None
         return _requirement(session, spec.requirement, spec.target)
     except (PackageIndexError, RemoteError, InspectError) as exc:
-        return [ErrorItem(redact(spec.target), str(exc))]
+        return [ErrorItem(redact(spec.target), str(exc), isinstance(exc, (IndexUnreachable, RemoteError)))]
     except zipfile.BadZipFile as exc:
         return [ErrorItem(spec.target, f"not a readable wheel: {exc}")]
     except OSError as exc:

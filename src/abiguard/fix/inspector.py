@@ -6,13 +6,15 @@ from __future__ import annotations
 from packaging.version import Version
 
 from abiguard.fix.planner import ReleaseFacts
-from abiguard.inspect import ErrorItem, InspectOptions, SearchItem, WheelItem, inspect_targets
+from abiguard.inspect import ErrorItem, InspectOptions, Item, SearchItem, WheelItem, inspect_targets
 from abiguard.model import BuiltFor, TargetEnvironment
 from abiguard.sources.environment import platform_tag
+from abiguard.sources.index import IndexUnreachable
 
 
 class IndexInspector:
-    """Answers for one target environment, memoised for the life of one command."""
+    """Answers for one target environment, memoised for the life of one command. Raises IndexUnreachable
+    when the index cannot be read: "no release found" would be a false answer, and a plan built on it wrong."""
 
     def __init__(self, env: TargetEnvironment, *, use_cache: bool = True, index_url: str | None = None) -> None:
         self._base = InspectOptions(
@@ -32,7 +34,7 @@ class IndexInspector:
         if key not in self._releases:
             report = inspect_targets([f"{name}=={version}"], self._options(sample=0))
             self.notes.extend(n for n in report.notes if n not in self.notes)
-            item = report.items[0] if report.items else None
+            item = _answered(report.items[0] if report.items else None)
             if isinstance(item, WheelItem):
                 out = item.report.outcome
                 self._releases[key] = ReleaseFacts(out.built_for, out.min_numpy, item.report.wheel_size)
@@ -53,6 +55,12 @@ class IndexInspector:
             mode = {"last_compatible": True} if newest else {"first_compatible": True}
             report = inspect_targets([requirement], self._options(numpy=str(numpy), **mode))
             self.notes.extend(n for n in report.notes if n not in self.notes)
-            item = report.items[0] if report.items else None
+            item = _answered(report.items[0] if report.items else None)
             self._found[key] = item.found if isinstance(item, SearchItem) else None
         return self._found[key]
+
+
+def _answered(item: Item | None) -> Item | None:
+    if isinstance(item, ErrorItem) and item.unreachable:
+        raise IndexUnreachable(item.message)
+    return item

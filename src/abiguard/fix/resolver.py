@@ -188,12 +188,14 @@ def _diff(removed: dict[str, str], added: dict[str, str]) -> tuple[Change, ...]:
 def install_command(
     env: TargetEnvironment, installer: str, pins: Sequence[str], index_url: str | None = None
 ) -> list[str]:
-    """The command a user runs to make exactly these changes (`fix --apply` runs the same arguments).
+    """The command a user runs to make exactly these changes (`fix --apply` runs the same arguments), spelled
+    so that it runs as printed.
 
     A password in `index_url` is masked: the command is printed, and credentials never are."""
     from abiguard.sources.remote import redact
 
     index = ["--index-url", redact(index_url)] if index_url else []
-    if installer == "uv":
-        return ["uv", "pip", "install", "--python", env.executable, *index, *pins]
+    if installer == "uv":  # by name when the shell finds it so, else where abiguard found it
+        uv = "uv" if shutil.which("uv") else (find_uv() or "uv")
+        return [uv, "pip", "install", "--python", env.executable, *index, *pins]
     return [env.executable, "-m", "pip", "install", *index, *pins]

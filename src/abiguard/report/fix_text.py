@@ -28,7 +28,11 @@ def render_plans(fix: FixPlan, out: Out) -> None:
             table.add_row(c.name, c.old or "-", c.new or "(removed)", plan.why.get(c.name, ""))
         out.print(table)
         for installer in ("uv", "pip"):
-            out.print(f"  {installer}:  [cyan]{escape(shlex.join(plan.commands[installer]))}[/]")
+            command = plan.commands.get(installer)
+            if command is None:
+                out.print(f"  {installer}:  (not installed in this environment; use the uv command)")
+            else:
+                out.print(f"  {installer}:  [cyan]{escape(shlex.join(command))}[/]")
         out.print()
     for r in fix.rejected:
         out.print(f"[yellow]not offered[/]: {r.strategy}: {escape(r.reason)}")

@@ -56,6 +56,10 @@ class NoMatchingWheel(PackageIndexError):
     pass
 
 
+class IndexUnreachable(PackageIndexError):
+    """No index answered at all (network, proxy, a wrong URL): nothing can be said about what it holds."""
+
+
 # --- configuration ---------------------------------------------------------------------------------
 
 
@@ -360,7 +364,7 @@ class IndexClient:
                 merged.setdefault(item.filename, item)
         if not merged:
             if failures and not answered:
-                raise PackageIndexError(failures[0])
+                raise IndexUnreachable(failures[0])
             where = ", ".join(redact(u) for u in self.config.urls)
             raise ProjectNotFound(f"no project named {asked!r} on the package index ({where})")
         self.notes += [f"index error (other indexes answered): {f}" for f in failures]
