@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -135,6 +137,94 @@ def test_reverse_direction_module_needing_numpy2_under_numpy1(tmp_path: Path) ->
     assert unowned["needs_np2"]["min_numpy"] == "2.0"
     assert unowned["fine_np2"]["verdict"] == "ok"
     assert unowned["fine_np2"]["min_numpy"] == "1.16"
+    # No distribution is broken: the summary itself must say what made the exit code 1.
+    proc = run("check", "--python", str(python))
+    assert proc.returncode == 1
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert "0 broken" in summary and "1 unowned shared object broken or at risk" in summary, proc.stdout
+
+
+DAMAGED = {  # distribution -> (file of its dist-info, new bytes or None to delete it, what the report says)
+    "dmg-meta-random": ("METADATA", random.Random(0).randbytes(3000), "METADATA has no Name"),
+    "dmg-meta-empty": ("METADATA", b"", "METADATA has no Name"),
+    "dmg-meta-gone": ("METADATA", None, "METADATA is missing"),
+    "dmg-record-random": ("RECORD", random.Random(1).randbytes(3000), "RECORD is not UTF-8 text"),
+    "dmg-record-gone": ("RECORD", None, "RECORD is missing"),
+}
+
+
+@pytest.fixture(scope="module")
+def local_wheels_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """numpy 1.26.4 with distributions no index has: `floorpkg` declares numpy>=1.19.3 but is built for NumPy
+    2.0 (as h5py 3.14 is), and holds two unreadable libraries; each `dmg-*` has a damaged dist-info."""
+    tmp = tmp_path_factory.mktemp("local-wheels")
+    needs2 = numpy_extension("needs2", "2.0.2", tmp / "build", target="NPY_2_0_API_VERSION")
+    np1 = numpy_extension("np1mod", "1.26.4", tmp / "build").read_bytes()
+    suffix = needs2.name[len("needs2"):]
+    wheels = [build_wheel(tmp / "wheels", "floorpkg", "1.0", {
+        "floorpkg/__init__.py": b"",
+        f"floorpkg/needs2{suffix}": needs2.read_bytes(),
+        f"floorpkg/truncated{suffix}": needs2.read_bytes()[:3000],
+        f"floorpkg/empty{suffix}": b"",
+    }, ["numpy>=1.19.3"])]
+    for name in DAMAGED:
+        package = name.replace("-", "_")
+        wheels.append(build_wheel(tmp / "wheels", name, "1.0", {f"{package}/np1mod{suffix}": np1}, ["numpy"]))
+    python = make_venv(tmp / "v", "numpy==1.26.4")
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), *map(str, wheels)],
+                   check=True, env=uv_env())
+    site = site_packages(python)
+    for name, (file, data, _) in DAMAGED.items():
+        target = site / f"{name.replace('-', '_')}-1.0.dist-info" / file
+        if data is None:
+            target.unlink()
+        else:
+            target.write_bytes(data)
+    return python
+
+
+def test_a_build_needing_a_newer_numpy_is_explained_and_its_unreadable_libraries_named(
+    local_wheels_env: Path,
+) -> None:
+    proc = run("check", "--python", str(local_wheels_env))
+    assert proc.returncode == 1, proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "broken floorpkg 1.0 (1 of 3 shared objects)" in out
+    assert ("why pip allowed it: floorpkg 1.0 requires 'numpy>=1.19.3', a lower bound below the NumPy 2.0 its "
+            "binaries are built for, so pip and uv accept numpy 1.26.4 and `pip check` reports nothing") in out
+    assert "no upper bound" not in out
+    assert 'way out: pip install "numpy>=2.0"' in out
+    # The broken verdict must not hide the libraries that could not be read: the first, then a count.
+    (line,) = [li for li in proc.stdout.splitlines() if "not judged:" in li]
+    assert re.fullmatch(r"    also 2 not judged: floorpkg/(empty|truncated)\S+: .+ \(\+1 more; --verbose lists all\)",
+                        line), line
+    assert "2 shared objects not judged" in proc.stdout.strip().splitlines()[-1]
+    verbose = run("check", "--python", str(local_wheels_env), "--verbose").stdout
+    listed = [li for li in verbose.splitlines() if "not judged:" in li]
+    assert sorted(li.split("floorpkg/")[1].split(".")[0] for li in listed) == ["empty", "truncated"]
+    assert not any("more" in li for li in listed)
+
+
+def test_a_damaged_dist_info_is_one_error_and_its_libraries_are_still_judged(local_wheels_env: Path) -> None:
+    """An absent RECORD is no damage (PEP 627 makes it optional, system package managers leave it out): one
+    note names such distributions instead of an error for each."""
+    _, doc = check_json(local_wheels_env)
+    site = site_packages(local_wheels_env)
+    damaged = {name: why for name, why in DAMAGED.items() if name != "dmg-record-gone"}
+    assert len(doc["errors"]) == len(damaged)
+    (note,) = doc["notes"]
+    assert note.startswith("1 distribution has no RECORD") and note.endswith(": dmg-record-gone 1.0"), note
+    for name, (_, _, says) in damaged.items():
+        (error,) = [e for e in doc["errors"] if e.startswith(f"{site}/{name.replace('-', '_')}-1.0.dist-info: ")]
+        assert says in error and error.endswith("its shared objects are judged as unowned"), error
+    unowned = {b["path"]: b["verdict"] for b in doc["unowned"]}
+    assert {path.split("/")[0] for path in unowned} == {name.replace("-", "_") for name in DAMAGED}
+    assert set(unowned.values()) == {"ok"}  # built for NumPy 1.x, under numpy 1.26.4
+    named = {d["name"] for d in doc["distributions"]}
+    assert "floorpkg" in named and not named & set(DAMAGED)
+    text = run("check", "--python", str(local_wheels_env)).stdout
+    assert sum(line.startswith("error: ") for line in text.splitlines()) == len(damaged)
+    assert sum(line.startswith("note: ") for line in text.splitlines()) == 1
 
 
 def test_missing_interpreter_is_exit_2_with_one_line(tmp_path: Path) -> None:

@@ -152,6 +152,54 @@ def test_what_changed_moments_ago_is_read_but_not_remembered(
     assert set(settled.new["metadata"]) == {str(info)}
 
 
+def test_a_damaged_dist_info_is_reported_on_every_read_also_from_the_memo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each dist-info whose METADATA or RECORD cannot be used is one problem, worded for the report; a second
+    read, answered from the memo, reports the same ones and still yields the usable distributions."""
+    from abiguard import stamps
+    from abiguard.model import TargetEnvironment
+    from abiguard.sources.environment import iter_distributions
+
+    site = tmp_path / "site"
+    damage = {  # dist-info -> (METADATA, RECORD); None: the file is absent
+        "good-1.0": (b"Name: good\nVersion: 1.0\n\n", b"good/_x.so,,\n"),
+        "noname-1.0": (b"Version: 1.0\n\n", b"noname/_x.so,,\n"),
+        "noversion-1.0": (b"Name: noversion\n\n", b"noversion/_x.so,,\n"),
+        "nometa-1.0": (None, b"nometa/_x.so,,\n"),
+        "binary-1.0": (b"Name: binary\nVersion: 1.0\n\n", b"\xff\xfe\x00garbage"),
+        "empty-1.0": (b"Name: empty\nVersion: 1.0\n\n", b"\n"),
+        "norecord-1.0": (b"Name: norecord\nVersion: 1.0\n\n", None),
+    }
+    for stem, files in damage.items():
+        (site / f"{stem}.dist-info").mkdir(parents=True)
+        for name, data in zip(("METADATA", "RECORD"), files, strict=True):
+            if data is not None:
+                (site / f"{stem}.dist-info" / name).write_bytes(data)
+    env = TargetEnvironment("python", "3.11.0", "cpython", str(tmp_path), (str(site),), "linux-x86_64", (".so",))
+    monkeypatch.setattr(stamps, "RACY_NS", 0)
+    unowned = "its shared objects are judged as unowned"
+    expected = [
+        f"{site}/binary-1.0.dist-info: RECORD is not UTF-8 text: {unowned}",
+        f"{site}/empty-1.0.dist-info: RECORD is empty: {unowned}",
+        f"{site}/nometa-1.0.dist-info: METADATA is missing: not read as a distribution, {unowned}",
+        f"{site}/noname-1.0.dist-info: METADATA has no Name: not read as a distribution, {unowned}",
+        f"{site}/noversion-1.0.dist-info: METADATA has no Version: not read as a distribution, {unowned}",
+    ]
+    memo_path = str(tmp_path / "memo.marshal")
+    for run in ("first", "remembered"):
+        memo = Memo(memo_path)
+        problems: list[str] = []
+        found = list(iter_distributions(env, memo, problems))
+        dists = {d.name: d.shared for d in found}
+        assert problems == expected, run
+        # an absent RECORD is allowed (PEP 627; apt leaves it out): no problem, but the distribution says so
+        assert [d.name for d in found if not d.recorded] == ["norecord"], run
+        assert dists == {"good": ["good/_x.so"], "binary": [], "empty": [], "norecord": []}, run
+        memo.save()
+    assert set(memo.old["metadata"]) == {str(site / f"{s}.dist-info") for s in damage if s != "nometa-1.0"}
+
+
 def test_unowned_libraries_are_sought_where_no_installer_wrote_and_beside_installed_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

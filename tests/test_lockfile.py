@@ -24,6 +24,7 @@ from abiguard.sources.lockfile import (
     select_entries,
 )
 from tests.support.venvs import uv, uv_env
+from tests.support.wheels import build_wheel
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,7 +52,7 @@ dev = ["six"]
 """
 TARGETS = [
     ("3.10", "manylinux_2_28_x86_64"),
-    ("3.11", "x86_64-manylinux_2_28"),
+    ("3.11", "manylinux_2_17_x86_64"),
     ("3.12", "win_amd64"),
     ("3.11", "macosx_11_0_arm64"),
     ("3.13", "musllinux_1_2_aarch64"),
@@ -170,7 +171,7 @@ def test_uv_lock_selection_matches_uv_export(generated: Generated, python: str, 
     assert ours == uvs
     assert {"numpy", "pandas"} <= {name for name, _ in ours}
     assert len({name for name, _ in ours}) == len(ours)  # one version of each name per target
-    assert ("pysocks" in {n for n, _ in ours}) == platform.startswith(("manylinux", "x86_64-manylinux", "musl"))
+    assert ("pysocks" in {n for n, _ in ours}) == platform.startswith(("manylinux", "musl"))
 
 
 @pytest.mark.network
@@ -215,9 +216,11 @@ def test_unknown_kind_names_the_supported_ones(tmp_path: Path) -> None:
         read_lockfile(tmp_path / "requirements.txt")
     assert lockfile_kind(Path("requirements-dev.txt")) == "requirements"
     assert lockfile_kind(Path("constraints")) == "requirements"
+    assert lockfile_kind(Path("requirements.lock")) == "requirements"  # Rye writes pip's format under these
+    assert lockfile_kind(Path("requirements-dev.lock")) == "requirements"
     assert lockfile_kind(Path("pylock.gpu.toml")) == "pylock"
-    for bad in ("pylock.a.b.toml", "pyproject.toml", "Pipfile.lock"):
-        with pytest.raises(LockfileError):
+    for bad in ("pylock.a.b.toml", "pyproject.toml", "Pipfile.lock", "reqs.pip"):
+        with pytest.raises(LockfileError, match=r"copied to a name ending in \.txt"):
             lockfile_kind(Path(bad))
 
 
@@ -259,19 +262,30 @@ def test_requirements_bad_lines_are_reported_and_the_rest_kept(tmp_path: Path) -
     assert [(e.name, e.version, e.marker) for e in contents.entries] == [
         ("numpy", "2.0.2", None),
         ("Pandas", "2.0.3", 'python_version >= "3.10"'),
+        ("x", "1.0", None),  # a wheel by URL: read like a locked wheel
         ("scipy", "1.13.1", None),
         ("h5py", "3.11.0", None),
+        ("ujson", "", None),  # an sdist by URL: built at install, so it has no version to check
     ]
     assert contents.entries[0].hashes == ["sha256:aaaa", "sha256:bbbb"]
+    x, ujson = contents.entries[2], contents.entries[5]
+    assert [w.url for w in x.wheels] == ["https://files.example/x-1.0-py3-none-any.whl"]
+    assert ujson.origin == "url: https://files.example/ujson-5.10.0.tar.gz" and ujson.wheels == []
     assert contents.index_urls == ["https://mirror.example/simple", "https://other.example/simple"]
     assert {e.source for e in contents.entries} == {"https://mirror.example/simple"}
-    lines = [int(m.group(1)) if (m := re.match(rf"{re.escape(str(path))}:(\d+): ", e)) else -1
-             for e in contents.errors]
-    assert lines == [7, 9, 10, 11, 13, 14, 15, 17, 18], contents.errors
+
+    def lines(messages: list[str]) -> list[int]:
+        return [int(m.group(1)) if (m := re.match(rf"{re.escape(str(path))}:(\d+): ", e)) else -1 for e in messages]
+
+    assert lines(contents.errors) == [7, 13, 14, 15, 17], contents.errors
     assert all(e.startswith(f"{path}:") and "\n" not in e for e in contents.errors)
     assert "numpy>=1 is not pinned" in contents.errors[0]
-    assert "missing.txt" in contents.errors[4]
-    assert not any("secret" in e for e in contents.errors)
+    assert "missing.txt" in contents.errors[1]
+    # an editable and a local directory are built at install: notes, not errors, credentials masked
+    assert lines(contents.notes) == [10, 11], contents.notes
+    assert all(n.endswith("built from source at install, not checked") for n in contents.notes)
+    assert "./local/project" in contents.notes[1]
+    assert not any("secret" in e for e in contents.errors + contents.notes)
 
 
 def test_select_entries_filters_by_marker(tmp_path: Path) -> None:
@@ -327,9 +341,17 @@ def test_pylock_environments_and_local_sources(tmp_path: Path) -> None:
         name = "odd"
         version = "1.0"
         marker = "python_version >>> '3'"
+
+        [[packages]]
+        name = "pandas"
+        version = 2
+
+        [[packages]]
+        name = "noversion"
+        wheels = [{ name = "noversion-1.0-py3-none-any.whl", url = "https://files.example/n.whl" }]
         """))
     contents = read_lockfile(path)
-    numpy, pytest_, _odd = contents.entries
+    numpy, pytest_, mine, _odd = contents.entries
     (wheel,) = numpy.wheels
     assert wheel.url == (tmp_path / "wheels" / wheel.filename).resolve().as_uri() and wheel.sha256 == "ab"
     assert numpy.source == "https://mirror.example/simple"
@@ -338,14 +360,17 @@ def test_pylock_environments_and_local_sources(tmp_path: Path) -> None:
     if Version(packaging.__version__) < Version("25"):  # no PEP 751 marker variables before packaging 25
         assert errors[0].startswith("package pytest: invalid marker")
         errors = errors[1:]
-    assert errors[0] == "package mine: from directory: . without a version; not checked"
-    assert errors[1].startswith(f"{path}: package #4 has no name")
-    assert errors[2].startswith("package odd: invalid marker")
-    assert len(errors) == 3
+    # the project itself is built at install: kept with its origin (PEP 751 gives such entries no version)
+    assert (mine.version, mine.origin, mine.wheels) == ("", "directory: .", [])
+    assert errors[0].startswith(f"{path}: package #4 has no name")
+    assert errors[1].startswith("package odd: invalid marker")
+    assert errors[2] == "package pandas: version 2 is not a string; not checked"
+    assert errors[3] == "package noversion: no version; not checked"
+    assert len(errors) == 4
     linux = marker_environment("3.11", "linux_x86_64")
-    assert [e.name for e in select_entries(contents, linux)] == ["numpy", "pytest", "odd"]
+    assert [e.name for e in select_entries(contents, linux)] == ["numpy", "pytest", "mine", "odd"]
     if Version(packaging.__version__) >= Version("25"):
-        assert [e.name for e in select_entries(contents, linux, groups=[])] == ["numpy", "odd"]
+        assert [e.name for e in select_entries(contents, linux, groups=[])] == ["numpy", "mine", "odd"]
     with pytest.raises(LockfileError, match="none of the lockfile's environments"):
         select_entries(contents, marker_environment("3.11", "win_amd64"))
     with pytest.raises(LockfileError, match=re.escape("requires Python >=3.10; the target is 3.9.0")):
@@ -471,17 +496,14 @@ def test_uv_lock_markers_and_along_paths(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("platform", "expected"), [
     ("manylinux_2_28_x86_64", ("linux", "Linux", "x86_64", "posix")),
-    ("x86_64-manylinux_2_28", ("linux", "Linux", "x86_64", "posix")),
     ("musllinux_1_2_aarch64", ("linux", "Linux", "aarch64", "posix")),
     ("macosx_11_0_arm64", ("darwin", "Darwin", "arm64", "posix")),
-    ("aarch64-apple-darwin", ("darwin", "Darwin", "arm64", "posix")),
     ("macosx_10_9_x86_64", ("darwin", "Darwin", "x86_64", "posix")),
     ("win_amd64", ("win32", "Windows", "AMD64", "nt")),
-    ("x86_64-pc-windows-msvc", ("win32", "Windows", "AMD64", "nt")),
     ("win32", ("win32", "Windows", "x86", "nt")),
     ("win_arm64", ("win32", "Windows", "ARM64", "nt")),
-    ("linux", ("linux", "Linux", "x86_64", "posix")),  # uv's --python-platform aliases
-    ("macos", ("darwin", "Darwin", "arm64", "posix")),
+    ("manylinux2014_aarch64", ("linux", "Linux", "aarch64", "posix")),
+    ("macosx-11.0-arm64", ("darwin", "Darwin", "arm64", "posix")),  # sysconfig's spelling of the same tag
 ])
 def test_marker_environment(platform: str, expected: tuple[str, str, str, str]) -> None:
     env = marker_environment("3.11", platform)
@@ -490,3 +512,80 @@ def test_marker_environment(platform: str, expected: tuple[str, str, str, str]) 
     for bad in (("3", platform), ("3.11", "solaris_sparc"), ("3.11", "linux_mips")):
         with pytest.raises(ValueError):
             marker_environment(*bad)
+
+
+@pytest.mark.parametrize("platform", ["aarch64-apple-darwin", "x86_64-manylinux_2_28", "x86_64-pc-windows-msvc",
+                                      "linux", "macos", "windows"])
+def test_marker_environment_refuses_uv_platform_names(platform: str) -> None:
+    """uv's --python-platform names are not wheel tags: accepted, they would match no wheel, so each is refused
+    in one line that names the tags to use instead."""
+    with pytest.raises(ValueError) as caught:
+        marker_environment("3.11", platform)
+    message = str(caught.value)
+    assert "not a wheel platform tag" in message and "\n" not in message
+    assert all(tag in message for tag in ("manylinux_2_28_x86_64", "win_amd64", "macosx_11_0_arm64"))
+
+
+def test_sources_built_at_install_and_local_wheels_from_uv(tmp_path: Path) -> None:
+    """A project with a local library (built at install) and a local wheel, locked and exported by the real
+    uv: the project and the library are kept with their origin and no wheel (or, unnamed, become notes), and
+    the wheel is a file URL to read from disk, in each of the three formats."""
+    lib = tmp_path / "lib"
+    (lib / "src" / "mylib").mkdir(parents=True)
+    (lib / "src" / "mylib" / "__init__.py").write_text("")
+    build = '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+    (lib / "pyproject.toml").write_text(f'[project]\nname = "mylib"\nversion = "0.3.0"\n{build}')
+    wheel = build_wheel(tmp_path / "wh", "localwheel", "1.2", {"localwheel/__init__.py": b""}, [])
+    project = tmp_path / "proj"
+    (project / "src" / "demo").mkdir(parents=True)
+    (project / "src" / "demo" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(textwrap.dedent(f"""\
+        [project]
+        name = "demo"
+        version = "0.1.0"
+        requires-python = ">=3.10"
+        dependencies = ["mylib", "localwheel"]
+        {build}
+        [tool.uv.sources]
+        mylib = {{ path = "../lib" }}
+        localwheel = {{ path = "../wh/{wheel.name}" }}
+        """))
+    _run("lock", "--quiet", "--offline", "--python", sys.executable, cwd=project)
+    _run("export", "--quiet", "--offline", "--format", "pylock.toml", "-o", "pylock.toml", cwd=project)
+    _run("export", "--quiet", "--offline", "-o", "requirements.txt", cwd=project)
+    wheel_url = wheel.resolve().as_uri()
+
+    uv_lock = _by_name(read_lockfile(project / "uv.lock"))
+    assert set(uv_lock) == {"mylib", "localwheel"}  # the project itself is not a locked artifact in uv.lock
+    (mylib,) = uv_lock["mylib"]
+    assert (mylib.version, mylib.origin, mylib.wheels) == ("0.3.0", "directory: ../lib", [])
+    (local,) = uv_lock["localwheel"]
+    assert [w.url for w in local.wheels] == [wheel_url] and local.wheels[0].sha256
+
+    pylock = read_lockfile(project / "pylock.toml")
+    assert pylock.errors == []
+    found = _by_name(pylock)
+    assert (found["demo"][0].version, found["demo"][0].origin) == ("", "directory: .")
+    assert (found["mylib"][0].version, found["mylib"][0].origin) == ("", "directory: ../lib")
+    assert [w.url for w in found["localwheel"][0].wheels] == [wheel_url]
+
+    requirements = read_lockfile(project / "requirements.txt")
+    assert requirements.errors == []
+    assert [(e.name, e.version, [w.url for w in e.wheels]) for e in requirements.entries] == [
+        ("localwheel", "1.2", [wheel_url])
+    ]
+    assert requirements.entries[0].hashes == [f"sha256:{local.wheels[0].sha256}"]
+    assert [n.split(": ", 1)[1] for n in requirements.notes] == [
+        "-e .: built from source at install, not checked", "../lib: built from source at install, not checked"
+    ]
+
+
+def test_requirements_hash_option_with_a_space(tmp_path: Path) -> None:
+    """`--hash sha256:...` (no `=`), which pip and uv accept, is read like `--hash=sha256:...`."""
+    path = tmp_path / "requirements.lock"  # Rye's name for a pip-format lock
+    path.write_text("pytz==2024.1 --hash sha256:aaaa \\\n    --hash=sha256:bbbb --hash sha256:cccc\n")
+    contents = read_lockfile(path)
+    assert contents.errors == []
+    (entry,) = contents.entries
+    assert (entry.name, entry.version) == ("pytz", "2024.1")
+    assert entry.hashes == ["sha256:aaaa", "sha256:bbbb", "sha256:cccc"]

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,6 +22,12 @@ import pytest
 from packaging.version import Version
 
 from tests.support.venvs import make_venv, site_packages, uv, uv_env
+from tests.support.wheels import fetch_wheel
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 pytestmark = [pytest.mark.network, pytest.mark.venv]
 
@@ -447,6 +454,7 @@ def test_lock_check_unknown_package_is_one_error_among_results(cli: Cli, tmp_pat
     doc = document(proc)
     assert verdicts(doc) == {"pandas": "ok"}
     assert len(doc["errors"]) == 1 and UNKNOWN in doc["errors"][0]
+    assert "; 1 error above." in cli("lock-check", clean, *LINUX).stdout
 
 
 def test_lock_check_missing_file(cli: Cli, tmp_path: Path) -> None:
@@ -454,3 +462,181 @@ def test_lock_check_missing_file(cli: Cli, tmp_path: Path) -> None:
     proc = cli("lock-check", missing, *LINUX)
     assert proc.returncode == 2
     assert str(missing) in one_line_error(proc)
+
+
+def test_lock_check_help_says_what_exit_2_means(cli: Cli) -> None:
+    out = " ".join(cli("lock-check", "--help").stdout.split())  # argparse wraps the epilog
+    assert "unreadable lockfile" in out and "could not be checked" in out and "no network" in out
+    assert "interpreter" not in out
+
+
+@pytest.mark.parametrize("platform", ["aarch64-apple-darwin", "x86_64-manylinux_2_28", "x86_64-pc-windows-msvc",
+                                      "linux", "macos", "windows"])
+def test_lock_check_refuses_uv_platform_names(cli: Cli, tmp_path: Path, platform: str) -> None:
+    """uv's --python-platform names are refused up front, not taken for tags that match no wheel."""
+    path = tmp_path / "requirements.txt"
+    path.write_text(BROKEN_PINS)
+    proc = cli("lock-check", path, "--python-version", "3.11", "--platform", platform)
+    assert proc.returncode == 2 and proc.stdout == ""
+    line = one_line_error(proc)
+    assert f"{platform!r} is not a wheel platform tag" in line and "manylinux_2_28_x86_64" in line
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("requirements.txt", ""),
+    ("requirements.txt", "# nothing pinned yet\n\n"),
+    ("pylock.toml", 'lock-version = "1.0"\ncreated-by = "hand"\npackages = "x"\n'),
+])
+def test_lock_check_file_with_nothing_to_check_says_so(cli: Cli, tmp_path: Path, name: str, content: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    text = cli("lock-check", path, *LINUX)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "Nothing was checked" in text.stdout and "No NumPy ABI conflicts" not in text.stdout
+    doc = document(cli("lock-check", path, *LINUX, "--format", "json"))
+    assert doc["summary"]["checked"] == 0 and doc["errors"] == [] and doc["distributions"] == []
+
+
+def test_lock_check_rye_lock_name_and_hash_option_with_a_space(cli: Cli, locks: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """Rye's requirements-dev.lock is pip's format; `--hash sha256:...` is read like `--hash=sha256:...`."""
+    spaced = locks["requirements-broken"].read_text().replace("--hash=", "--hash ")
+    assert "--hash sha256:" in spaced
+    path = tmp_path / "requirements-dev.lock"
+    path.write_text(spaced)
+    doc = document(cli("lock-check", path, *LINUX, "--format", "json"))
+    assert doc["errors"] == [] and verdicts(doc) == {"pandas": "broken"}
+
+
+def test_lock_check_numpy_not_pinned_in_requirements_is_not_broken(cli: Cli, tmp_path: Path) -> None:
+    """A requirements file without numpy leaves the choice to the installer: h5py's binaries use NumPy's C-API,
+    but nothing says which numpy they meet, so they are not judged broken and the error says why."""
+    path = tmp_path / "requirements.txt"
+    path.write_text("h5py==3.16.0\n")
+    proc = cli("lock-check", path, *LINUX, "--format", "json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"h5py": "unknown"}
+    (error,) = doc["errors"]
+    assert error.startswith(f"numpy is not pinned in {path}") and "h5py" in error
+    reasons = {b["reason"] for b in doc["distributions"][0]["binaries"] if b["verdict"] == "unknown"}
+    assert reasons == {"uses NumPy's C-API, but numpy is not pinned in the file: cannot be judged"}
+    text = cli("lock-check", path, *LINUX).stdout
+    assert "unknown  h5py 3.16.0" in text and "0 broken" in text
+    assert "not installed" not in text and "add numpy" not in text
+
+
+def test_lock_check_double_pin_is_an_error_and_a_repeated_pin_counts_once(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "np2.txt").write_text("numpy==2.0.2\n")
+    (tmp_path / "base.txt").write_text("pandas==2.0.3\n")
+    docs = []
+    for order in ("numpy==1.26.4\n-r np2.txt\npandas==2.0.3\n", "-r np2.txt\npandas==2.0.3\nnumpy==1.26.4\n"):
+        path = tmp_path / "requirements.txt"
+        path.write_text(order)
+        proc = cli("lock-check", path, *LINUX, "--format", "json")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        docs.append(document(proc))
+    for doc in docs:  # the same answer whichever pin comes first: pandas cannot be judged, neither one wins
+        (error,) = doc["errors"]
+        assert error.startswith("numpy is pinned to more than one version") and "1.26.4, 2.0.2" in error
+        assert verdicts(doc) == {"pandas": "unknown"} and doc["environment"]["numpy"] is None
+
+    path = tmp_path / "dup.txt"
+    path.write_text("-r base.txt\npandas==2.0.3\nnumpy==2.0.2\n")
+    doc = document(cli("lock-check", path, *LINUX, "--format", "json"))
+    assert doc["errors"] == [] and [d["name"] for d in doc["distributions"]] == ["pandas"]
+    text = cli("lock-check", path, *LINUX).stdout
+    assert text.count("broken  pandas 2.0.3") == 1 and "1 broken" in text
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A clean uv project (numpy 1.26.4 with pandas 2.0.3) that also depends on a local pure-Python fork named
+    h5py at 3.16.0 (the index's h5py 3.16.0 is built for NumPy >= 2) and on docopt 0.6.2, which has only an
+    sdist; its uv.lock and `uv export` as pylock.toml and hashed requirements."""
+    root = tmp_path_factory.mktemp("exported")
+    build = '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+    fork = root / "fork"
+    (fork / "src" / "h5py").mkdir(parents=True)
+    (fork / "src" / "h5py" / "__init__.py").write_text("")
+    (fork / "pyproject.toml").write_text(f'[project]\nname = "h5py"\nversion = "3.16.0"\n{build}')
+    project = root / "p2"
+    (project / "src" / "p2").mkdir(parents=True)
+    (project / "src" / "p2" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "p2"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
+        'dependencies = ["numpy==1.26.4", "pandas==2.0.3", "docopt==0.6.2", "h5py"]\n'
+        f'{build}[tool.uv.sources]\nh5py = {{ path = "../fork" }}\n'
+    )
+    _uv("lock", "--quiet", "--python", sys.executable, cwd=project)
+    _uv("export", "--quiet", "--frozen", "--format", "pylock.toml", "-o", "pylock.toml", cwd=project)
+    _uv("export", "--quiet", "--frozen", "-o", "requirements.txt", cwd=project)
+    return {"uvlock": project / "uv.lock", "pylock": project / "pylock.toml",
+            "requirements": project / "requirements.txt"}
+
+
+@pytest.mark.parametrize("kind", ["uvlock", "pylock", "requirements"])
+def test_lock_check_exported_project_with_local_and_sdist_sources_is_clean(cli: Cli, exported: dict[str, Path],
+                                                                          kind: str) -> None:
+    """The project itself, the local fork and the sdist-only package are built at install: notes, exit 0, and the
+    fork is not judged by the index's h5py wheel of the same version."""
+    lockfile = exported[kind]
+    if kind == "uvlock":  # the lock names docopt's sdist and no wheel: that is what decides, not the index
+        raw = tomllib.loads(lockfile.read_text())
+        (docopt,) = [p for p in raw["package"] if p["name"] == "docopt"]
+        assert "sdist" in docopt and "wheels" not in docopt
+    proc = cli("lock-check", lockfile, *LINUX, "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert doc["errors"] == [] and verdicts(doc) == {"pandas": "ok"}
+    notes = doc["notes"]
+    assert any("docopt 0.6.2: sdist only" in n for n in notes), notes
+    assert any("h5py" in n and "built from source at install" in n for n in notes) or any(
+        n.endswith("../fork: built from source at install, not checked") for n in notes), notes
+    if kind != "uvlock":  # uv.lock leaves the project out; the exports list it
+        assert any(n.startswith("package p2 (directory: .)") or "-e ." in n for n in notes), notes
+    text = cli("lock-check", lockfile, *LINUX)
+    assert text.returncode == 0 and "No NumPy ABI conflicts found." in text.stdout
+    assert text.stdout.count("note: ") == len(notes)
+
+
+def test_lock_check_sdist_from_the_lock_needs_no_index(cli: Cli, exported: dict[str, Path]) -> None:
+    """uv.lock names docopt's sdist itself: with an index that cannot be reached the answer is the same."""
+    proc = cli("lock-check", exported["uvlock"], *LINUX, "--index-url", "http://127.0.0.1:9/simple",
+               "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert any("docopt 0.6.2: sdist only" in n for n in document(proc)["notes"])
+
+
+def test_lock_check_reads_local_wheels(cli: Cli, tmp_path: Path) -> None:
+    """Wheels a lockfile names on disk (a PEP 751 `path`, a uv.lock from a find-links directory) are read from
+    disk, so the broken pair is found; without numpy in a complete lock the wording is about the lockfile."""
+    (tmp_path / "wh").mkdir()
+    wheel = tmp_path / "wh" / fetch_wheel("pandas==2.0.3", "manylinux2014_x86_64", "3.11").name
+    shutil.copyfile(fetch_wheel("pandas==2.0.3", "manylinux2014_x86_64", "3.11"), wheel)
+    pandas = f'[[packages]]\nname = "pandas"\nversion = "2.0.3"\nwheels = [{{ path = "wh/{wheel.name}" }}]\n'
+    head = 'lock-version = "1.0"\ncreated-by = "hand"\n'
+    pylock = tmp_path / "pylock.toml"
+    pylock.write_text(head + '[[packages]]\nname = "numpy"\nversion = "2.0.2"\n' + pandas)
+    doc = document(cli("lock-check", pylock, *LINUX, "--format", "json"))
+    assert doc["errors"] == [] and verdicts(doc) == {"pandas": "broken"}
+
+    alone = tmp_path / "alone" / "pylock.toml"
+    alone.parent.mkdir()
+    alone.write_text(head + pandas.replace('path = "wh/', 'path = "../wh/'))
+    text = cli("lock-check", alone, *LINUX)
+    assert text.returncode == 1, text.stdout + text.stderr
+    assert "numpy is not in the lockfile" in text.stdout and "not installed" not in text.stdout
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
+        'dependencies = ["numpy==2.0.2", "pandas==2.0.3"]\n[tool.uv]\nfind-links = ["../wh"]\n'
+    )
+    _uv("lock", "--quiet", "--python", sys.executable, cwd=project)
+    raw = tomllib.loads((project / "uv.lock").read_text())
+    (entry,) = [p for p in raw["package"] if p["name"] == "pandas"]
+    assert entry["wheels"] == [{"path": wheel.name}]  # uv took pandas from the find-links directory
+    doc = document(cli("lock-check", project / "uv.lock", *LINUX, "--format", "json"))
+    assert doc["errors"] == [] and verdicts(doc) == {"pandas": "broken"}

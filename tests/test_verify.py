@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import glob
+import io
 import json
 import os
 import shutil
@@ -140,6 +141,35 @@ def test_every_failure_mode_is_reported_and_the_run_completes(env: tuple[Path, P
     # Nothing was written into the environment: no bytecode, no new files, no changed mtimes.
     assert snapshot(sp.parent.parent.parent) == before
     assert not (sp / "__pycache__").exists() and not (sp / "vf_goodpkg" / "__pycache__").exists()
+
+
+def test_check_text_names_every_failed_import_and_counts_as_json_does(
+    env: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash, a hang or an exit confirms no verdict (the modules here use no NumPy, all are unowned): the text
+    must still name each, and count the imports the JSON counts."""
+    from abiguard.report.json import check_document
+    from abiguard.report.markup import PlainOut
+    from abiguard.report.text import render_check
+
+    python, _, _ = env
+    monkeypatch.setenv("ABIGUARD_CACHE_DIR", str(tmp_path))
+    report = verify_findings(check(str(python)), everything=True, timeout=3)
+    summary = check_document(report)["summary"]
+    stream = io.StringIO()
+    render_check(report, PlainOut(stream))
+    lines = stream.getvalue().splitlines()
+    failed = {line for line in lines if line.startswith("  vf_")}
+    assert failed == {
+        "  vf_segv: crashed: SIGSEGV",
+        "  vf_hang: timeout: timed out after 3 s",
+        "  vf_exit: crashed: exited with status 3 during import",
+        "  vf_raise: import-error: ImportError: vf_raise refuses to load",
+        "  vf_goodpkg.vf_refuse: import-error: ImportError: vf_raise refuses to load",
+    }
+    assert (summary["verified"], summary["confirmed"], summary["refuted"]) == (8, 3, 0)
+    (total,) = [line for line in lines if "with compiled code" in line]
+    assert total.endswith("; verified 8 imports: 3 confirmed, 0 refuted, 5 failed otherwise"), total
 
 
 def test_background_processes_started_by_an_import_are_ended(env: tuple[Path, Path, Path]) -> None:

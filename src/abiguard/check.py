@@ -74,13 +74,15 @@ def _prepare() -> None:
     import abiguard.rules.declared  # noqa: F401
 
 
-Read = tuple[list[envsource.InstalledDistribution], envsource.Memo]
+Read = tuple[list[envsource.InstalledDistribution], envsource.Memo, list[str]]
 
 
 def read_distributions(env: TargetEnvironment, use_cache: bool = True) -> Read:
-    """The installed distributions, and the listing memo the rest of the scan must share (it is saved once)."""
+    """The installed distributions, the listing memo the rest of the scan must share (it is saved once) and
+    the dist-infos that could not be read (the report's errors)."""
     memo = _memo(env, use_cache)
-    return list(envsource.iter_distributions(env, memo)), memo
+    problems: list[str] = []
+    return list(envsource.iter_distributions(env, memo, problems)), memo, problems
 
 
 def check_environment(
@@ -95,6 +97,7 @@ def check_environment(
     """`read`: the distributions from `read_distributions`, when the caller needs them too."""
     stamps.within(env.site_packages)
     memo = read[1] if read else _memo(env, use_cache)
+    problems = read[2] if read else []
     dists: list[envsource.InstalledDistribution] = []
     owned: list[_Binary] = []
     seen: set[str] = set()
@@ -103,7 +106,7 @@ def check_environment(
         # Each distribution's binaries go to the scanner as soon as its RECORD is read: the workers start
         # reading them while the rest of the RECORDs are read, the unowned ones looked for and the
         # declared requirements checked.
-        for d in read[0] if read else envsource.iter_distributions(env, memo):
+        for d in read[0] if read else envsource.iter_distributions(env, memo, problems):
             dists.append(d)
             versions[d.key] = d.version
             mine = _owned(d, seen)
@@ -163,7 +166,22 @@ def check_environment(
         declared=declared.problems,
         bytes_read=sum(f.bytes_read for f in facts.values()),
         bytes_total=sum(f.size for f in facts.values()),
+        errors=tuple(problems),
+        notes=_unrecorded(dists),
     )
+
+
+def _unrecorded(dists: list[envsource.InstalledDistribution]) -> tuple[str, ...]:
+    """One note for the distributions without a RECORD (apt's python3-numpy has none): not damage, but
+    their shared objects are judged without an owner."""
+    names = [f"{d.name} {d.version}" for d in dists if not d.recorded]
+    if not names:
+        return ()
+    from abiguard.report.markup import counted
+
+    shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+    return (f"{counted(len(names), 'distribution has', 'distributions have')} no RECORD (a system package manager "
+            f"installs them so), so their shared objects are judged as unowned: {shown}",)
 
 
 def _declared(

@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pick the wheel each entry of a pylock.toml, uv.lock or pinned requirements file would "
         "install on the target (by tags), read it remotely, and report conflicts exactly as `check` does. "
         "No environment is created and nothing is installed.",
-        epilog=_EPILOG,
+        epilog="exit codes: 0 no conflicts, 1 conflicts found, 2 error (bad arguments, unreadable lockfile, an "
+        "entry that could not be checked, no network); notes (what is built at install) do not change it",
     )
     lock.add_argument("file", metavar="FILE", help="pylock.toml, pylock.NAME.toml, uv.lock or requirements.txt")
     _add_target(lock)

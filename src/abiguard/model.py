@@ -245,6 +245,8 @@ class CheckReport:
     bytes_read: int = 0
     bytes_total: int = 0
     errors: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what was left unchecked by nature (lock-check: built at install); not errors
+    checked: int | None = None  # lock-check: wheels read, 0 when the file lists nothing to check; None for check
 
     def count(self, verdict: Verdict) -> int:
         return sum(1 for d in self.distributions if d.verdict is verdict)

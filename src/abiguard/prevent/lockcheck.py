@@ -1,14 +1,18 @@
 """`lock-check`: judge the wheels a lockfile would install on a target platform, without installing anything.
 
-Each entry's wheel for the target is read remotely (range requests, cached by sha256) and the result is the
-same report `check` gives for an installed environment, so the same renderers serve both.
+Each entry's wheel for the target is read remotely (range requests, cached by sha256), or from disk when the
+lockfile names a local one, and the result is the same report `check` gives for an installed environment, so
+the same renderers serve both. What the installer builds (from source, from an sdist) has no wheel to read: a note.
 """
 
 from __future__ import annotations
 
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -17,6 +21,7 @@ from packaging.version import InvalidVersion, Version
 from abiguard.cache import Cache
 from abiguard.model import (
     BinaryFinding,
+    BuiltFor,
     CheckReport,
     DistributionFinding,
     TargetEnvironment,
@@ -27,13 +32,20 @@ from abiguard.rules import numpy as numpy_rule
 from abiguard.sources.index import (
     IndexClient,
     PackageIndexError,
+    best_wheel,
     load_index_config,
-    releases,
     target_tags,
 )
-from abiguard.sources.lockfile import LockedPackage, LockedWheel, marker_environment, read_lockfile, select_entries
-from abiguard.sources.remote import HttpClient, RemoteError
-from abiguard.sources.wheel import ReadPolicy, WheelReport, inspect_remote_wheel
+from abiguard.sources.lockfile import (
+    BUILT_FROM_SOURCE,
+    LockedPackage,
+    LockedWheel,
+    marker_environment,
+    read_lockfile,
+    select_entries,
+)
+from abiguard.sources.remote import HttpClient, RemoteError, redact
+from abiguard.sources.wheel import ReadPolicy, WheelReport, inspect_local_wheel, inspect_remote_wheel
 
 
 class LockCheckError(Exception):
@@ -60,6 +72,8 @@ def lock_check(
     index_url: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
+    """Judge each entry's wheel for the target; what is built at install (from source, or an sdist) becomes a
+    note rather than an error, since no wheel exists to read and the lock is not wrong to list it."""
     from abiguard.sources.lockfile import LockfileError
 
     python_version = python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -71,53 +85,105 @@ def lock_check(
     except (LockfileError, PackageIndexError, ValueError) as exc:
         raise LockCheckError(str(exc)) from None
     errors = list(contents.errors)
+    notes = list(contents.notes)
+    entries, doubled = _one_per_name(entries, errors)
     env = TargetEnvironment(
         executable=str(path), python_version=python_version, implementation="cpython", prefix=str(path.parent),
         site_packages=(), platform=platform, ext_suffixes=(), marker_env={},
     )
     numpy_version = next((e.version for e in entries if canonical_name(e.name) == "numpy"), None)
     judged = _version(numpy_version)
+    unpinned = numpy_version is None and contents.kind == "requirements" and "numpy" not in doubled
+    if "numpy" in doubled:
+        without_numpy = (Verdict.UNKNOWN, "uses NumPy's C-API, but numpy is pinned to more than one version: "
+                                          "cannot be judged")
+    elif unpinned:  # the installer will choose one: not a complete lock
+        without_numpy = (Verdict.UNKNOWN, "uses NumPy's C-API, but numpy is not pinned in the file: cannot be judged")
+    else:
+        without_numpy = (Verdict.BROKEN, "uses NumPy's C-API but numpy is not in the lockfile: fails at import")
+    target = f"Python {python_version} on {platform}"
     cache = Cache.open(enabled=use_cache)
     http = HttpClient()
     index: IndexClient | None = None
     findings: list[DistributionFinding] = []
     bytes_read = bytes_total = 0
+    checked = 0  # wheels read: numpy's own is not, and what is built at install cannot be
     try:
         for done, entry in enumerate(entries, 1):
             if progress is not None:
                 progress(done, len(entries))
             if canonical_name(entry.name) == "numpy":
                 continue
+            who = f"package {entry.name} {entry.version}".rstrip()
+            if entry.origin is not None and not entry.wheels:
+                kind, _, place = entry.origin.partition(": ")
+                notes.append(f"{who} ({kind}: {redact(place)}): {BUILT_FROM_SOURCE}")
+                continue
+            wheel: LockedWheel | None = None
             try:
                 wheel = _pick(entry.wheels, tags)
-                if wheel is None and not entry.wheels:
+                if wheel is None and not entry.wheels and not entry.sdist_url:  # the file names no file
                     if index is None:
-                        config = load_index_config(index_url or (entry.source if entry.source else None))
-                        index = IndexClient(config, http)
+                        index = IndexClient(load_index_config(index_url or entry.source or None), http)
                     wheel = _from_index(index, entry, tags, python_version)
                 if wheel is None:
-                    errors.append(f"package {entry.name} {entry.version}: no wheel for Python {python_version} "
-                                  f"on {platform} in the lockfile")
+                    if entry.sdist_url or not entry.wheels:
+                        notes.append(f"{who}: sdist only for {target}, built at install: its binaries cannot be "
+                                     "checked")
+                    else:
+                        errors.append(f"{who}: no wheel for {target} in the lockfile")
                     continue
-                report = inspect_remote_wheel(wheel.url, http, wheel.filename, wheel.size, wheel.sha256,
-                                              ReadPolicy(sample=None), cache if use_cache else None)
+                report = _inspect(wheel, http, cache if use_cache else None)
             except (RemoteError, PackageIndexError) as exc:
-                errors.append(f"package {entry.name} {entry.version}: {exc}")
+                errors.append(f"{who}: {exc}")
                 continue
+            except (OSError, zipfile.BadZipFile) as exc:
+                errors.append(f"{who}: cannot read {wheel.filename if wheel else 'its wheel'}: {exc}")
+                continue
+            checked += 1
             bytes_read += report.bytes_read
             bytes_total += report.wheel_size
-            finding = _judge(entry, report, judged)
+            finding = _judge(entry, report, judged, without_numpy)
             if finding is not None:
                 findings.append(finding)
     finally:
         http.close()
         cache.close()
+    unjudged = [d.name for d in findings if any(b.facts.built_for in _USES_NUMPY for b in d.binaries)]
+    if unpinned and unjudged:
+        errors.append(f"numpy is not pinned in {path}, so the installer picks one: {', '.join(unjudged)} "
+                      "cannot be judged until numpy is pinned (numpy==VERSION)")
     findings.sort(key=lambda d: (-d.verdict.rank, d.name.lower()))
     return CheckReport(
         environment=env, numpy=str(judged) if judged else None, numpy_installed=numpy_version, hypothetical=False,
         distributions=tuple(findings), unowned=(), declared=(), bytes_read=bytes_read, bytes_total=bytes_total,
-        errors=tuple(errors),
+        errors=tuple(errors), notes=tuple(notes), checked=checked,
     )
+
+
+def _one_per_name(entries: list[LockedPackage], errors: list[str]) -> tuple[list[LockedPackage], set[str]]:
+    """One entry per project, as an installer installs: an identical repeat (a pin also in a `-r` include) is
+    dropped; a project pinned to two versions is reported and left out, since which one wins is arbitrary
+    (pip and uv refuse such a file). Returns the entries and the canonical names pinned twice."""
+    by_name: dict[str, list[LockedPackage]] = {}
+    for entry in entries:
+        by_name.setdefault(canonical_name(entry.name), []).append(entry)
+    doubled: set[str] = set()
+    for name, group in by_name.items():
+        versions = sorted({str(_version(e.version) or e.version) for e in group})
+        if len(versions) > 1:
+            doubled.add(name)
+            errors.append(f"{group[0].name} is pinned to more than one version for this target ({', '.join(versions)}):"
+                          " an installer refuses such a file, so which one it means cannot be checked")
+    return [group[0] for name, group in by_name.items() if name not in doubled], doubled
+
+
+def _inspect(wheel: LockedWheel, http: HttpClient, cache: Cache | None) -> WheelReport:
+    """A wheel the lockfile names by path (a `file:` URL) is read from disk, as `abiguard inspect` reads one."""
+    if wheel.url.startswith("file:"):
+        return inspect_local_wheel(url2pathname(urlsplit(wheel.url).path), ReadPolicy(sample=None), cache)
+    return inspect_remote_wheel(wheel.url, http, wheel.filename, wheel.size, wheel.sha256, ReadPolicy(sample=None),
+                                cache)
 
 
 def _version(text: str | None) -> Version | None:
@@ -143,22 +209,35 @@ def _pick(wheels: list[LockedWheel], tags: list[Tag]) -> LockedWheel | None:
 
 
 def _from_index(index: IndexClient, entry: LockedPackage, tags: list[Tag], python_version: str) -> LockedWheel | None:
-    """Pinned requirements name no wheel: ask the index for that exact release's wheel for the target."""
-    files = index.files(entry.name)
-    for rel in releases(files, tags, python_version, prereleases=True, yanked=True):
-        if str(rel.version) == entry.version or rel.version == _version(entry.version):
-            w = rel.wheel
-            return LockedWheel(w.url, w.filename, w.sha256, w.size)
+    """Pinned requirements name no file: ask the index for that exact release's wheel for the target.
+
+    None when the release has only an sdist for the target (the installer builds it); an error when it has
+    neither, since then the pin cannot be installed at all."""
+    version = _version(entry.version)
+    files = [f for f in index.files(entry.name)
+             if (f.version == version or str(f.version) == entry.version) and f.python_ok(python_version)]
+    w = best_wheel(files, tags)
+    if w is not None:
+        return LockedWheel(w.url, w.filename, w.sha256, w.size)
+    if any(not f.is_wheel for f in files):
+        return None
     raise PackageIndexError(f"{entry.name}=={entry.version} has no wheel for this target on the index")
 
 
-def _judge(entry: LockedPackage, report: WheelReport, numpy: Version | None) -> DistributionFinding | None:
+_USES_NUMPY = (BuiltFor.NUMPY1, BuiltFor.NUMPY2)
+
+
+def _judge(entry: LockedPackage, report: WheelReport, numpy: Version | None,
+           without_numpy: tuple[Verdict, str]) -> DistributionFinding | None:
+    """The entry's finding; `without_numpy` is the verdict for a binary using NumPy when the lock gives no numpy
+    version, which depends on the kind of file (a requirements file leaves the choice to the installer)."""
     members = report.outcome.members
     if not members and not report.outcome.unread:
         return None
     binaries = []
     for m in members:
-        verdict, consequence = numpy_rule.judge(m.facts, numpy)
+        uses_numpy = m.facts.built_for in _USES_NUMPY
+        verdict, consequence = without_numpy if numpy is None and uses_numpy else numpy_rule.judge(m.facts, numpy)
         binaries.append(BinaryFinding(m.path, m.module, m.facts, verdict, consequence))
     return DistributionFinding(entry.name, entry.version, Verdict.worst([b.verdict for b in binaries]),
                                tuple(binaries), None)

@@ -39,6 +39,7 @@ def check_document(report: CheckReport) -> dict[str, Any]:
         unowned=[b.to_json() for b in report.unowned],
         declared=[p.to_json() for p in report.declared],
         errors=list(report.errors),
+        notes=list(report.notes),
         summary={
             "distributions": len(report.distributions),
             "binaries": len(binaries),
@@ -56,6 +57,7 @@ def check_document(report: CheckReport) -> dict[str, Any]:
             "bytes_read": report.bytes_read,
             "bytes_total": report.bytes_total,
             "conflicts": report.has_conflicts,
+            "checked": report.checked,
         },
     )
 

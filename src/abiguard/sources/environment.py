@@ -267,6 +267,7 @@ class InstalledDistribution:
     requires: list[str] = field(default_factory=list)
     shared: list[str] = field(default_factory=list)  # RECORD paths of shared objects, relative to site_dir
     top_levels: list[str] = field(default_factory=list)  # first components of the RECORD's paths
+    recorded: bool = True  # False: no RECORD at all (a system package manager's install), so it owns no files
 
     key: str = field(init=False)  # canonical name, computed once: it is looked up per binary
 
@@ -300,22 +301,27 @@ def _read_metadata(path: str) -> tuple[str, str, list[str]]:
 
 def _read_record(path: str, memo: Memo) -> tuple[list[str], list[str]]:
     """The shared objects a RECORD lists (paths may contain `..`) and the top-level names of all it lists;
-    remembered by the RECORD's size and mtime."""
-    try:
-        st = stamps.stat(path)
-    except OSError:
-        return [], []
+    remembered by the RECORD's size and mtime. Raises `_Unusable` for a RECORD that is missing or damaged
+    (the wheel spec makes it UTF-8 CSV listing at least itself); that answer is not remembered."""
+    st = _stat(path)
     stamp = [st.st_size, st.st_mtime_ns]
     known = memo.get("records", path, stamp)
     if isinstance(known, list) and len(known) == 2 and all(isinstance(k, list) for k in known):
         return list(known[0]), list(known[1])
     try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-    except OSError:
-        return [], []
-    shared = [row[0] for row in csv.reader(_lines_naming_a_library(text)) if row and is_shared_object_name(row[0])]
-    tops = _top_levels(text)
+        with open(path, "rb") as fh:
+            text = fh.read().decode()
+    except OSError as exc:
+        raise _unusable(exc) from None
+    except UnicodeDecodeError:
+        raise _Unusable("is not UTF-8 text") from None
+    if not text or text.isspace():  # not strip(): a copy of torch's 1.5 MB RECORD
+        raise _Unusable("is empty")
+    try:
+        shared = [row[0] for row in csv.reader(_lines_naming_a_library(text)) if row and is_shared_object_name(row[0])]
+        tops = _top_levels(text)
+    except csv.Error as exc:
+        raise _Unusable(f"is not CSV ({exc})") from None
     memo.put("records", path, stamp, [shared, tops], st)
     return shared, tops
 
@@ -346,29 +352,59 @@ def _lines_naming_a_library(text: str) -> list[str]:
     return lines
 
 
-def _dist_info(info: str, memo: Memo) -> list[Any] | None:
+class _Unusable(Exception):
+    """A METADATA or RECORD that cannot be used; the message ("is missing", "has no Name") says why."""
+
+
+class _Missing(_Unusable):
+    """Absent: for a RECORD, not damage (PEP 627 makes it optional; system package managers leave it out)."""
+
+
+def _unusable(exc: OSError) -> _Unusable:
+    if isinstance(exc, FileNotFoundError):
+        return _Missing("is missing")
+    return _Unusable(f"cannot be read ({exc.strerror or exc})")
+
+
+def _stat(path: str) -> os.stat_result:
+    try:
+        return stamps.stat(path)
+    except OSError as exc:
+        raise _unusable(exc) from None
+
+
+def _dist_info(info: str, memo: Memo) -> list[Any]:
     """[name, version, requires] of a dist-info directory, remembered by its METADATA's identity: installers
-    write a new dist-info (a new METADATA) for every install."""
+    write a new dist-info (a new METADATA) for every install. Raises `_Unusable` without a name and version."""
     path = os.path.join(info, "METADATA")
-    try:
-        st = stamps.stat(path)
-    except OSError:
-        return None
+    st = _stat(path)
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-    known = memo.get("metadata", info, stamp)
-    if isinstance(known, list) and len(known) == 3:
-        return list(known)
-    try:
-        value = list(_read_metadata(path))
-    except OSError:
-        return None
-    memo.put("metadata", info, stamp, value, st)
-    return value
+    value = memo.get("metadata", info, stamp)
+    if not (isinstance(value, list) and len(value) == 3):
+        try:
+            value = list(_read_metadata(path))
+        except OSError as exc:
+            raise _unusable(exc) from None
+        memo.put("metadata", info, stamp, value, st)
+    for field_name, have in (("Name", value[0]), ("Version", value[1])):
+        if not have:
+            raise _Unusable(f"has no {field_name}")
+    return list(value)
 
 
-def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iterator[InstalledDistribution]:
-    """Every `*.dist-info` in the environment's site-packages, first directory wins on duplicates."""
+_AS_UNOWNED = "its shared objects are judged as unowned"
+
+
+def iter_distributions(
+    env: TargetEnvironment, memo: Memo | None = None, problems: list[str] | None = None,
+) -> Iterator[InstalledDistribution]:
+    """Every `*.dist-info` in the environment's site-packages, first directory wins on duplicates.
+
+    A dist-info whose METADATA or RECORD cannot be used adds one line to `problems`: without it, its shared
+    objects would show as unowned with nothing saying why. One without a usable METADATA is skipped (nothing
+    names it); one without a usable RECORD owns no files, and one without any is marked `recorded=False`."""
     memo = memo or Memo(None)
+    problems = [] if problems is None else problems
     seen: set[str] = set()
     for site in env.site_packages:
         try:
@@ -380,18 +416,27 @@ def iter_distributions(env: TargetEnvironment, memo: Memo | None = None) -> Iter
             if not entry.endswith(".dist-info"):
                 continue
             info = os.path.join(site, entry)
-            described = _dist_info(info, memo)
-            if described is None or not described[0]:
+            try:
+                name, version, requires = _dist_info(info, memo)
+            except _Unusable as exc:
+                problems.append(f"{info}: METADATA {exc}: not read as a distribution, {_AS_UNOWNED}")
                 continue
-            name, version, requires = described
             key = canonical_name(name)
             if key in seen:
                 continue
             seen.add(key)
-            shared, tops = _read_record(os.path.join(info, "RECORD"), memo)
+            recorded = True
+            try:
+                shared, tops = _read_record(os.path.join(info, "RECORD"), memo)
+            except _Unusable as exc:
+                if isinstance(exc, _Missing):
+                    recorded = False
+                else:
+                    problems.append(f"{info}: RECORD {exc}: {_AS_UNOWNED}")
+                shared, tops = [], []
             yield InstalledDistribution(
                 name=name, version=version, site_dir=site, dist_info=info, requires=requires, shared=shared,
-                top_levels=tops,
+                top_levels=tops, recorded=recorded,
             )
 
 

@@ -8,7 +8,9 @@ wheels can be inspected remotely by range reads) and the marker under which each
 
 Problems in single items (an unpinned requirement, a package without a version) become one-line `errors`
 and reading goes on, because one bad line should not hide the verdict on every other pin; a file that
-cannot be parsed at all raises `LockfileError`.
+cannot be parsed at all raises `LockfileError`. What is built at install rather than downloaded (the project
+itself, a local directory, git, an editable) is kept with its `origin`, or, for a requirements line that
+names no project, becomes a one-line `note`: it is not checked, but it is not an error either.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from urllib.parse import unquote
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from abiguard.model import canonical_name
+from abiguard.sources.index import expand_platform
+from abiguard.sources.remote import redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +45,9 @@ SUPPORTED_KINDS = (
     "pylock.toml or pylock.NAME.toml (PEP 751), uv.lock, "
     "or a pinned requirements file (*.txt, *.in, or a name containing 'requirements' or 'constraints')"
 )
+
+
+BUILT_FROM_SOURCE = "built from source at install, not checked"
 
 
 class LockfileError(Exception):
@@ -66,7 +74,7 @@ class LockedPackage:
     """
 
     name: str  # as written in the file
-    version: str
+    version: str  # "" only for an entry built from source (`origin`) that the file gives no version
     marker: str | None = None
     wheels: list[LockedWheel] = field(default_factory=list)
     source: str | None = None  # the index URL it comes from, when the file says; may hold credentials
@@ -83,6 +91,7 @@ class LockfileContents:
     entries: list[LockedPackage]
     index_urls: list[str] = field(default_factory=list)  # --index-url / --extra-index-url; may hold credentials
     errors: list[str] = field(default_factory=list)  # "path:line: what is wrong" or "package X: ..."
+    notes: list[str] = field(default_factory=list)  # lines not checked by nature (built from source at install)
     requires_python: str | None = None
     environments: list[str] = field(default_factory=list)  # markers the lock supports (PEP 751, uv)
     default_groups: list[str] = field(default_factory=list)  # PEP 751 dependency groups installed by default
@@ -107,11 +116,10 @@ def lockfile_kind(path: Path) -> LockfileKind:
         return "pylock"
     if name == "uv.lock" or lower.endswith(".py.lock"):  # `uv lock --script x.py` writes x.py.lock
         return "uv.lock"
-    if lower.endswith((".txt", ".in")) or (
-        ("requirements" in lower or "constraints" in lower) and not lower.endswith((".toml", ".lock", ".json"))
-    ):
-        return "requirements"
-    raise LockfileError(f"{path}: unsupported lockfile kind; abiguard reads {SUPPORTED_KINDS}")
+    if lower.endswith((".txt", ".in")) or "requirements" in lower or "constraints" in lower:
+        return "requirements"  # Rye's requirements.lock and requirements-dev.lock are in pip's format
+    raise LockfileError(f"{path}: unsupported lockfile kind; abiguard reads {SUPPORTED_KINDS}; a file in pip's "
+                        "format under another name can be copied to a name ending in .txt")
 
 
 # -- selection for a target environment -------------------------------------------------------------------
@@ -170,8 +178,8 @@ def _holds(marker: str, env: Mapping[str, str | frozenset[str]]) -> bool:
         return True
 
 
-_OS = (  # (words in a platform name, sys_platform, platform_system, os_name); "darwin" contains "win"
-    (("macos", "darwin", "apple"), "darwin", "Darwin", "posix"),
+_OS = (  # (words in a platform tag, sys_platform, platform_system, os_name); "darwin" contains "win"
+    (("macos", "darwin"), "darwin", "Darwin", "posix"),
     (("win",), "win32", "Windows", "nt"),
     (("linux",), "linux", "Linux", "posix"),
 )
@@ -185,25 +193,30 @@ _MACHINE = (  # (words, linux, macOS, Windows); first match wins, so "x86_64" is
 )
 
 
+_WHEEL_PLATFORM = re.compile(r"win32|(linux|win|macosx_\d+_\d+|manylinux(1|2010|2014|_\d+_\d+)|musllinux_\d+_\d+)_\w+")
+
+
 def marker_environment(python_version: str, platform: str, implementation: str = "cpython") -> dict[str, str]:
     """A complete marker environment for a hypothetical target.
 
-    `platform` is a wheel platform tag (`manylinux_2_28_x86_64`, `macosx_11_0_arm64`, `win_amd64`) or a uv
-    `--python-platform` name (`x86_64-manylinux_2_28`, `aarch64-apple-darwin`, `x86_64-pc-windows-msvc`).
-    `platform_release` and `platform_version` are unknowable for a hypothetical target and left empty.
+    `platform` is a wheel platform tag (`manylinux_2_28_x86_64`, `macosx_11_0_arm64`, `win_amd64`), the
+    spelling wheels are chosen by; uv's `--python-platform` names (`aarch64-apple-darwin`, `linux`) are
+    refused, since the wheel tags they stand for would be a guess. `platform_release` and `platform_version`
+    are unknowable for a hypothetical target and left empty.
     """
     parts = python_version.split(".")
     if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
         raise ValueError(f"Python version {python_version!r} is not X.Y or X.Y.Z")
     full = ".".join(parts + ["0"] * (3 - len(parts)))
-    lower = platform.lower()
+    lower = expand_platform(platform)[0]  # normalized, as the wheel tags are computed from it
+    if not _WHEEL_PLATFORM.fullmatch(lower):
+        raise ValueError(f"platform {platform!r} is not a wheel platform tag; use one such as "
+                         "manylinux_2_28_x86_64, win_amd64, macosx_11_0_arm64")
     os_info = next((o for o in _OS if any(w in lower for w in o[0])), None)
     if os_info is None:
         raise ValueError(f"platform {platform!r} names no known operating system (linux, macos, windows)")
     _, sys_platform, system, os_name = os_info
     machine = next((m for m in _MACHINE if any(w in lower for w in m[0])), None)
-    if machine is None and lower in ("linux", "windows", "macos"):  # uv's aliases for each OS's default
-        machine = _MACHINE[1] if lower == "macos" else _MACHINE[0]
     if machine is None:
         raise ValueError(f"platform {platform!r} names no known machine (x86_64, aarch64/arm64, i686/x86, ...)")
     column = {"linux": 1, "darwin": 2, "win32": 3}[sys_platform]
@@ -286,6 +299,23 @@ def _file_url(base: Path, value: str) -> str:
     return (path if path.is_absolute() else (base / path)).resolve().as_uri()
 
 
+def _version_of(table: dict[str, Any], origin: str | None, where: str, errors: list[str]) -> str | None:
+    """The entry's version; "" for one built from source that has none (PEP 751 lets those omit it).
+
+    None, with an error, when it is not a string or an index package has none: which wheel it means is unknown.
+    """
+    value = table.get("version")
+    if isinstance(value, str) and value:
+        return value
+    if value not in (None, ""):
+        errors.append(f"{where}: version {value!r} is not a string; not checked")
+    elif origin is None:
+        errors.append(f"{where}: no version; not checked")
+    else:
+        return ""
+    return None
+
+
 def _check_marker(marker: str | None, where: str, errors: list[str]) -> None:
     if marker is not None:
         try:
@@ -332,10 +362,8 @@ def _read_pylock(path: Path, data: dict[str, Any]) -> LockfileContents:
         directory = pkg.get("directory")
         if isinstance(directory, dict):
             origin = f"directory: {directory.get('path')}"
-        pkg_version = _text(pkg.get("version"))
+        pkg_version = _version_of(pkg, origin, where, errors)
         if pkg_version is None:
-            what = f"from {origin}" if origin else "no version"
-            errors.append(f"{where}: {what} without a version; not checked")
             continue
         entries.append(LockedPackage(
             name=name, version=pkg_version, marker=marker, wheels=wheels, source=_text(pkg.get("index")),
@@ -531,27 +559,29 @@ def _uv_entry(path: Path, pkg: _UvPackage, marker: str | None, errors: list[str]
     if registry is None:
         kind = next((k for k in ("git", "url", "path", "directory", "editable") if k in source), None)
         origin = f"{kind}: {source[kind]}" if kind else None
-    if pkg.version is None:
-        errors.append(f"{where}: {'from ' + origin if origin else 'no version'} without a version; not checked")
+    version = _version_of(pkg.table, origin, where, errors)
+    if version is None:
         return None
     hashes: list[str] = []
     wheels = []
     for table in _tables(pkg.table.get("wheels")):
-        wheel = _uv_file(path, table, hashes, registry)
+        wheel = _uv_file(path, table, hashes, registry, _text(source.get("path")))
         if wheel is None:
             errors.append(f"{where}: a wheel has neither url nor path")
         else:
             wheels.append(wheel)
     sdist = pkg.table.get("sdist")
     sdist_file = _uv_file(path, sdist, hashes, registry) if isinstance(sdist, dict) else None
-    return LockedPackage(name=str(pkg.table["name"]), version=pkg.version, marker=marker, wheels=wheels,
+    return LockedPackage(name=str(pkg.table["name"]), version=version, marker=marker, wheels=wheels,
                          source=registry, hashes=hashes, origin=origin,
                          sdist_url=sdist_file.url if sdist_file else None)
 
 
-def _uv_file(path: Path, table: dict[str, Any], hashes: list[str], registry: str | None) -> LockedWheel | None:
+def _uv_file(path: Path, table: dict[str, Any], hashes: list[str], registry: str | None,
+             source_path: str | None = None) -> LockedWheel | None:
+    """A file of a uv.lock entry; from a `path` source (a wheel on disk) uv names it by `filename` only."""
     url = _text(table.get("url"))
-    local = _text(table.get("path"))
+    local = _text(table.get("path")) or (source_path if url is None and table.get("filename") else None)
     if url is None and local is not None:  # relative to a local registry directory, else to the lock
         base = path.parent / registry if registry and "://" not in registry else path.parent
         url = _file_url(base, local)
@@ -568,6 +598,7 @@ def _uv_file(path: Path, table: dict[str, Any], hashes: list[str], registry: str
 # -- pinned requirements ----------------------------------------------------------------------------------
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
+_NAMED_URL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")  # `name[extra] @ URL` (PEP 508)
 _IGNORED_OPTIONS = frozenset({  # installer behaviour; says nothing about which files get installed
     "--no-index", "--pre", "--prefer-binary", "--require-hashes", "--no-deps", "--use-feature",
     "--trusted-host", "-f", "--find-links", "--only-binary", "--no-binary", "-c", "--constraint",
@@ -587,6 +618,7 @@ class _RequirementsReader:
         self.path = path
         self.entries: list[LockedPackage] = []
         self.errors: list[str] = []
+        self.notes: list[str] = []
         self.index_url: str | None = None
         self.index_urls: list[str] = []
         self.seen: set[Path] = set()
@@ -599,7 +631,8 @@ class _RequirementsReader:
         entries = self.entries
         if self.index_url:
             entries = [_with_source(e, self.index_url) for e in entries]
-        return LockfileContents(self.path, "requirements", entries, index_urls=self.index_urls, errors=self.errors)
+        return LockfileContents(self.path, "requirements", entries, index_urls=self.index_urls, errors=self.errors,
+                                notes=self.notes)
 
     def _read(self, path: Path) -> None:
         self.seen.add(path.resolve())
@@ -608,7 +641,7 @@ class _RequirementsReader:
             if line.startswith("-"):
                 self._option(path, where, line)
             else:
-                self._requirement(where, line)
+                self._requirement(path, where, line)
 
     def _option(self, path: Path, where: str, line: str) -> None:
         try:
@@ -627,7 +660,7 @@ class _RequirementsReader:
                     return
                 value = tokens.pop(0)
             if option in ("-e", "--editable"):
-                self.errors.append(f"{where}: editable requirement; abiguard needs name==version pins")
+                self.notes.append(f"{where}: -e {redact(value)}: {BUILT_FROM_SOURCE}")
             elif option in ("-r", "--requirement"):
                 self._include(path, where, value)
             elif option in ("-i", "--index-url"):
@@ -656,20 +689,24 @@ class _RequirementsReader:
         except (OSError, UnicodeDecodeError) as exc:
             self.errors.append(f"{where}: cannot read {value}: {_one_line(exc)}")
 
-    def _requirement(self, where: str, line: str) -> None:
+    def _requirement(self, path: Path, where: str, line: str) -> None:
         words = line.split()
         cut = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
         text, options = " ".join(words[:cut]), words[cut:]
         hashes: list[str] = []
-        for option in options:
-            name, _, value = option.partition("=")
+        while options:
+            name, has_value, value = options.pop(0).partition("=")
+            if name == "--hash" and not has_value and options:
+                value = options.pop(0)  # `--hash sha256:...`, which pip and uv accept too
             if name == "--hash" and value:
                 hashes.append(value)
             elif name not in _IGNORED_OPTIONS:
                 self.errors.append(f"{where}: unknown option {name} on a requirement line")
                 return
-        if "://" in text or text.startswith((".", "/", "~")) or text.endswith((".whl", ".zip", ".tar.gz")):
-            self.errors.append(f"{where}: URL or path requirement; abiguard needs name==version pins")
+        bare = "://" in text or text.startswith((".", "/", "~")) or text.endswith((".whl", ".zip", ".tar.gz"))
+        if bare and not _NAMED_URL.match(text):
+            location, _, marker = text.partition(" ;")  # pip wants a space before the marker of a URL
+            self._direct(path, where, location.strip(), None, marker.strip() or None, hashes)
             return
         try:
             req = Requirement(text)
@@ -677,7 +714,7 @@ class _RequirementsReader:
             self.errors.append(f"{where}: invalid requirement: {_one_line(exc)}")
             return
         if req.url:
-            self.errors.append(f"{where}: {req.name} is a direct URL reference; abiguard needs name==version pins")
+            self._direct(path, where, req.url, req.name, str(req.marker) if req.marker else None, hashes)
             return
         specs = list(req.specifier)
         if len(specs) != 1 or specs[0].operator not in ("==", "===") or specs[0].version.endswith(".*"):
@@ -685,6 +722,27 @@ class _RequirementsReader:
             return
         self.entries.append(LockedPackage(name=req.name, version=specs[0].version,
                                           marker=str(req.marker) if req.marker else None, hashes=hashes))
+
+    def _direct(self, path: Path, where: str, location: str, name: str | None, marker: str | None,
+                hashes: list[str]) -> None:
+        """A wheel named by URL or path is read like a locked one; anything else is built at install.
+
+        A relative path is taken from the file's directory, where `uv export` writes it from."""
+        filename = _filename(location)
+        origin = f"url: {location}"
+        if filename.endswith(".whl"):
+            try:
+                wheel_name, version, _, _ = parse_wheel_filename(filename)
+            except InvalidWheelFilename as exc:
+                self.errors.append(f"{where}: {_one_line(exc)}")
+                return
+            url = location if "://" in location else _file_url(path.parent, str(Path(location).expanduser()))
+            self.entries.append(LockedPackage(name=name or str(wheel_name), version=str(version), marker=marker,
+                                              wheels=[LockedWheel(url, filename, None)], hashes=hashes, origin=origin))
+        elif name:
+            self.entries.append(LockedPackage(name=name, version="", marker=marker, origin=origin))
+        else:
+            self.notes.append(f"{where}: {redact(location)}: {BUILT_FROM_SOURCE}")
 
 
 def _with_source(entry: LockedPackage, source: str) -> LockedPackage:
