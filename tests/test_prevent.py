@@ -12,6 +12,7 @@ import os
 import platform
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -426,6 +427,24 @@ def test_lock_check_malformed_toml(cli: Cli, tmp_path: Path, name: str, content:
     assert proc.stdout == ""
     line = one_line_error(proc)
     assert str(path) in line and "invalid TOML" in line
+
+
+def test_lock_check_uses_the_extra_indexes_a_requirements_file_names(cli: Cli, tmp_path: Path) -> None:
+    """As pip and uv do: the file's own --index-url fails (nothing listens there), its --extra-index-url answers."""
+    from abiguard.sources.index import default_index_url
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{taken.getsockname()[1]}/simple/"
+    pins = tmp_path / "requirements.txt"
+    pins.write_text(f"--index-url {closed}\n--extra-index-url {default_index_url()}\n{BROKEN_PINS}")
+    proc = cli("lock-check", pins, *LINUX, "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert verdicts(document(proc)) == {"pandas": "broken"}
+
+    bad = cli("inspect", "pandas==2.0.3", "--index-url", "banana")
+    assert bad.returncode == 2
+    assert "skipped index banana (from --index-url): not an http(s) URL" in bad.stdout + bad.stderr
 
 
 def test_lock_check_unknown_package_is_one_error_among_results(cli: Cli, tmp_path: Path) -> None:

@@ -124,7 +124,9 @@ def lock_check(
                 wheel = _pick(entry.wheels, tags)
                 if wheel is None and not entry.wheels and not entry.sdist_url:  # the file names no file
                     if index is None:
-                        index = IndexClient(load_index_config(index_url or entry.source or None), http)
+                        primary = index_url or entry.source or None
+                        extras = [u for u in contents.index_urls if u != primary]  # the file's --extra-index-url
+                        index = IndexClient(load_index_config(primary, extras), http)
                     wheel = _from_index(index, entry, tags, python_version)
                 if wheel is None:
                     if entry.sdist_url or not entry.wheels:

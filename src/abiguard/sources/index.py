@@ -235,7 +235,8 @@ def _finish(found: _Found, env: Mapping[str, str]) -> IndexConfig:
         else:
             notes.append(f"skipped index {redact(url)} (from {where}): not an http(s) URL")
     if not urls:
-        raise PackageIndexError("no usable http(s) package index configured; pass --index-url URL")
+        why = "; ".join(notes) if notes else "none configured"
+        raise PackageIndexError(f"no usable http(s) package index ({why}); pass --index-url https://...")
     return IndexConfig(tuple(urls), tuple(notes), found.cafile)
 
 
