@@ -341,6 +341,12 @@ def test_lock_check_broken_pair(cli: Cli, locks: dict[str, Path], kind: str) -> 
     (pandas,) = doc["distributions"]
     assert pandas["version"] == "2.0.3"
     assert any(b["built_for"] == "numpy1" and b["path"].endswith("x86_64-linux-gnu.so") for b in pandas["binaries"])
+    # reading stops once a member settles the verdict: the text says how many were not read, as the JSON lists
+    assert pandas["unread"]
+    read = len(pandas["binaries"])
+    broken = sum(b["verdict"] == "broken" for b in pandas["binaries"])
+    assert (f"({broken} of {read} shared objects read; {len(pandas['unread'])} more not read, the verdict "
+            "being settled)") in text.stdout
 
 
 def test_lock_check_way_out_is_a_pin_and_its_command_finds_one(cli: Cli, locks: dict[str, Path],

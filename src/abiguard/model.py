@@ -197,6 +197,7 @@ class DistributionFinding:
     verdict: Verdict
     binaries: tuple[BinaryFinding, ...]
     numpy_requirement: str | None = None  # its declared numpy requirement, e.g. "numpy>=1.23.2"
+    unread: tuple[str, ...] = ()  # lock-check: members of its wheel not read once the verdict was settled
 
     @property
     def affected(self) -> tuple[BinaryFinding, ...]:
@@ -209,6 +210,7 @@ class DistributionFinding:
             "verdict": self.verdict.value,
             "numpy_requirement": self.numpy_requirement,
             "binaries": [b.to_json() for b in self.binaries],
+            "unread": list(self.unread),
         }
 
 

@@ -242,4 +242,4 @@ def _judge(entry: LockedPackage, report: WheelReport, numpy: Version | None,
         verdict, consequence = without_numpy if numpy is None and uses_numpy else numpy_rule.judge(m.facts, numpy)
         binaries.append(BinaryFinding(m.path, m.module, m.facts, verdict, consequence))
     return DistributionFinding(entry.name, entry.version, Verdict.worst([b.verdict for b in binaries]),
-                               tuple(binaries), None)
+                               tuple(binaries), None, report.outcome.unread)

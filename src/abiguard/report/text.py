@@ -71,6 +71,8 @@ def _distribution(dist: DistributionFinding, report: CheckReport, out: Out, verb
     count = counted(len(dist.binaries), "shared object")
     if affected:
         count = f"{len(affected)} of {count}"
+    if dist.unread:  # lock-check stops reading a wheel once its verdict is settled
+        count += f" read; {len(dist.unread)} more not read, the verdict being settled"
     out.print(f"{_verdict(dist.verdict)}  [bold]{escape(dist.name)} {escape(dist.version)}[/]  ({count})")
     if not affected:
         if verbose:
