@@ -453,6 +453,15 @@ def test_lock_check_uses_the_extra_indexes_a_requirements_file_names(cli: Cli, t
     assert "skipped index banana (from --index-url): not an http(s) URL" in bad.stdout + bad.stderr
 
 
+def test_lock_check_looks_numpy_up_like_any_other_pin(cli: Cli, tmp_path: Path) -> None:
+    """numpy's own wheel is not judged, but a numpy pin that no release answers is an error like any other."""
+    pins = tmp_path / "requirements.txt"
+    pins.write_text("numpy==99.0.0\npandas==2.0.3\n")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    (error,) = doc["errors"]
+    assert error.startswith("package numpy 99.0.0: ") and "no wheel" in error
+
+
 def test_lock_check_unknown_package_is_one_error_among_results(cli: Cli, tmp_path: Path) -> None:
     broken = tmp_path / "broken" / "requirements.txt"
     broken.parent.mkdir()
