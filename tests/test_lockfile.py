@@ -589,3 +589,17 @@ def test_requirements_hash_option_with_a_space(tmp_path: Path) -> None:
     (entry,) = contents.entries
     assert (entry.name, entry.version) == ("pytz", "2024.1")
     assert entry.hashes == ["sha256:aaaa", "sha256:bbbb", "sha256:cccc"]
+
+
+def test_requirements_take_their_pins_from_constraint_files(tmp_path: Path) -> None:
+    """`-c pins.txt` decides the version of an unpinned requirement, as it does for pip and uv; a constraint that
+    pins nothing, or a pin the requirement excludes, leaves it unpinned (an error)."""
+    (tmp_path / "pins.txt").write_text("numpy==2.0.2\npandas==2.0.3\nscipy<2\n")
+    path = tmp_path / "requirements.txt"
+    path.write_text("-c pins.txt\nnumpy\npandas>=2 ; python_version >= '3'\nscipy\npandas-stubs\nNumPy>=3\n")
+    contents = read_lockfile(path)
+    assert [(e.name, e.version, e.marker) for e in contents.entries] == [
+        ("numpy", "2.0.2", None), ("pandas", "2.0.3", 'python_version >= "3"')]
+    assert contents.errors == [f"{path}:4: scipy is not pinned to one version (use ==)",
+                               f"{path}:5: pandas-stubs is not pinned to one version (use ==)",
+                               f"{path}:6: NumPy>=3 is not pinned to one version (use ==)"]

@@ -601,7 +601,7 @@ _COMMENT = re.compile(r"(^|\s+)#.*$")
 _NAMED_URL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")  # `name[extra] @ URL` (PEP 508)
 _IGNORED_OPTIONS = frozenset({  # installer behaviour; says nothing about which files get installed
     "--no-index", "--pre", "--prefer-binary", "--require-hashes", "--no-deps", "--use-feature",
-    "--trusted-host", "-f", "--find-links", "--only-binary", "--no-binary", "-c", "--constraint",
+    "--trusted-host", "-f", "--find-links", "--only-binary", "--no-binary",
     "--config-settings", "--global-option", "--install-option",
 })
 _VALUE_OPTIONS = frozenset({
@@ -622,12 +622,22 @@ class _RequirementsReader:
         self.index_url: str | None = None
         self.index_urls: list[str] = []
         self.seen: set[Path] = set()
+        self.pins: dict[str, str] = {}  # `==` pins of the -c constraint files, by canonical name
+        self.loose: list[tuple[int, Requirement, list[str]]] = []  # unpinned: (its error's index, ...)
 
     def read(self) -> LockfileContents:
         try:
             self._read(self.path)
         except (OSError, UnicodeDecodeError) as exc:
             raise LockfileError(f"{self.path}: cannot read: {_one_line(exc)}") from exc
+        pinned_by_constraint = set()
+        for at, req, hashes in self.loose:  # a -c file's pin decides, wherever the -c line is, as for pip
+            pinned = self.pins.get(canonical_name(req.name))
+            if pinned is not None and req.specifier.contains(pinned, prereleases=True):
+                pinned_by_constraint.add(at)
+                self.entries.append(LockedPackage(name=req.name, version=pinned,
+                                                  marker=str(req.marker) if req.marker else None, hashes=hashes))
+        self.errors = [e for at, e in enumerate(self.errors) if at not in pinned_by_constraint]
         entries = self.entries
         if self.index_url:
             entries = [_with_source(e, self.index_url) for e in entries]
@@ -663,6 +673,8 @@ class _RequirementsReader:
                 self.notes.append(f"{where}: -e {redact(value)}: {BUILT_FROM_SOURCE}")
             elif option in ("-r", "--requirement"):
                 self._include(path, where, value)
+            elif option in ("-c", "--constraint"):
+                self._constrain(path, where, value)
             elif option in ("-i", "--index-url"):
                 self.index_url = value
                 self._add_index(value)
@@ -688,6 +700,17 @@ class _RequirementsReader:
             self._read(target)
         except (OSError, UnicodeDecodeError) as exc:
             self.errors.append(f"{where}: cannot read {value}: {_one_line(exc)}")
+
+    def _constrain(self, path: Path, where: str, value: str) -> None:
+        """Keep the `==` pins of a constraints file; its other lines (`numpy<2`) constrain without pinning."""
+        target = Path(value)
+        sub = _RequirementsReader(target if target.is_absolute() else path.parent / target)
+        try:
+            sub._read(sub.path)
+        except (OSError, UnicodeDecodeError) as exc:
+            self.errors.append(f"{where}: cannot read {value}: {_one_line(exc)}")
+            return
+        self.pins.update((canonical_name(e.name), e.version) for e in sub.entries)
 
     def _requirement(self, path: Path, where: str, line: str) -> None:
         words = line.split()
@@ -718,6 +741,7 @@ class _RequirementsReader:
             return
         specs = list(req.specifier)
         if len(specs) != 1 or specs[0].operator not in ("==", "===") or specs[0].version.endswith(".*"):
+            self.loose.append((len(self.errors), req, hashes))  # unless a -c file pins it (see `read`)
             self.errors.append(f"{where}: {req.name}{req.specifier or ''} is not pinned to one version (use ==)")
             return
         self.entries.append(LockedPackage(name=req.name, version=specs[0].version,
