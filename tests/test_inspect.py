@@ -292,3 +292,19 @@ def test_real_last_compatible_h5py() -> None:
 
     with pytest.raises(InspectError, match="needs --numpy"):
         inspect_targets(["h5py"], options(last_compatible=True))
+
+
+@pytest.mark.network
+def test_first_compatible_of_a_package_without_compiled_code_is_its_first_release() -> None:
+    """Every release of requests works with any numpy: the answer predates NumPy 2, is found by bisection
+    rather than a walk down every old release, and the counts agree with what was read."""
+    report = inspect_targets(["requests"], options(first_compatible=True))
+    item = report.items[0]
+    assert isinstance(item, SearchItem)
+    inspected = {i.report.version for i in item.inspected}
+    assert item.found is not None and item.found in inspected
+    assert all(i.report.outcome.built_for is BuiltFor.NONE for i in item.inspected)
+    assert Version(item.found) == min(Version(v) for v in inspected)
+    assert len(inspected) < item.candidates / 3
+    assert item.note is not None and "uses no NumPy C-API" in item.note
+    assert item.skipped_before_cutoff + len(inspected) <= item.candidates

@@ -545,8 +545,11 @@ def _compatible_release(session: _Session, req: Requirement, target: str, newest
     note = why
     if found is None:
         note = "; ".join(x for x in (why, f"no release compatible with numpy {numpy}") if x)
+    elif found < start:  # searched below the cutoff: its releases were not all skipped
+        note = f"{rels[found].version} predates NumPy 2 and uses no NumPy C-API, so any numpy will do"
+    skipped = sum(1 for i in range(start) if i not in search.items)
     return SearchItem(target, project, numpy, str(rels[found].version) if found is not None else None,
-                      tuple(search.inspected()), len(rels), start, cutoff, note, newest)
+                      tuple(search.inspected()), len(rels), skipped, cutoff, note, newest)
 
 
 class _Search:
@@ -593,8 +596,8 @@ class _Search:
                     return None
                 lo, hi = found + 1, top
                 continue
-            if found > 0 and self.ok(found - 1):  # not monotone after all: look lower
-                lo, hi = min(start, found - 1), found - 1
+            if found > 0 and self.ok(found - 1):  # not monotone after all: look lower, below the cutoff too
+                lo, hi = (start if found > start else 0), found - 1  # (a release without NumPy's C-API)
                 continue
             return found
         return None

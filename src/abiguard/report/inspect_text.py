@@ -134,10 +134,12 @@ def _search(item: SearchItem, out: Out) -> None:
     out.print(f"[bold]{escape(item.project)}[/]: {which} release compatible with numpy {item.numpy}: {answer}")
     cutoff = f" uploaded before {item.cutoff.date()}" if item.cutoff else ""
     skipped = f"; {item.skipped_before_cutoff} skipped as{cutoff}" if item.skipped_before_cutoff else ""
-    out.print(f"    {item.candidates} releases with a wheel for the target{skipped};"
+    out.print(f"    {counted(item.candidates, 'release')} with a wheel for the target{skipped};"
               f" {len(item.inspected)} inspected")
     if item.note:
         out.print(f"    [dim]{escape(item.note)}[/]")
+    if not item.inspected:
+        return
     table = Table(box=None, padding=(0, 2), show_edge=False)
     for column in ("version", "uploaded", "built for", "compatible", "read"):
         table.add_column(column)
