@@ -308,3 +308,11 @@ def test_first_compatible_of_a_package_without_compiled_code_is_its_first_releas
     assert len(inspected) < item.candidates / 3
     assert item.note is not None and "uses no NumPy C-API" in item.note
     assert item.skipped_before_cutoff + len(inspected) <= item.candidates
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_is_an_error_not_a_project_name_nor_a_read_that_blocks(tmp_path: Path) -> None:
+    fifo = tmp_path / "ff"  # also the name of a project on the index
+    os.mkfifo(fifo)
+    (item,) = inspect_targets([str(fifo)], options()).items
+    assert isinstance(item, ErrorItem) and item.message == f"not a regular file or directory: {fifo}"

@@ -270,6 +270,8 @@ def classify(target: str) -> _Spec:
         return _Spec("directory", target)
     if os.path.isfile(target):
         return _Spec("wheel" if target.lower().endswith(".whl") else "binary", target)
+    if os.path.exists(target):  # a fifo or a device: reading it could block or never end
+        return _Spec("error", target, message=f"not a regular file or directory: {target}")
     if target.startswith(("http://", "https://")):
         return _Spec("url", target)
     if os.sep in target or target.lower().endswith((".whl", ".so", ".pyd", ".dylib", ".dll")):
