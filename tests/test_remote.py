@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import random
 import re
 import struct
 import threading
@@ -431,3 +432,18 @@ def test_zip_bomb_is_bounded(server: WheelServer) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024 * 1024
+
+
+def test_a_member_that_ends_inside_the_tail_is_not_fetched_twice(server: WheelServer) -> None:
+    """The first read fetches the last 128 KB (the directory); a member reaching into them is completed from
+    those bytes, so reading a small wheel whole never costs more than the wheel (it cost 111% before)."""
+    big = random.Random(7).randbytes(300_000)  # incompressible: stored, its end inside the tail
+    blob = make_zip([("demo/_big.so", big, 0, len(big), zlib.crc32(big)),
+                     ("demo/readme.txt", b"hello", 0, 5, zlib.crc32(b"hello"))])
+    server.files["straddle-1.0-cp311-cp311-linux_x86_64.whl"] = blob
+    with client() as http:
+        remote = RemoteZip(server.url("straddle-1.0-cp311-cp311-linux_x86_64.whl"), http)
+        entry = next(e for e in remote.entries() if e.name == "demo/_big.so")
+        assert remote.open_member(entry).read(0, len(big)) == big
+        assert remote.counters.bytes_read <= len(blob)
+        assert remote.counters.requests == 2

@@ -585,6 +585,8 @@ class RemoteZip:
         tail_start, tail = self._tail
         if tail and start >= tail_start and start + length <= tail_start + len(tail):
             return tail[start - tail_start : start - tail_start + length]  # already fetched with the tail
+        if tail and start < tail_start < start + length:  # its end came with the tail: fetch only the rest
+            return self._range(start, tail_start - start) + tail[: start + length - tail_start]
         before = self.client.counters.bytes_read, self.client.counters.requests
         try:
             data, total = self.client.get_range(self.url, start, length, self.size)
