@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import socket
@@ -451,6 +452,18 @@ def test_lock_check_uses_the_extra_indexes_a_requirements_file_names(cli: Cli, t
     bad = cli("inspect", "pandas==2.0.3", "--index-url", "banana")
     assert bad.returncode == 2
     assert "skipped index banana (from --index-url): not an http(s) URL" in bad.stdout + bad.stderr
+
+
+def test_lock_check_holds_the_index_wheel_to_the_files_hashes(cli: Cli, locks: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    """uv's hashed requirements pass (test_lock_check_broken_pair); the same file with other digests names
+    wheels no installer would accept, so nothing is judged from the index's wheels."""
+    forged = tmp_path / "requirements.txt"
+    forged.write_text(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, locks["requirements-broken"].read_text()))
+    doc = document(cli("lock-check", forged, *LINUX, "--format", "json"))
+    assert doc["distributions"] == []
+    assert {"package numpy 2.0.2", "package pandas 2.0.3"} <= {e.split(":")[0] for e in doc["errors"]}
+    assert all("matches none of the file's hashes" in e for e in doc["errors"])
 
 
 def test_lock_check_looks_numpy_up_like_any_other_pin(cli: Cli, tmp_path: Path) -> None:

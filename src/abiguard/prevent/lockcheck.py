@@ -126,6 +126,10 @@ def lock_check(
                         extras = [u for u in contents.index_urls if u != primary]  # the file's --extra-index-url
                         index = IndexClient(load_index_config(primary, extras), http)
                     wheel = _from_index(index, entry, tags, python_version)
+                    if wheel is not None and not _hash_allowed(entry, wheel):
+                        errors.append(f"{who}: its wheel for {target} ({wheel.filename}) matches none of the "
+                                      "file's hashes: an installer requiring them refuses it")
+                        continue
                 if wheel is None:
                     if entry.sdist_url or not entry.wheels:
                         notes.append(f"{who}: sdist only for {target}, built at install: its binaries cannot be "
@@ -187,6 +191,13 @@ def _inspect(wheel: LockedWheel, http: HttpClient, cache: Cache | None) -> Wheel
         return inspect_local_wheel(url2pathname(urlsplit(wheel.url).path), ReadPolicy(sample=None), cache)
     return inspect_remote_wheel(wheel.url, http, wheel.filename, wheel.size, wheel.sha256, ReadPolicy(sample=None),
                                 cache)
+
+
+def _hash_allowed(entry: LockedPackage, wheel: LockedWheel) -> bool:
+    """With `--hash` options, the wheel chosen must be one of the files they allow (pip checks the same);
+    without them, or without the index's digest to compare, anything is."""
+    sha256 = [h.partition(":")[2].lower() for h in entry.hashes if h.lower().startswith("sha256:")]
+    return not sha256 or wheel.sha256 is None or wheel.sha256.lower() in sha256
 
 
 def _version(text: str | None) -> Version | None:

@@ -97,9 +97,9 @@ def _wheel(item: WheelItem, out: Out, verbose: bool) -> None:
     share = f" ({100 * rep.bytes_read / rep.wheel_size:.1f}%)" if rep.wheel_size else ""
     requests = f" in {counted(rep.requests, 'request')}" if rep.requests else ""
     cached = f", {item.cached_members} from cache" if item.cached_members else ""
-    members = f"{len(outcome.members)} of {outcome.candidates} shared objects" if outcome.candidates else (
+    read = f"{len(outcome.members)} of {outcome.candidates} shared objects" if outcome.candidates else (
         "no shared object read")  # numpy's own wheel is not read: R0 decides
-    out.print(f"    read {_size(rep.bytes_read)} of {_size(rep.wheel_size)}{share}{requests}; {members}{cached}")
+    out.print(f"    read {_size(rep.bytes_read)} of {_size(rep.wheel_size)}{share}{requests}; {read}{cached}")
     if outcome.note:
         style = "yellow" if outcome.sampled else "dim"
         out.print(f"    [{style}]{escape(outcome.note)}[/]")
