@@ -316,3 +316,9 @@ def test_a_fifo_is_an_error_not_a_project_name_nor_a_read_that_blocks(tmp_path: 
     os.mkfifo(fifo)
     (item,) = inspect_targets([str(fifo)], options()).items
     assert isinstance(item, ErrorItem) and item.message == f"not a regular file or directory: {fifo}"
+
+
+def test_release_searches_on_a_local_file_are_an_error_not_ignored(pymsis: dict[str, Path]) -> None:
+    for mode in ({"first_compatible": True}, {"all_releases": True}):
+        (item,) = inspect_targets([str(pymsis["0.8.0"])], options(**mode)).items
+        assert isinstance(item, ErrorItem) and "give a project name, not a file" in item.message

@@ -399,6 +399,11 @@ def _inspect_one(session: _Session, spec: _Spec) -> list[Item]:
     try:
         if spec.kind == "error":
             return [ErrorItem(spec.target, spec.message or "invalid target")]
+        opts = session.options
+        release_modes = opts.first_compatible or opts.last_compatible or opts.all_releases
+        if release_modes and spec.kind != "requirement":  # a file has one release: silently ignoring misleads
+            return [ErrorItem(spec.target, "--first-compatible, --last-compatible and --all-releases search a "
+                                           "project's releases on the index: give a project name, not a file")]
         if spec.kind == "directory":
             return [_directory(session, Path(spec.target))]
         if spec.kind == "wheel":
