@@ -106,6 +106,9 @@ def test_local_wheel_and_binary(pymsis: dict[str, Path], env: Path) -> None:
     doc = report.to_json()
     assert set(doc["results"][0]["binaries"][0]) >= BINARY_KEYS and set(doc["results"][1]) >= BINARY_KEYS
     assert doc["results"][0]["verdict"] == "broken"
+    buffer = io.StringIO()
+    render_inspect(report, Console(file=buffer, width=200))
+    assert "    with numpy 2: ok" in buffer.getvalue().splitlines()  # said for a file as for a wheel, ok included
 
 
 def test_directory(pymsis: dict[str, Path], env: Path) -> None:

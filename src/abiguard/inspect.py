@@ -115,6 +115,7 @@ class BinaryItem:
     cached: bool = False
     verdict: Verdict | None = None
     consequence: str | None = None
+    numpy: Version | None = None  # what `verdict` was judged against (--numpy)
 
     def to_json(self) -> dict[str, Any]:
         facts = self.facts.to_json()
@@ -458,7 +459,8 @@ def _binaries(session: _Session, paths: list[tuple[Path, str]], target: str) -> 
             facts = fresh[key] = inspect_path(path, numpy_itself=is_numpy_own("", rel))
             session.bytes_read += facts.bytes_read
         verdict, consequence = judge(facts, session.numpy) if session.numpy is not None else (None, None)
-        items.append(BinaryItem(target, str(path), module_name(rel), facts, cached, verdict, consequence))
+        items.append(BinaryItem(target, str(path), module_name(rel), facts, cached, verdict, consequence,
+                                session.numpy))
     session.cache.store_files({k: f for k, f in fresh.items() if not (f.reason or "").startswith("cannot")})
     return items, errors
 

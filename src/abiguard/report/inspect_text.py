@@ -81,8 +81,9 @@ def _binary(item: BinaryItem, out: Out) -> None:
     out.print(_facts_line(item.module or item.path, item.facts))
     if item.module:
         out.print(f"    [dim]{escape(item.path)}[/]")
-    if item.verdict is not None and item.verdict is not Verdict.OK:
-        out.print(f"    [{_VERDICT_STYLE[item.verdict]}]{item.verdict.value}[/]: {escape(item.consequence or '')}")
+    if item.verdict is not None:  # with --numpy: said for every file, as for a wheel, "ok" included
+        why = f": {escape(item.consequence)}" if item.consequence else ""
+        out.print(f"    with numpy {item.numpy}: [{_VERDICT_STYLE[item.verdict]}]{item.verdict.value}[/]{why}")
 
 
 def _wheel(item: WheelItem, out: Out, verbose: bool) -> None:
