@@ -325,3 +325,10 @@ def test_release_searches_on_a_local_file_are_an_error_not_ignored(pymsis: dict[
     for mode in ({"first_compatible": True}, {"all_releases": True}):
         (item,) = inspect_targets([str(pymsis["0.8.0"])], options(**mode)).items
         assert isinstance(item, ErrorItem) and "give a project name, not a file" in item.message
+
+
+def test_a_directory_with_unreadable_wheels_is_unknown_not_none(tmp_path: Path) -> None:
+    (tmp_path / "a-1.0-py3-none-any.whl").write_text("not a zip")
+    (item,) = inspect_targets([str(tmp_path)], options()).items
+    assert isinstance(item, DirectoryItem) and len(item.errors) == 1
+    assert item.built_for is BuiltFor.UNKNOWN and item.to_json()["built_for"] == "unknown"

@@ -136,7 +136,9 @@ class DirectoryItem:
 
     @property
     def built_for(self) -> BuiltFor:
-        return combine([b.facts for b in self.binaries] + [_summary_facts(w) for w in self.wheels])[0]
+        """"unknown" when something in it could not be read: "none" would claim what was not seen."""
+        unread = [BinaryFacts("unknown", BuiltFor.UNKNOWN)] if self.errors else []
+        return combine([b.facts for b in self.binaries] + [_summary_facts(w) for w in self.wheels] + unread)[0]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -120,6 +120,7 @@ def _members(members: list[MemberResult], out: Out, verbose: bool) -> None:
 
 def _directory(item: DirectoryItem, out: Out, verbose: bool) -> None:
     contents = f"{counted(len(item.binaries), 'shared object')}, {counted(len(item.wheels), 'wheel')}"
+    contents += f", {len(item.errors)} unreadable" if item.errors else ""
     out.print(f"{_built(item.built_for)}  [bold]{escape(item.target)}[/]  ({contents})")
     shown = [b for b in item.binaries if verbose or b.facts.built_for is not BuiltFor.NONE]
     for b in shown:
