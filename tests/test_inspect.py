@@ -158,6 +158,9 @@ def test_bad_options() -> None:
         inspect_targets(["x"], options(numpy="two"))
     with pytest.raises(InspectError, match="Python version"):
         inspect_targets(["x"], options(python_version="eleven"))
+    for uv_name in ("aarch64-apple-darwin", "x86_64-manylinux_2_28", "linux"):  # uv's, not wheel tags
+        with pytest.raises(InspectError, match="is not a wheel platform tag"):
+            inspect_targets(["x"], options(platform=uv_name))
 
 
 def test_classify() -> None:

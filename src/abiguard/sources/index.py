@@ -440,6 +440,22 @@ def _parse_html(body: bytes, base: str, index: str) -> list[IndexFile]:
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
 
+_SYSTEMS = ("linux", "macosx", "win", "manylinux", "musllinux")
+
+
+def wheel_platform(platform: str) -> str:
+    """`platform` normalized as wheel tags spell it; ValueError for uv's `--python-platform` names
+    (`aarch64-apple-darwin`, `x86_64-manylinux_2_28`, `linux`), whose wheel tags would be a guess. Wheel
+    platform tags and sysconfig's spelling of them (`macosx-11.0-arm64`) start with the system; uv's names
+    start with the machine, or are a bare system."""
+    text = platform.strip().lower()
+    system = text.partition("-")[0]
+    if text in ("linux", "macos", "windows") or ("-" in text and not system.startswith(_SYSTEMS)):
+        raise ValueError(f"platform {platform!r} is not a wheel platform tag; use one such as "
+                         "manylinux_2_28_x86_64, win_amd64, macosx_11_0_arm64")
+    return expand_platform(platform)[0]
+
+
 def expand_platform(platform: str) -> list[str]:
     """Every platform tag a target `platform` accepts, most specific first.
 
@@ -487,6 +503,11 @@ def target_tags(python_version: str | None = None, platform: str | None = None) 
     if python_version is None and platform is None:
         return list(ptags.sys_tags())
     version = parse_python_version(python_version) if python_version else sys.version_info[:2]
+    if platform:
+        try:
+            wheel_platform(platform)
+        except ValueError as exc:
+            raise PackageIndexError(str(exc)) from None
     platforms = expand_platform(platform) if platform else list(ptags.platform_tags())
     interpreter = f"cp{version[0]}{version[1]}"
     return [*ptags.cpython_tags(version, None, platforms), *ptags.compatible_tags(version, interpreter, platforms)]

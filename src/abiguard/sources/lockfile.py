@@ -31,7 +31,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from abiguard.model import canonical_name
-from abiguard.sources.index import expand_platform
+from abiguard.sources.index import wheel_platform
 from abiguard.sources.remote import redact
 
 if sys.version_info >= (3, 11):
@@ -193,9 +193,6 @@ _MACHINE = (  # (words, linux, macOS, Windows); first match wins, so "x86_64" is
 )
 
 
-_WHEEL_PLATFORM = re.compile(r"win32|(linux|win|macosx_\d+_\d+|manylinux(1|2010|2014|_\d+_\d+)|musllinux_\d+_\d+)_\w+")
-
-
 def marker_environment(python_version: str, platform: str, implementation: str = "cpython") -> dict[str, str]:
     """A complete marker environment for a hypothetical target.
 
@@ -208,10 +205,7 @@ def marker_environment(python_version: str, platform: str, implementation: str =
     if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
         raise ValueError(f"Python version {python_version!r} is not X.Y or X.Y.Z")
     full = ".".join(parts + ["0"] * (3 - len(parts)))
-    lower = expand_platform(platform)[0]  # normalized, as the wheel tags are computed from it
-    if not _WHEEL_PLATFORM.fullmatch(lower):
-        raise ValueError(f"platform {platform!r} is not a wheel platform tag; use one such as "
-                         "manylinux_2_28_x86_64, win_amd64, macosx_11_0_arm64")
+    lower = wheel_platform(platform)  # normalized, as the wheel tags are computed from it
     os_info = next((o for o in _OS if any(w in lower for w in o[0])), None)
     if os_info is None:
         raise ValueError(f"platform {platform!r} names no known operating system (linux, macos, windows)")
