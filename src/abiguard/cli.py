@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_CONFLICT, EXIT_ERROR = 0, 1, 2
 
-_EPILOG = "exit codes: 0 no conflicts, 1 conflicts found, 2 error (bad arguments, unusable interpreter)"
+_EPILOG = ("exit codes: 0 no conflicts, 1 conflicts found, 2 error (bad arguments, unusable interpreter, "
+           "output that could not be written)")
 
 
 def _seconds(text: str) -> float:
