@@ -5,11 +5,11 @@ caller's re-check, and restores the snapshot when anything fails; `rollback` res
 demand, also after the abiguard that made it was killed mid-apply.
 
 Design choices, briefly:
-- A snapshot lives in `<state dir>/snapshots/<env hash>/<UTC stamp>/` (state dir: `$ABIGUARD_STATE_DIR`, else
-  platformdirs' user state dir): `manifest.json`, `freeze.txt`, `journal.json` and `files/`, a byte-for-byte
-  copy (`shutil.copy2`: mode and mtime kept, fsynced) of the RECORD-listed files and `.dist-info`
-  directories of the *touched* distributions only. Copying only what the change may touch keeps the cost
-  proportional to the change (numpy + pandas: 2,500 files, 110 MB) and lets the restore work offline, with
+- A snapshot lives in `<state dir>/snapshots/<env hash>/<UTC stamp>/` (`paths.state_dir`:
+  `$ABIGUARD_STATE_DIR`, else the user state directory): `manifest.json`, `freeze.txt`, `journal.json` and
+  `files/`, a byte-for-byte copy (`shutil.copy2`: mode and mtime kept, fsynced) of the RECORD-listed files
+  and `.dist-info` directories of the *touched* distributions only. Copying only what the change may touch keeps the
+  cost proportional to the change (numpy + pandas: 2,500 files, 110 MB) and lets the restore work offline, with
   no index and no resolver. `uv pip sync --python PY freeze.txt` is the alternative for a whole environment,
   but it needs the index, and it cannot bring back a file that differs from its wheel.
 - The restore works on files, never through the installer: it removes the distributions that are installed
@@ -51,6 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from abiguard import paths
 from abiguard.fix.resolver import find_uv
 from abiguard.model import TargetEnvironment, canonical_name
 
@@ -108,14 +109,7 @@ class RollbackResult:
 
 def resolve_state_dir(state_dir: Path | None = None) -> Path:
     """The explicit argument, else `$ABIGUARD_STATE_DIR`, else the platform's per-user state directory."""
-    if state_dir is not None:
-        return Path(state_dir)
-    override = os.environ.get("ABIGUARD_STATE_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_state_dir("abiguard"))
+    return Path(state_dir) if state_dir is not None else Path(paths.state_dir())
 
 
 def env_key(env: TargetEnvironment) -> str:
