@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_en
 pytestmark = [pytest.mark.venv, pytest.mark.network]
 
 
-def constraints(python: Path, tmp_path: Path) -> str:
+def constraints(python: Path, tmp_path: Path, *extra: str) -> str:
     env = {**os.environ, "ABIGUARD_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "abiguard", "constraints", "--python", str(python)],
+    proc = subprocess.run([sys.executable, "-m", "abiguard", "constraints", "--python", str(python), *extra],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -34,6 +35,12 @@ def test_numpy1_builds_give_an_upper_bound_that_uv_honours(tmp_path: Path) -> No
                            "numpy>=2"], capture_output=True, text=True, env=uv_env())
     assert proc.returncode != 0  # the bound refuses the break a plain install would make
     assert "numpy" in proc.stderr
+
+    doc = json.loads(constraints(python, tmp_path, "--format", "json"))
+    assert doc["schema"] == 1 and doc["constraint"] == "numpy<2" and doc["not_judged"] == []
+    assert [b["specifier"] for b in doc["bounds"]] == ["<2"]
+    assert doc["bounds"][0]["reasons"][0].startswith("pandas 2.0.3: ")
+    assert doc["environment"]["numpy_installed"] == "1.26.4"
 
 
 def test_numpy2_builds_give_a_floor(tmp_path: Path) -> None:
@@ -56,6 +63,8 @@ def test_bounds_that_contradict_each_other_are_an_error_not_a_file(tmp_path: Pat
     assert "no numpy fits every installed binary" in proc.stderr and "Traceback" not in proc.stderr
     assert "pandas 2.0.3" in proc.stderr and "h5py 3.16.0" in proc.stderr
     assert not out.exists()
+    as_json = subprocess.run([*run, "--format", "json"], capture_output=True, text=True, env=env)
+    assert as_json.returncode == 2 and as_json.stdout == "" and "no numpy fits" in as_json.stderr
 
     subprocess.run([uv(), "pip", "uninstall", "--quiet", "--python", str(python), "pandas"], check=True,
                    env=uv_env())
@@ -67,3 +76,5 @@ def test_bounds_that_contradict_each_other_are_an_error_not_a_file(tmp_path: Pat
     assert [ln for ln in proc.stdout.splitlines() if not ln.startswith("#")] == ["numpy>=2.0"]
     assert "# not judged: h5py 3.16.0" in proc.stdout
     assert not (tmp_path / "-").exists()
+    doc = json.loads(subprocess.run([*run, "--format", "json"], capture_output=True, text=True, env=env).stdout)
+    assert doc["constraint"] == "numpy>=2.0" and doc["not_judged"] == ["h5py 3.16.0"]

@@ -306,10 +306,15 @@ def test_apply_upgrade_keeps_numpy_and_fixes_pandas(dirs: dict[str, Path], tmp_p
     assert check.returncode == 0, check.stdout + check.stderr
 
     # the snapshot it kept brings the old state back, byte for byte
-    back = run(dirs, "rollback", "--python", str(python))
+    back = run(dirs, "rollback", "--python", str(python), "--format", "json")
     assert back.returncode == 0, back.stderr
-    assert "pandas==2.0.3 (was 2.2.2)" in back.stdout
+    done = json.loads(back.stdout)
+    assert done["schema"] == 1 and done["ok"] is True and done["restored"] is True
+    assert "pandas==2.0.3 (was 2.2.2)" in done["message"]
+    assert done["snapshot"] == doc["applied"]["snapshot"]
     assert_same_tree(before, tree(python))
+    again = json.loads(run(dirs, "rollback", "--python", str(python), "--format", "json").stdout)
+    assert again["ok"] is True and again["restored"] is False and "nothing to do" in again["message"]
 
 
 def test_apply_downgrade_moves_numpy_below_2(dirs: dict[str, Path], tmp_path: Path) -> None:

@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 restored (or nothing to restore), 2 error",
     )
     _add_python(rb)
+    _add_format(rb)
     rb.set_defaults(func=_rollback)
 
     inst = sub.add_parser(
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     cons.add_argument("-o", "--output", metavar="FILE",
                       help="write to FILE (replaced if it exists; nothing is written on error) instead of stdout")
     _add_no_cache(cons)
+    _add_format(cons, ("text", "json"))
     cons.set_defaults(func=_constraints)
     return parser
 
@@ -402,7 +404,15 @@ def _rollback(args: argparse.Namespace) -> int:
     except ApplyError as exc:
         ui.error(str(exc))
         return EXIT_ERROR
-    print(result.message)
+    if args.format == "json":
+        from abiguard.report.json import dumps, envelope
+
+        print(dumps(envelope(
+            environment={"python": env.python_version, "executable": env.executable},
+            ok=result.ok, restored=result.restored, message=result.message,
+            snapshot=str(result.snapshot) if result.snapshot else None, notes=list(result.notes))))
+    else:
+        print(result.message)
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
@@ -547,10 +557,20 @@ def _render_check(report: CheckReport, fmt: str, verbose: bool) -> None:
 
 def _constraints(args: argparse.Namespace) -> int:
     from abiguard.check import CheckError, check
-    from abiguard.prevent.constraints import ConstraintsError, render
+    from abiguard.prevent.constraints import ConstraintsError, constraints, render
 
     try:
-        text = render(check(args.python, use_cache=not args.no_cache))
+        report = check(args.python, use_cache=not args.no_cache)
+        if args.format == "json":
+            from abiguard.report.json import dumps, envelope
+
+            env = report.environment
+            text = dumps(envelope(
+                environment={"python": env.python_version, "executable": env.executable,
+                             "numpy_installed": report.numpy_installed},
+                **constraints(report).to_json())) + "\n"
+        else:
+            text = render(report)
     except (CheckError, ConstraintsError) as exc:
         ui.error(str(exc))
         return EXIT_ERROR
