@@ -17,6 +17,7 @@ import pytest
 
 from abiguard.binary import is_shared_object_name
 from tests.support.build import numpy_extension
+from tests.support.sarif import artifact_path, assert_valid_sarif
 from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
 from tests.support.wheels import build_wheel
 
@@ -100,6 +101,43 @@ def test_text_report_names_modules_reason_and_ways_out(broken_env: Path) -> None
     assert 'numpy<2' in out
     assert "compiled using NumPy 1.x" in out
     assert proc.stderr == ""  # no progress when not on a terminal
+
+
+def test_sarif_and_markdown_say_what_json_says(broken_env: Path) -> None:
+    _, doc = check_json(broken_env)
+    pandas = dist(doc, "pandas")
+    broken = [b for b in pandas["binaries"] if b["verdict"] == "broken"]
+
+    proc = run("check", "--python", str(broken_env), "--format", "sarif")
+    assert proc.returncode == 1, proc.stderr
+    sarif = json.loads(proc.stdout)
+    (result,) = assert_valid_sarif(sarif)  # one result per distribution, not per shared object
+    assert result["ruleId"] == "numpy-abi-broken" and result["level"] == "error"
+    assert result["properties"]["distribution"] == "pandas" and result["properties"]["version"] == "2.0.3"
+    assert sorted(result["properties"]["modules"]) == sorted(b["module"] for b in broken)
+    assert "numpy<2" in result["message"]["text"]
+    (location,) = result["locations"]
+    target = artifact_path(sarif, location)
+    assert target.is_file() and target.relative_to(site_packages(broken_env)).as_posix() in {b["path"] for b in broken}
+    assert location["logicalLocations"][0]["fullyQualifiedName"] in {b["module"] for b in broken}
+    again = assert_valid_sarif(json.loads(run("check", "--python", str(broken_env), "--format", "sarif").stdout))
+    assert again[0]["partialFingerprints"] == result["partialFingerprints"]  # stable: alerts are not duplicated
+
+    proc = run("check", "--python", str(broken_env), "--format", "markdown")
+    assert proc.returncode == 1, proc.stderr
+    md = proc.stdout
+    assert f"| **broken** | pandas 2.0.3 | {len(broken)} of {len(pandas['binaries'])} |" in md
+    assert "<details><summary>broken: pandas 2.0.3</summary>" in md and md.count("<details>") == 1
+    assert "`pandas._libs.algos`" in md
+    assert 'numpy&lt;2' in md  # HTML-escaped: `<2"` must not start a tag
+
+
+def test_sarif_and_markdown_of_a_clean_environment(good_env: Path) -> None:
+    proc = run("check", "--python", str(good_env), "--format", "sarif")
+    assert proc.returncode == 0, proc.stderr
+    assert assert_valid_sarif(json.loads(proc.stdout)) == []
+    md = run("check", "--python", str(good_env), "--format", "markdown").stdout
+    assert "No NumPy ABI conflicts found." in md and "| verdict |" not in md
 
 
 def test_numpy1_with_pandas_built_for_numpy1_is_clean(good_env: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
+from tests.support.sarif import artifact_path, assert_valid_sarif
 from tests.support.venvs import make_venv, site_packages, uv, uv_env
 from tests.support.wheels import fetch_wheel
 
@@ -348,6 +349,20 @@ def test_lock_check_broken_pair(cli: Cli, locks: dict[str, Path], kind: str) -> 
     broken = sum(b["verdict"] == "broken" for b in pandas["binaries"])
     assert (f"({broken} of {read} shared objects read; {len(pandas['unread'])} more not read, the verdict "
             "being settled)") in text.stdout
+
+    # code scanning annotates the line of the lockfile that pins the culprit
+    proc = cli("lock-check", lockfile, *LINUX, "--format", "sarif")
+    assert proc.returncode == 1, proc.stderr
+    sarif = json.loads(proc.stdout)
+    (result,) = assert_valid_sarif(sarif)
+    assert result["ruleId"] == "numpy-abi-broken" and result["properties"]["distribution"] == "pandas"
+    (location,) = result["locations"]
+    assert artifact_path(sarif, location) == lockfile
+    line = lockfile.read_text().splitlines()[location["physicalLocation"]["region"]["startLine"] - 1]
+    assert re.match(r'\s*(name = "pandas"|pandas==2\.0\.3)', line), line
+    assert "pin \"numpy<2\"" in result["message"]["text"]
+    md = cli("lock-check", lockfile, *LINUX, "--format", "markdown").stdout
+    assert f"| **broken** | pandas 2.0.3 | {broken} of {read} |" in md
 
 
 def test_lock_check_way_out_is_a_pin_and_its_command_finds_one(cli: Cli, locks: dict[str, Path],

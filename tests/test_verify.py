@@ -171,6 +171,11 @@ def test_check_text_names_every_failed_import_and_counts_as_json_does(
     (total,) = [line for line in lines if "with compiled code" in line]
     assert total.endswith("; verified 8 imports: 3 confirmed, 0 refuted, 5 failed otherwise"), total
 
+    from abiguard.report.markdown import render_markdown
+
+    listed = [line for line in render_markdown(report).splitlines() if line.startswith("- `vf_")]
+    assert sorted(line.split("`")[1] for line in listed) == sorted(f.split(":")[0].strip() for f in failed)
+
 
 def test_background_processes_started_by_an_import_are_ended(env: tuple[Path, Path, Path]) -> None:
     python, _, tmp = env

@@ -133,6 +133,7 @@ def check_environment(
             facts=f,
             verdict=verdict,
             consequence=consequence,
+            root=b.site_dir,
         )
         if b.dist is None:
             unowned.append(finding)

@@ -86,8 +86,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
+_REPORT_FORMATS = ("text", "json", "sarif", "markdown")
+
+
 def _add_format(p: argparse.ArgumentParser, choices: Sequence[str] = ("text", "json")) -> None:
-    p.add_argument("--format", choices=choices, default="text", help="output format (default: text)")
+    extra = (" (sarif: SARIF 2.1.0 for code scanning; markdown: for a CI job summary or a pull request comment)"
+             if "sarif" in choices else "")
+    p.add_argument("--format", choices=choices, default="text", help=f"output format (default: text){extra}")
 
 
 def _add_python(p: argparse.ArgumentParser) -> None:
@@ -146,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_no_cache(check)
     check.add_argument("-v", "--verbose", action="store_true", help="list every distribution and module")
-    _add_format(check, ("text", "json"))
+    _add_format(check, _REPORT_FORMATS)
     check.set_defaults(func=_check)
 
     insp = sub.add_parser(
@@ -248,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("--index-url", metavar="URL", help="index for entries that name no wheel (requirements)")
     _add_no_cache(lock)
     lock.add_argument("-v", "--verbose", action="store_true", help="list every distribution and module")
-    _add_format(lock)
+    _add_format(lock, _REPORT_FORMATS)
     lock.set_defaults(func=_lock_check)
 
     cons = sub.add_parser(
@@ -537,17 +542,32 @@ def _lock_check(args: argparse.Namespace) -> int:
     except LockCheckError as exc:
         ui.error(str(exc))
         return EXIT_ERROR
-    _render_check(report, args.format, args.verbose)
+    lines = None
+    if args.format == "sarif":
+        from abiguard.sources.lockfile import entry_lines
+
+        lines = entry_lines(path)
+    _render_check(report, args.format, args.verbose, lines)
     if report.has_conflicts:
         return EXIT_CONFLICT
     return EXIT_ERROR if report.errors else EXIT_OK
 
 
-def _render_check(report: CheckReport, fmt: str, verbose: bool) -> None:
+def _render_check(report: CheckReport, fmt: str, verbose: bool, lines: dict[str, int] | None = None) -> None:
+    """`lines`: for a lockfile, where each distribution is pinned (SARIF points there)."""
     if fmt == "json":
         from abiguard.report.json import check_document, dumps
 
         print(dumps(check_document(report)))
+    elif fmt == "sarif":
+        from abiguard.report.json import dumps
+        from abiguard.report.sarif import sarif_document
+
+        print(dumps(sarif_document(report, lines)))
+    elif fmt == "markdown":
+        from abiguard.report.markdown import render_markdown
+
+        sys.stdout.write(render_markdown(report))
     else:
         from abiguard.report.markup import console
         from abiguard.report.text import render_check

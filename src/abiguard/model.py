@@ -148,6 +148,7 @@ class BinaryFinding:
     verdict: Verdict
     consequence: str | None = None  # what will happen, in one sentence
     verified: Verification | None = None
+    root: str | None = None  # the site-packages directory `path` is relative to, for an installed binary
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"path": self.path, "module": self.module}

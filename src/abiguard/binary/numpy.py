@@ -73,6 +73,8 @@ _GATE = (b"umpy", b"API")
 _CYTHON = b"cython_"  # the producer markers R9 ("_cython_3_0_11") and `CYTHON_RUNTIME`: one pass for both
 _ANCHORS = (*_GATE, _CYTHON)
 _MAX_ANCHORS = 4096  # beyond this many occurrences in a chunk, a pass per marker is cheaper
+# Evidence that names who built a binary, not which NumPy ABI it uses (R8 says f2py, and says it of a numpy).
+PRODUCER_MARKERS = ("R8", "R9", "pybind11", "cython", "rust-numpy")
 
 
 def _anchor(needle: bytes) -> tuple[bytes | None, int]:

@@ -122,6 +122,29 @@ def lockfile_kind(path: Path) -> LockfileKind:
                         "format under another name can be copied to a name ending in .txt")
 
 
+_TOML_NAME = re.compile(r"""^\s*name\s*=\s*["']([^"']+)["']""")
+_REQUIREMENT_NAME = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:[\[=~<>!;@ \t]|$)")
+
+
+def entry_lines(path: Path) -> dict[str, int]:
+    """The line of `path` where each project (canonical name) is first pinned: a package table's `name = ...`
+    in TOML, a requirement line in pip's format (not in the files it includes). For pointing at an entry, as
+    code-scanning annotations do; a file that cannot be read has none."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    found: dict[str, int] = {}
+    if lockfile_kind(path) == "requirements":
+        pairs = ((n, _REQUIREMENT_NAME.match(line)) for n, line in _logical_lines(text))
+    else:
+        pairs = ((n, _TOML_NAME.match(line)) for n, line in enumerate(text.splitlines(), start=1))
+    for lineno, match in pairs:
+        if match:
+            found.setdefault(canonical_name(match.group(1)), lineno)
+    return found
+
+
 # -- selection for a target environment -------------------------------------------------------------------
 
 MARKER_KEYS = frozenset({
