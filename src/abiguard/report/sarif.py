@@ -18,45 +18,28 @@ from abiguard.report import explain
 
 _LEVEL = {Verdict.BROKEN: "error", Verdict.AT_RISK: "warning", Verdict.UNKNOWN: "note"}
 
-RULES: tuple[dict[str, Any], ...] = (
-    {
-        "id": "numpy-abi-broken",
-        "name": "NumpyAbiBroken",
-        "shortDescription": {"text": "Built for a NumPy C-ABI the environment does not provide"},
-        "fullDescription": {"text": "A compiled module was built against NumPy headers whose ABI the installed (or "
-                            "locked) numpy does not provide: built for NumPy 1.x under numpy 2, or for a "
-                            "newer numpy than the one present. It fails at import."},
-        "help": {"text": "Move numpy to a version the build accepts, or move the distribution to a release built "
-                 "for your numpy; `abiguard fix` plans either."},
-        "defaultConfiguration": {"level": "error"},
-    },
-    {
-        "id": "numpy-abi-at-risk",
-        "name": "NumpyAbiAtRisk",
-        "shortDescription": {"text": "Imports under this numpy but can misbehave"},
-        "fullDescription": {"text": "A binding built on NumPy 1.x structures (pybind11 < 2.12, rust-numpy < 0.22) "
-                            "imports under numpy 2 without an error but can return wrong results."},
-        "help": {"text": "Upgrade the distribution to a release built for NumPy 2, or keep numpy below 2."},
-        "defaultConfiguration": {"level": "warning"},
-    },
-    {
-        "id": "numpy-abi-unknown",
-        "name": "NumpyAbiUnknown",
-        "shortDescription": {"text": "A shared object could not be judged"},
-        "fullDescription": {"text": "The shared object could not be read, or carries no decisive marker; its "
-                            "NumPy ABI is unknown."},
-        "help": {"text": "Run `abiguard check --verify` to import it in a subprocess and see."},
-        "defaultConfiguration": {"level": "note"},
-    },
-    {
-        "id": "declared-requirement",
-        "name": "DeclaredRequirement",
-        "shortDescription": {"text": "A declared requirement is not satisfied"},
-        "fullDescription": {"text": "A distribution's Requires-Dist is missing or in conflict with what is "
-                            "installed: what `pip check` reports."},
-        "help": {"text": "Install a version the requirement accepts."},
-        "defaultConfiguration": {"level": "error"},
-    },
+# id, short description, full description, help, level
+_RULE_TEXTS = (
+    ("numpy-abi-broken", "Built for a NumPy C-ABI the environment does not provide",
+     "A compiled module was built against NumPy headers whose ABI the installed (or locked) numpy does not "
+     "provide: built for NumPy 1.x under numpy 2, or for a newer numpy than the one present. It fails at import.",
+     "Move numpy to a version the build accepts, or move the distribution to a release built for your numpy; "
+     "`abiguard fix` plans either.", "error"),
+    ("numpy-abi-at-risk", "Imports under this numpy but can misbehave",
+     "A binding built on NumPy 1.x structures (pybind11 < 2.12, rust-numpy < 0.22) imports under numpy 2 "
+     "without an error but can return wrong results.",
+     "Upgrade the distribution to a release built for NumPy 2, or keep numpy below 2.", "warning"),
+    ("numpy-abi-unknown", "A shared object could not be judged",
+     "The shared object could not be read, or carries no decisive marker; its NumPy ABI is unknown.",
+     "Run `abiguard check --verify` to import it in a subprocess and see.", "note"),
+    ("declared-requirement", "A declared requirement is not satisfied",
+     "A distribution's Requires-Dist is missing or in conflict with what is installed: what `pip check` "
+     "reports.", "Install a version the requirement accepts.", "error"),
+)
+RULES: tuple[dict[str, Any], ...] = tuple(
+    {"id": rule_id, "name": "".join(w.title() for w in rule_id.split("-")), "shortDescription": {"text": short},
+     "fullDescription": {"text": full}, "help": {"text": how}, "defaultConfiguration": {"level": level}}
+    for rule_id, short, full, how, level in _RULE_TEXTS
 )
 _RULE_INDEX = {rule["id"]: n for n, rule in enumerate(RULES)}
 _SITE = "SITE_PACKAGES"
