@@ -14,10 +14,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from abiguard.binary import inspect_bytes, inspect_path
-from abiguard.binary.numpy import classify
-from abiguard.model import BinaryFacts, BuiltFor, Producer
+from abiguard.binary.numpy import NumpyFacts, classify
+from abiguard.model import BinaryFacts, BuiltFor, Producer, Verdict
+from abiguard.rules.numpy import judge
 from tests.conftest import NumpyModuleFactory
 from tests.support.build import compile_extension, plain_extension, ufunc_extension
 
@@ -186,6 +188,22 @@ def test_pybind11_before_2_12() -> None:
     # pybind11 without its numpy.h, next to numpy's own C-API: the C-API decides the producer.
     assert decide(PYBIND_INTERNALS, C2, C2_R2) == (BuiltFor.NUMPY2, "1.20", Producer.C_API)
     assert decide(PYBIND_INTERNALS) == (BuiltFor.NONE, None, None)
+
+
+def test_pybind11_before_2_12_with_numpys_own_import_fails_instead_of_misbehaving() -> None:
+    """pybind11 < 2.12 alone imports under NumPy 2 (at-risk); next to a C-level `import_array()` from 1.x
+    headers the import itself fails (scipy 1.11's `_distance_pybind` does this), so the verdict is broken."""
+    alone = classify([(0x1000, PYBIND + b"\0numpy.core.multiarray\0_ARRAY_API\0")])
+    both = classify([(0x1000, PYBIND + b"\0numpy.core.multiarray\0" + C1 + C1_R4A)])
+    assert alone.producer is both.producer is Producer.PYBIND11_OLD
+    numpy2 = Version("2.0.2")
+    assert judge(as_facts(alone), numpy2)[0] is Verdict.AT_RISK
+    assert judge(as_facts(both), numpy2)[0] is Verdict.BROKEN
+    assert judge(as_facts(both), Version("1.26.4"))[0] is Verdict.OK
+
+
+def as_facts(found: NumpyFacts) -> BinaryFacts:
+    return BinaryFacts("elf", found.built_for, found.min_numpy, found.producer, found.evidence, found.reason)
 
 
 def test_module_names_without_the_c_api_are_python_level_imports() -> None:

@@ -119,6 +119,23 @@ def test_contourpy_pybind11_before_and_after_2_12() -> None:
     assert {"R3", "pybind11"} <= markers(new)
 
 
+def test_scipy_1_11_pybind11_module_that_also_imports_numpys_c_api_is_broken_not_at_risk() -> None:
+    """Confirmed at run time under numpy 2.0.2: `scipy.spatial._distance_pybind` fails with "ImportError:
+    initialization failed" after NumPy's 1.x banner, while contourpy 1.2.0 (pybind11 alone) imports."""
+    from packaging.version import Version
+
+    from abiguard.model import Verdict
+    from abiguard.rules.numpy import judge
+
+    facts = inspect_wheel("scipy==1.11.4", LINUX)
+    (distance,) = [f for name, f in facts.items() if "spatial/_distance_pybind" in name]
+    assert (distance.built_for, distance.producer) == (BuiltFor.NUMPY1, Producer.PYBIND11_OLD)
+    assert {"R5", "pybind11"} <= markers(distance) and markers(distance) & {"R4a", "R4b"}
+    assert judge(distance, Version("2.0.2"))[0] is Verdict.BROKEN
+    (contourpy,) = inspect_wheel("contourpy==1.2.0", LINUX).values()
+    assert judge(contourpy, Version("2.0.2"))[0] is Verdict.AT_RISK
+
+
 def test_contourpy_universal2_fat_binary() -> None:
     """A universal2 wheel: both architectures of the fat Mach-O are read and agree."""
     (fat,) = inspect_wheel("contourpy==1.0.7", "macosx_10_9_universal2").values()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from packaging.version import Version
 
 from abiguard.model import BuiltFor, CheckReport, Verdict
-from abiguard.rules.numpy import NUMPY2
+from abiguard.rules.numpy import NUMPY2, misbehaves_silently
 
 
 class ConstraintsError(Exception):
@@ -29,7 +29,7 @@ def numpy_bounds(report: CheckReport) -> list[Bound]:
             continue
         old = [b for b in d.binaries if b.facts.built_for is BuiltFor.NUMPY1]
         if old:
-            risky = sum(1 for b in old if b.facts.producer is not None and b.facts.producer.misbehaves_silently)
+            risky = sum(1 for b in old if misbehaves_silently(b.facts))
             what = f"{len(old)} shared objects built for NumPy 1.x" + (
                 f" ({risky} of them import but misbehave under NumPy 2)" if risky else "")
             v1.append(f"{d.name} {d.version}: {what}")

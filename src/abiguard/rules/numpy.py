@@ -27,14 +27,13 @@ def judge(facts: BinaryFacts, numpy: Version | None) -> tuple[Verdict, str | Non
     if facts.built_for is BuiltFor.NUMPY1:
         if api < NUMPY2:
             return Verdict.OK, None
-        if facts.producer is not None and facts.producer.misbehaves_silently:
+        if misbehaves_silently(facts):
+            assert facts.producer is not None
             return Verdict.AT_RISK, (
                 f"{facts.producer.value} built on NumPy 1.x: imports under numpy {numpy} but reads NumPy 1.x "
                 "structures and can return wrong results"
             )
-        if any(e.marker == "R6" for e in facts.evidence) and not any(
-            e.marker in ("R4", "R4a", "R4b") for e in facts.evidence
-        ):
+        if any(e.marker == "R6" for e in facts.evidence) and not _c_level(facts):
             return Verdict.BROKEN, f"fails at import under numpy {numpy}: 'numpy.dtype size changed'"
         return Verdict.BROKEN, (
             f"fails at import under numpy {numpy}: 'A module that was compiled using NumPy 1.x cannot be "
@@ -51,3 +50,16 @@ def judge(facts: BinaryFacts, numpy: Version | None) -> tuple[Verdict, str | Non
 
 def min_version(facts: BinaryFacts) -> Version | None:
     return Version(facts.min_numpy) if facts.min_numpy else None
+
+
+def _c_level(facts: BinaryFacts) -> bool:
+    """Whether numpy's own `_import_array()` from 1.x headers is compiled in (its literals R4, R4a, R4b)."""
+    return any(e.marker in ("R4", "R4a", "R4b") for e in facts.evidence)
+
+
+def misbehaves_silently(facts: BinaryFacts) -> bool:
+    """A NumPy-1.x build that imports under NumPy 2 but reads 1.x structures: a binding (pybind11 < 2.12,
+    rust-numpy < 0.22) without numpy's own `_import_array()`. With it (scipy 1.11's `_distance_pybind`:
+    pybind11 < 2.12 and import_array), the import fails like any 1.x build."""
+    return (facts.built_for is BuiltFor.NUMPY1 and facts.producer is not None
+            and facts.producer.misbehaves_silently and not _c_level(facts))
