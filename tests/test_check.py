@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -425,6 +427,41 @@ def test_remembered_listing_sees_files_added_and_removed_later(tmp_path: Path) -
     added.unlink()
     code, third = check_json(python)
     assert code == 0 and third["unowned"] == []
+
+
+def test_shared_objects_a_record_lists_but_that_are_gone_are_an_error(tmp_path: Path) -> None:
+    """numpy without its core fails every import: a clean verdict over what is left would hide it."""
+    python = make_venv(tmp_path / "v", "numpy==1.26.4")
+    site = site_packages(python)
+    core = next((site / "numpy").rglob("_multiarray_umath*.so"))
+    core.unlink()
+    _, doc = check_json(python)
+    (error,) = doc["errors"]
+    assert error.startswith("numpy 1.26.4: 1 shared object its RECORD lists is not on disk")
+    assert core.relative_to(site).as_posix() in error
+    text = run("check", "--python", str(python)).stdout
+    assert f"error: {error}" in text and "No NumPy ABI conflicts among what could be read; 1 error above." in text
+
+
+def test_a_library_rewritten_in_place_with_its_size_and_mtime_kept_is_read_again(tmp_path: Path) -> None:
+    """`cp -p` into an existing file keeps its path, size, mtime and inode; only its ctime says it changed."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    site = site_packages(python)
+    new = numpy_extension("inplace", "2.0.2", tmp_path / "np2").read_bytes()
+    old = numpy_extension("inplace", "1.26.4", tmp_path / "np1").read_bytes()
+    size = max(len(new), len(old))  # bytes after the last section change nothing an inspection reads
+    target = site / f"inplace{sysconfig.get_config_var('EXT_SUFFIX')}"
+    target.write_bytes(new.ljust(size, b"\0"))
+    time.sleep(2.1)  # facts of a file changed within the last two seconds are not remembered
+    assert check_json(python)[0] == 0
+    before = target.stat()
+    with open(target, "r+b") as fh:
+        fh.write(old.ljust(size, b"\0"))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = target.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    code, doc = check_json(python)
+    assert code == 1 and [b["verdict"] for b in doc["unowned"]] == ["broken"]
 
 
 def test_a_library_dropped_beside_installed_ones_is_found_and_judged(tmp_path: Path) -> None:

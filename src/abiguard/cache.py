@@ -1,7 +1,8 @@
 """A small SQLite cache of binary facts, so a second scan costs little more than listing the files.
 
 Three kinds of rows:
-- local binaries, keyed by file identity (path, size, mtime_ns, inode): a rewritten file gets a new key;
+- local binaries, keyed by file identity (path, size, mtime_ns, inode, ctime_ns): a rewritten file gets a new
+  key, even one rewritten in place with its size and mtime restored (`cp -p`), and so does a chmod;
 - members of remote wheels, keyed by the wheel's sha256 and the member's name: a wheel never changes;
 - the list of a remote wheel's shared objects, by sha256, so that a fully cached wheel costs no request.
 
@@ -34,7 +35,7 @@ from abiguard import __version__
 from abiguard.model import BinaryFacts
 from abiguard.paths import cache_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: files keyed by ctime too
 _CHUNK = 500  # keys per query; well under SQLite's bound-parameter limit
 _LOCK_RETRIES = 5
 _BUSY_TIMEOUT_S = 5.0
@@ -43,17 +44,18 @@ T = TypeVar("T")
 
 
 class FileKey(NamedTuple):
-    """Identity of a local file: any rewrite changes its size, mtime or inode. A tuple: a cached check makes
-    and compares thousands of them."""
+    """Identity of a local file: any write or chmod changes its ctime, which no user can set back (mtime can
+    be: `cp -p`, `touch -r`). A tuple: a cached check makes and compares thousands of them."""
 
     path: str
     size: int
     mtime_ns: int
     inode: int
+    ctime_ns: int = 0
 
     @staticmethod
     def from_stat(path: str | os.PathLike[str], st: os.stat_result) -> FileKey:
-        return FileKey(os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        return FileKey(os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
     @staticmethod
     def from_path(path: str | os.PathLike[str]) -> FileKey:
@@ -107,7 +109,7 @@ class Cache:
 
     def lookup_files(self, keys: Iterable[FileKey]) -> dict[FileKey, BinaryFacts]:
         """Cached facts for those keys that have a row; `bytes_read` is 0 and `size` the key's size."""
-        wanted = list(dict.fromkeys(keys))
+        wanted = [k for k in dict.fromkeys(keys) if _storable(k.path)]
         found: dict[FileKey, BinaryFacts] = {}
         if not wanted or not self._ready():
             self.misses += len(wanted)
@@ -119,9 +121,9 @@ class Cache:
         # Most rows of an environment share a handful of texts ("none", as ELF): parse each text once.
         parsed: dict[str, BinaryFacts | None] = {}
         for chunk in _chunks(paths):
-            sql = f"SELECT path, size, mtime_ns, inode, facts FROM files WHERE path IN ({_marks(chunk)})"
-            for path, size, mtime_ns, inode, facts in self._select(sql, chunk):
-                key = FileKey(path, size, mtime_ns, inode)
+            sql = f"SELECT path, size, mtime_ns, inode, ctime_ns, facts FROM files WHERE path IN ({_marks(chunk)})"
+            for path, size, mtime_ns, inode, ctime_ns, facts in self._select(sql, chunk):
+                key = FileKey(path, size, mtime_ns, inode, ctime_ns)
                 if key not in by_path.get(path, ()):
                     continue
                 if facts not in parsed:
@@ -137,12 +139,13 @@ class Cache:
         """Remember facts for local files; older rows for the same paths are replaced."""
         if not results or not self._ready():
             return
-        rows = [(k.path, k.size, k.mtime_ns, k.inode, json.dumps(f.to_json())) for k, f in results.items()]
+        rows = [(k.path, k.size, k.mtime_ns, k.inode, k.ctime_ns, json.dumps(f.to_json()))
+                for k, f in results.items() if _storable(k.path)]
 
         def write(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.executemany("DELETE FROM files WHERE path = ?", [(r[0],) for r in rows])
-                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
 
         self._run(write)
 
@@ -259,9 +262,10 @@ class Cache:
                 # cache at once would otherwise both see no generation, and the second would empty the first's rows.
                 conn.execute("BEGIN IMMEDIATE")
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+                self._drop_other_generation(conn)
                 conn.execute(
-                    "CREATE TABLE IF NOT EXISTS files (path TEXT, size INTEGER, mtime_ns INTEGER,"
-                    " inode INTEGER, facts TEXT, PRIMARY KEY (path, size, mtime_ns, inode)) WITHOUT ROWID"
+                    "CREATE TABLE IF NOT EXISTS files (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
+                    " ctime_ns INTEGER, facts TEXT, PRIMARY KEY (path, size, mtime_ns, inode, ctime_ns)) WITHOUT ROWID"
                 )
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS members (sha256 TEXT, member TEXT, size INTEGER, facts TEXT,"
@@ -271,7 +275,7 @@ class Cache:
                     "CREATE TABLE IF NOT EXISTS wheels (sha256 TEXT PRIMARY KEY, size INTEGER, members TEXT)"
                     " WITHOUT ROWID"
                 )
-                self._check_generation(conn)
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (_generation(),))
         except BaseException:
             conn.close()
             raise
@@ -286,15 +290,13 @@ class Cache:
         return row is not None and row[0] == _generation()
 
     @staticmethod
-    def _check_generation(conn: sqlite3.Connection) -> None:
-        """Empty the tables when the rows were written by another schema or abiguard release."""
-        wanted = _generation()
+    def _drop_other_generation(conn: sqlite3.Connection) -> None:
+        """Drop the tables when another schema or abiguard release wrote them: their rows, and maybe their
+        columns, are not this one's."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        if row is None or row[0] != wanted:
-            conn.execute("DELETE FROM files")
-            conn.execute("DELETE FROM members")
-            conn.execute("DELETE FROM wheels")
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (wanted,))
+        if row is None or row[0] != _generation():
+            for table in ("files", "members", "wheels"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _recreate(self, exc: BaseException) -> sqlite3.Connection | None:
         assert self.path is not None
@@ -358,6 +360,16 @@ def _is_locked(exc: sqlite3.Error) -> bool:
 def _is_corrupt(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def _storable(path: str) -> bool:
+    """SQLite takes UTF-8 text only: a file name that is not (undecodable bytes, kept by Python as surrogates)
+    is read every time instead of remembered."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse(text: str, size: int) -> BinaryFacts | None:

@@ -118,6 +118,7 @@ def check_environment(
             versions["numpy"] = str(hypothetical)
         declared = _declared(dists, env, versions, memo)
         facts = scanner.finish()
+        problems += _missing(owned, set(scanner.missing))
     installed_numpy = envsource.numpy_version(dists)
     judged_numpy = hypothetical if hypothetical is not None else _version(installed_numpy)
     binaries = owned + unowned_binaries
@@ -172,17 +173,30 @@ def check_environment(
     )
 
 
+def _missing(owned: list[_Binary], gone: set[str]) -> list[str]:
+    """One error per distribution whose RECORD lists shared objects that are not on disk: a damaged or partly
+    removed install, whose imports fail whatever their ABI (numpy without its core fails everything)."""
+    by_dist: dict[str, list[_Binary]] = {}
+    for b in owned:
+        if b.fullpath in gone and b.dist is not None:
+            by_dist.setdefault(f"{b.dist.name} {b.dist.version}", []).append(b)
+    from abiguard.report.markup import counted, listed
+
+    return [f"{who}: {counted(len(found), 'shared object')} its RECORD lists {'is' if len(found) == 1 else 'are'} not "
+            f"on disk ({listed([b.relpath for b in found], 3)}): a damaged or partly removed install, whose imports "
+            "fail; reinstall it" for who, found in by_dist.items()]
+
+
 def _unrecorded(dists: list[envsource.InstalledDistribution]) -> tuple[str, ...]:
     """One note for the distributions without a RECORD (apt's python3-numpy has none): not damage, but
     their shared objects are judged without an owner."""
     names = [f"{d.name} {d.version}" for d in dists if not d.recorded]
     if not names:
         return ()
-    from abiguard.report.markup import counted
+    from abiguard.report.markup import counted, listed
 
-    shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
     return (f"{counted(len(names), 'distribution has', 'distributions have')} no RECORD (a system package manager "
-            f"installs them so), so their shared objects are judged as unowned: {shown}",)
+            f"installs them so), so their shared objects are judged as unowned: {listed(names, 5)}",)
 
 
 def _declared(

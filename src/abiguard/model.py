@@ -104,6 +104,12 @@ class BinaryFacts:
             "reason": self.reason,
         }
 
+    @property
+    def read_failed(self) -> bool:
+        """The file could not be opened or read (`binary.inspect_path`): a fact about this moment (permissions,
+        an I/O error), not about the file's bytes."""
+        return self.built_for is BuiltFor.UNKNOWN and (self.reason or "").startswith(("cannot open:", "cannot read:"))
+
     def with_size(self, size: int) -> BinaryFacts:
         """The same facts for another file of this size (nothing read from it)."""
         return BinaryFacts(self.format, self.built_for, self.min_numpy, self.producer, self.evidence, self.reason,

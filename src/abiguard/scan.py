@@ -44,8 +44,9 @@ class Scanner:
         self._pending: list[tuple[list[str], Iterator[BinaryFacts]]] = []
         self._keys: dict[str, FileKey] = {}
         self._fresh: dict[FileKey, BinaryFacts] = {}
-        self._unsettled: set[str] = set()  # changed moments ago: judged, but not remembered (stamps.settled)
+        self._unsettled: set[str] = set()  # judged but not remembered: changed moments ago (stamps.settled)
         self.facts: dict[str, BinaryFacts] = {}
+        self.missing: list[str] = []  # added, but not on disk
 
     def add(self, paths: list[str], *, numpy_itself: bool = False) -> None:
         """`numpy_itself`: the paths are numpy's own files, judged by what they export (see binary.numpy)."""
@@ -83,14 +84,17 @@ class Scanner:
             try:
                 st = stamps.stat(job[0])
             except OSError:
-                continue  # listed in a RECORD but gone: nothing to judge
+                self.missing.append(job[0])  # listed in a RECORD but gone: nothing to judge
+                continue
             key = FileKey.from_stat(job[0], st)
             found.append((job, key))
             self._keys[job[0]] = key
-            if not stamps.settled(st):
+            if not stamps.settled(st) or job[1]:
+                # numpy's own files are judged by whose they are, not by their bytes: the same file is
+                # another package's copy in an environment that shadows it; their headers cost little
                 self._unsettled.add(job[0])
         self._queue = []
-        hits = self._store.lookup_files([key for _, key in found])
+        hits = self._store.lookup_files([key for job, key in found if not job[1]])
         for job, key in found:
             if key in hits:
                 self.facts[job[0]] = hits[key]
@@ -112,7 +116,7 @@ class Scanner:
 
     def _record(self, path: str, facts: BinaryFacts) -> None:
         self.facts[path] = facts
-        if path not in self._unsettled:
+        if path not in self._unsettled and not facts.read_failed:  # a failed read may succeed next time
             self._fresh[self._keys[path]] = facts
         self._report()
 

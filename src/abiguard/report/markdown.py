@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abiguard.model import BinaryFinding, CheckReport, DistributionFinding, Verdict
 from abiguard.report import explain
-from abiguard.report.markup import counted
+from abiguard.report.markup import counted, listed
 
 _MODULES_SHOWN = 20
 
@@ -51,8 +51,7 @@ def render_markdown(report: CheckReport) -> str:
 def _details(dist: DistributionFinding, report: CheckReport) -> list[str]:
     affected = explain.shown(dist)
     names = [b.module or b.path for b in affected]
-    more = f" (+{len(names) - _MODULES_SHOWN} more)" if len(names) > _MODULES_SHOWN else ""
-    items = [f"modules: {', '.join(_code(n) for n in names[:_MODULES_SHOWN])}{more}"]
+    items = [f"modules: {listed([_code(n) for n in names], _MODULES_SHOWN)}"]
     items += [f"evidence: {_text(e)}" for e in explain.evidence(affected[0])]
     unknown = explain.unjudged(dist)
     if unknown:

@@ -25,6 +25,11 @@ def counted(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
+def listed(items: list[str], most: int) -> str:
+    """"a, b, c (+2 more)": the first `most` items, and how many were left out."""
+    return ", ".join(items[:most]) + (f" (+{len(items) - most} more)" if len(items) > most else "")
+
+
 def escape(text: str) -> str:
     """`text` as literal characters inside markup: whatever looks like a tag gets one more backslash."""
     text = _TAG.sub(lambda m: f"{m.group(1) * 2}\\[{m.group(2)}]", text)
