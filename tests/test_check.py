@@ -464,6 +464,96 @@ def test_a_library_rewritten_in_place_with_its_size_and_mtime_kept_is_read_again
     assert code == 1 and [b["verdict"] for b in doc["unowned"]] == ["broken"]
 
 
+def _system_site_venv(path: Path, *requirements: str) -> Path:
+    subprocess.run([uv(), "venv", "--quiet", "--system-site-packages", "--python", sys.executable, str(path)],
+                   check=True, env=uv_env())
+    python = path / "bin" / "python"
+    if requirements:
+        subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), *requirements], check=True,
+                       env=uv_env())
+    return python
+
+
+def _user_site(base: Path, *requirements: str) -> tuple[dict[str, str], Path]:
+    """A user site-packages under PYTHONUSERBASE=base, filled as `pip install --user` would."""
+    site = base / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", sys.executable, "--target", str(site), "--no-deps",
+                    *requirements], check=True, env=uv_env())
+    return {"PYTHONUSERBASE": str(base)}, site
+
+
+def test_user_site_packages_are_checked_where_python_imports_them(tmp_path: Path) -> None:
+    """`pip install --user pandas==2.0.3` next to a venv's numpy 2 breaks `import pandas`: the user's
+    site-packages is on the path of a system-site venv (and of a plain interpreter), so it is checked."""
+    python = _system_site_venv(tmp_path / "v", "numpy==2.0.2", "pytz", "python-dateutil", "tzdata")
+    env, site = _user_site(tmp_path / "userbase", "pandas==2.0.3")
+    imported = subprocess.run([str(python), "-c", "import pandas"], capture_output=True, text=True,
+                              env={**uv_env(), **env})
+    assert imported.returncode != 0 and "numpy" in imported.stderr  # what the user sees
+    proc = run("check", "--python", str(python), "--format", "json", env=env)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1, proc.stderr
+    assert str(site) in doc["environment"]["site_packages"]
+    assert dist(doc, "pandas")["verdict"] == "broken"
+    quiet = json.loads(run("check", "--python", str(python), "--format", "json",
+                           env={**env, "PYTHONNOUSERSITE": "1"}).stdout)
+    assert str(site) not in quiet["environment"]["site_packages"] and quiet["summary"]["broken"] == 0
+
+
+def test_distributions_a_venv_hides_are_neither_judged_nor_unowned(tmp_path: Path) -> None:
+    """A system-site venv with pandas 2.2.2 and numpy 2 in front of an older pandas 2.0.3 and numpy 1.26.4
+    further down the path: Python imports the venv's, so nothing is broken, and the hidden copies' files are
+    not 'unowned' either."""
+    python = _system_site_venv(tmp_path / "v", "numpy==2.0.2", "pandas==2.2.2")
+    env, _ = _user_site(tmp_path / "userbase", "pandas==2.0.3", "numpy==1.26.4")
+    imported = subprocess.run([str(python), "-c", "import pandas, numpy; print(pandas.__version__, numpy.__version__)"],
+                              capture_output=True, text=True, env={**uv_env(), **env})
+    assert imported.stdout.split() == ["2.2.2", "2.0.2"], imported.stderr
+    doc = json.loads(run("check", "--python", str(python), "--format", "json", env=env).stdout)
+    assert doc["environment"]["numpy"] == "2.0.2" and dist(doc, "pandas")["version"] == "2.2.2"
+    assert doc["unowned"] == [] and doc["errors"] == [] and doc["summary"]["broken"] == 0
+    # the interpreter's own site-packages is on this venv's path too: what it declares is its own business
+    assert not {p["distribution"].lower() for p in doc["declared"]} & {"pandas", "numpy"}
+
+
+def test_a_leftover_dist_info_beside_the_real_one_is_named_and_the_files_decide(tmp_path: Path) -> None:
+    """numpy-1.26.4.dist-info left beside numpy 2.0.2's (an interrupted install): the files on disk are 2.0.2's,
+    which RECORD's hashes tell, so pandas 2.0.3 is judged against numpy 2 and found broken."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2", "pandas==2.0.3")
+    older = site_packages(cached_venv("np126-pandas203", "numpy==1.26.4", "pandas==2.0.3"))
+    old = next(older.glob("numpy-*.dist-info"))
+    shutil.copytree(old, site_packages(python) / old.name)
+    code, doc = check_json(python)
+    assert code == 1 and doc["environment"]["numpy"] == "2.0.2"
+    assert dist(doc, "pandas")["verdict"] == "broken" and doc["unowned"] == []
+    (error,) = doc["errors"]
+    assert error.startswith("numpy: 2 installations in ") and "the files on disk are 2.0.2's" in error
+
+
+def test_an_egg_info_install_is_a_distribution(tmp_path: Path) -> None:
+    """Debian's python3-numpy is an egg-info directory with PKG-INFO and top_level.txt and no file list: numpy
+    is installed (pandas is fine with it), and the shared objects under numpy/ are numpy's own."""
+    python = make_venv(tmp_path / "v", "numpy==1.26.4", "pandas==2.0.3")
+    site = site_packages(python)
+    (info,) = site.glob("numpy-*.dist-info")
+    egg = site / "numpy-1.26.4.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_bytes((info / "METADATA").read_bytes())
+    (egg / "top_level.txt").write_text("numpy\n")
+    shutil.rmtree(info)
+    code, doc = check_json(python)
+    assert code == 0, doc
+    assert doc["environment"]["numpy"] == "1.26.4" and doc["declared"] == []
+    # what the wheel vendored beside numpy/ (numpy.libs) is outside the tree top_level.txt names
+    assert {b["path"].split("/")[0] for b in doc["unowned"]} <= {"numpy.libs"}
+    numpy = dist(doc, "numpy")
+    assert numpy["version"] == "1.26.4" and len(numpy["binaries"]) > 10
+    code, what_if = check_json(python, "--numpy", "2")
+    assert code == 1 and dist(what_if, "pandas")["verdict"] == "broken"
+    assert dist(what_if, "numpy")["verdict"] == "ok"  # numpy's own files move with it
+    assert all(b["verdict"] == "ok" for b in what_if["unowned"])
+
+
 def test_a_library_dropped_beside_installed_ones_is_found_and_judged(tmp_path: Path) -> None:
     """Unowned libraries are looked for beside the ones installers put (here: numpy's own core directory)."""
     python = make_venv(tmp_path / "v", "numpy==2.0.2")

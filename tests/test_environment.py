@@ -200,6 +200,37 @@ def test_a_damaged_dist_info_is_reported_on_every_read_also_from_the_memo(
     assert set(memo.old["metadata"]) == {str(site / f"{s}.dist-info") for s in damage if s != "nometa-1.0"}
 
 
+def test_egg_info_directories_and_files_are_distributions(tmp_path: Path) -> None:
+    """What `setup.py install` and Debian's packages leave: an egg-info directory (PKG-INFO, requires.txt,
+    installed-files.txt or only top_level.txt) or a bare egg-info file that is its PKG-INFO."""
+    from abiguard.model import TargetEnvironment
+    from abiguard.sources.environment import iter_distributions
+
+    site = tmp_path / "site"
+    listed = site / "listed-1.0-py3.11.egg-info"
+    listed.mkdir(parents=True)
+    (listed / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: listed\nVersion: 1.0\n\n")
+    (listed / "requires.txt").write_text('numpy>=1.20\n\n[extra]\nscipy\n\n[:python_version < "3.12"]\ntomli\n')
+    (listed / "installed-files.txt").write_text("../listed/__init__.py\n../listed/_x.cpython-311-x86_64-linux-gnu.so\n"
+                                               "../../../../bin/listed-tool\nPKG-INFO\n")
+    claimed = site / "claimed-2.0.egg-info"
+    claimed.mkdir()
+    (claimed / "PKG-INFO").write_text("Name: claimed\nVersion: 2.0\nRequires-Dist: numpy\n\n")
+    (claimed / "top_level.txt").write_text("claimed\n_claimed_c\n")
+    (site / "single-3.0.egg-info").write_text("Name: single\nVersion: 3.0\n\n")
+    env = TargetEnvironment("python", "3.11.0", "cpython", str(tmp_path), (str(site),), "linux-x86_64", (".so",))
+    problems: list[str] = []
+    found = {d.name: d for d in iter_distributions(env, Memo(None), problems)}
+    assert problems == [] and set(found) == {"listed", "claimed", "single"}
+    listed_dist = found["listed"]
+    assert listed_dist.requires == ["numpy>=1.20", 'scipy; extra == "extra"', 'tomli; (python_version < "3.12")']
+    assert listed_dist.shared == ["listed/_x.cpython-311-x86_64-linux-gnu.so"] and listed_dist.recorded
+    assert "listed" in listed_dist.top_levels and ".." not in listed_dist.top_levels
+    assert found["claimed"].requires == ["numpy"]  # PKG-INFO's own Requires-Dist wins over requires.txt
+    assert (found["claimed"].recorded, found["claimed"].claims) == (False, ["claimed", "_claimed_c"])
+    assert (found["single"].recorded, found["single"].claims, found["single"].version) == (False, [], "3.0")
+
+
 def test_unowned_libraries_are_sought_where_no_installer_wrote_and_beside_installed_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

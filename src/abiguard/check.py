@@ -74,15 +74,17 @@ def _prepare() -> None:
     import abiguard.rules.declared  # noqa: F401
 
 
-Read = tuple[list[envsource.InstalledDistribution], envsource.Memo, list[str]]
+Dists = list[envsource.InstalledDistribution]
+Read = tuple[Dists, envsource.Memo, list[str], Dists]
 
 
 def read_distributions(env: TargetEnvironment, use_cache: bool = True) -> Read:
-    """The installed distributions, the listing memo the rest of the scan must share (it is saved once) and
-    the dist-infos that could not be read (the report's errors)."""
+    """The installed distributions, the listing memo the rest of the scan must share (it is saved once), the
+    dist-infos that could not be read (the report's errors) and the distributions others hide."""
     memo = _memo(env, use_cache)
     problems: list[str] = []
-    return list(envsource.iter_distributions(env, memo, problems)), memo, problems
+    hidden: Dists = []
+    return list(envsource.iter_distributions(env, memo, problems, hidden)), memo, problems, hidden
 
 
 def check_environment(
@@ -98,7 +100,8 @@ def check_environment(
     stamps.within(env.site_packages)
     memo = read[1] if read else _memo(env, use_cache)
     problems = read[2] if read else []
-    dists: list[envsource.InstalledDistribution] = []
+    hidden = read[3] if read else []
+    dists: Dists = []
     owned: list[_Binary] = []
     seen: set[str] = set()
     versions: dict[str, str] = {}
@@ -106,14 +109,17 @@ def check_environment(
         # Each distribution's binaries go to the scanner as soon as its RECORD is read: the workers start
         # reading them while the rest of the RECORDs are read, the unowned ones looked for and the
         # declared requirements checked.
-        for d in read[0] if read else envsource.iter_distributions(env, memo, problems):
+        for d in read[0] if read else envsource.iter_distributions(env, memo, problems, hidden):
             dists.append(d)
             versions[d.key] = d.version
             mine = _owned(d, seen)
             owned += mine
             scanner.add([b.fullpath for b in mine], numpy_itself=d.key == "numpy")
-        unowned_binaries = _unowned(env, dists, seen, memo, thorough)
-        scanner.add([b.fullpath for b in unowned_binaries])
+        seen.update(envsource.record_path(h.site_dir, rel) for h in hidden for rel in h.shared_objects())
+        unowned_binaries = _unowned(env, dists, seen, memo, thorough, hidden)
+        numpys = {b.fullpath for b in unowned_binaries if b.dist is not None and b.dist.key == "numpy"}
+        scanner.add([b.fullpath for b in unowned_binaries if b.fullpath not in numpys])
+        scanner.add(sorted(numpys), numpy_itself=True)
         if hypothetical is not None:
             versions["numpy"] = str(hypothetical)
         declared = _declared(dists, env, versions, memo)
@@ -190,7 +196,7 @@ def _missing(owned: list[_Binary], gone: set[str]) -> list[str]:
 def _unrecorded(dists: list[envsource.InstalledDistribution]) -> tuple[str, ...]:
     """One note for the distributions without a RECORD (apt's python3-numpy has none): not damage, but
     their shared objects are judged without an owner."""
-    names = [f"{d.name} {d.version}" for d in dists if not d.recorded]
+    names = [f"{d.name} {d.version}" for d in dists if not d.recorded and not d.claims]
     if not names:
         return ()
     from abiguard.report.markup import counted, listed
@@ -245,12 +251,14 @@ def _owned(d: envsource.InstalledDistribution, seen: set[str]) -> list[_Binary]:
 
 
 def _unowned(
-    env: TargetEnvironment, dists: list[envsource.InstalledDistribution], owned: set[str], memo: envsource.Memo,
-    thorough: bool,
+    env: TargetEnvironment, dists: Dists, owned: set[str], memo: envsource.Memo, thorough: bool, hidden: Dists,
 ) -> list[_Binary]:
-    """`owned`: the full paths of the shared objects the RECORDs list."""
-    found = envsource.unowned_shared_objects(env, dists, owned, memo, thorough)
-    return [_Binary(None, site, rel, os.path.join(site, rel)) for site, rel in found]
+    """`owned`: the full paths of the shared objects the RECORDs list. What lies in a tree a distribution
+    claims without listing its files (Debian's egg-info) is attributed to it."""
+    found = envsource.unowned_shared_objects(env, dists, owned, memo, thorough, hidden)
+    claims = {(d.site_dir.rstrip(os.sep), top): d for d in dists for top in d.claims}
+    return [_Binary(claims.get((site, rel.partition("/")[0])), site, rel, os.path.join(site, rel))
+            for site, rel in found]
 
 
 def verify_findings(

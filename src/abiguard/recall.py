@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, TextIO
 
-FORMAT = 3  # 3: stamps grouped as Recording.kept gives them, paths under site-packages relative to it
+FORMAT = 4  # 3: stamps grouped as Recording.kept gives them, paths under site-packages relative to it; 4: user site
 KEEP = 16  # answers kept per cache directory, the most recently written
 # What the output depends on besides the stamps: the default interpreter, and what rich's Console and
 # argparse's formatter read to choose colours and width.
@@ -143,7 +143,8 @@ def _key(argv: Sequence[str]) -> list[Any] | None:
         return None
     kernel = list(os.uname()) if hasattr(os, "uname") else []
     return [FORMAT, list(argv), cwd, sys.executable, sys.version, os.path.dirname(os.path.abspath(__file__)), kernel,
-            tty, size, getattr(out, "encoding", None), getattr(out, "errors", None), [os.environ.get(k) for k in _ENV]]
+            tty, size, getattr(out, "encoding", None), getattr(out, "errors", None), [os.environ.get(k) for k in _ENV],
+            stamps.user_site_inputs()]
 
 
 def _path(key: list[Any]) -> str:

@@ -26,6 +26,13 @@ Stamp = tuple[int, int, int, int, int]  # mode, size, mtime, inode, ctime: a rew
 RACY_NS = 2_000_000_000
 
 
+def user_site_inputs() -> list[Any]:
+    """What an answer rests on that no stat shows: which user site-packages the target adds to its path
+    (who runs it, PYTHONUSERBASE and HOME move it, PYTHONNOUSERSITE drops it)."""
+    ids = [os.getuid(), os.geteuid(), os.getgid(), os.getegid()] if hasattr(os, "getuid") else []
+    return [ids, [os.environ.get(k) for k in ("PYTHONUSERBASE", "PYTHONNOUSERSITE", "HOME", "APPDATA")]]
+
+
 def of(st: os.stat_result) -> Stamp:
     return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 

@@ -41,8 +41,10 @@ except Exception:
 prefix = sys.prefix
 exe_dir = os.path.dirname(os.path.abspath(sys.executable))
 system_site = False
+in_venv = False
 for cfg in (os.path.join(exe_dir, "pyvenv.cfg"), os.path.join(os.path.dirname(exe_dir), "pyvenv.cfg")):
     if os.path.isfile(cfg):
+        in_venv = True
         prefix = sys.prefix = sys.exec_prefix = os.path.dirname(exe_dir)
         with open(cfg) as fh:
             for line in fh:
@@ -53,14 +55,30 @@ for cfg in (os.path.join(exe_dir, "pyvenv.cfg"), os.path.join(os.path.dirname(ex
 import site, sysconfig
 dirs = []
 seen = set()
-prefixes = [prefix] + ([sys.base_prefix] if system_site and prefix != sys.base_prefix else [])
-for base in prefixes:
-    paths = sysconfig.get_paths(vars={"base": base, "platbase": base})
-    found = [paths.get("platlib"), paths.get("purelib")]
-    try:  # a distribution's own layout (Debian's dist-packages) is known to site, not always to sysconfig
-        found += [p for p in site.getsitepackages([base]) if p.endswith(("site-packages", "dist-packages"))]
-    except Exception:
-        pass
+# The user's site-packages, where site.main() would add it (-I keeps it from us): first, or after a system-site
+# venv's own; not in a venv that hides the system's, not with PYTHONNOUSERSITE, not under setuid.
+# PYTHONUSERBASE moves it.
+user = None
+if (system_site or not in_venv) and not os.environ.get("PYTHONNOUSERSITE"):
+    if not hasattr(os, "getuid") or (os.getuid() == os.geteuid() and os.getgid() == os.getegid()):
+        try:
+            user = site.getusersitepackages()
+        except Exception:
+            user = None
+if in_venv:
+    order = [prefix, None] + ([sys.base_prefix] if system_site and prefix != sys.base_prefix else [])
+else:
+    order = [None, prefix]
+for base in order:
+    if base is None:
+        found = [user]
+    else:
+        paths = sysconfig.get_paths(vars={"base": base, "platbase": base})
+        found = [paths.get("platlib"), paths.get("purelib")]
+        try:  # a distribution's own layout (Debian's dist-packages) is known to site, not always to sysconfig
+            found += [p for p in site.getsitepackages([base]) if p.endswith(("site-packages", "dist-packages"))]
+        except Exception:
+            pass
     for p in found:
         real = os.path.realpath(p) if p else None
         if real and real not in seen:
@@ -238,11 +256,12 @@ def _why_failed(returncode: int, err: str) -> str:
 def _probe_identity(exe: str) -> list[Any] | None:
     """What the probe's answer depends on, as far as a stat can see: the interpreter path, the link and the
     file it points to (a reinstall or upgrade rewrites it), the pyvenv.cfg files site.venv() reads, the kernel
-    (the platform_release marker) and the probe itself. None when the interpreter cannot be stat'ed, or one of
-    these files changed too recently for its stat to vouch for it (`stamps.settled`)."""
+    (the platform_release marker), what picks the user's site-packages, and the probe itself. None when the
+    interpreter cannot be stat'ed, or one of these files changed too recently for its stat to vouch for it
+    (`stamps.settled`)."""
     exe_dir = os.path.dirname(os.path.abspath(exe))
     kernel = list(os.uname()) if hasattr(os, "uname") else []
-    stats: list[Any] = [os.path.abspath(exe), zlib.crc32(_PROBE.encode()), kernel]
+    stats: list[Any] = [os.path.abspath(exe), zlib.crc32(_PROBE.encode()), kernel, stamps.user_site_inputs()]
     for path, follow in ((exe, False), (exe, True), (os.path.join(exe_dir, "pyvenv.cfg"), True),
                          (os.path.join(os.path.dirname(exe_dir), "pyvenv.cfg"), True)):
         try:
@@ -268,6 +287,9 @@ class InstalledDistribution:
     shared: list[str] = field(default_factory=list)  # RECORD paths of shared objects, relative to site_dir
     top_levels: list[str] = field(default_factory=list)  # first components of the RECORD's paths
     recorded: bool = True  # False: no RECORD at all (a system package manager's install), so it owns no files
+    # Top-level names whose whole tree it owns: an egg-info that lists no files but names its packages
+    # (Debian's python3-numpy), so that what is found there is attributed to it.
+    claims: list[str] = field(default_factory=list)
 
     key: str = field(init=False)  # canonical name, computed once: it is looked up per binary
 
@@ -299,10 +321,13 @@ def _read_metadata(path: str) -> tuple[str, str, list[str]]:
     return name, version, requires
 
 
-def _read_record(path: str, memo: Memo) -> tuple[list[str], list[str]]:
+def _read_record(path: str, memo: Memo, egg_info: str | None = None) -> tuple[list[str], list[str]]:
     """The shared objects a RECORD lists (paths may contain `..`) and the top-level names of all it lists;
     remembered by the RECORD's size and mtime. Raises `_Unusable` for a RECORD that is missing or damaged
-    (the wheel spec makes it UTF-8 CSV listing at least itself); that answer is not remembered."""
+    (the wheel spec makes it UTF-8 CSV listing at least itself); that answer is not remembered.
+
+    With `egg_info` (its directory name), `path` is an egg-info's `installed-files.txt` instead: one path a
+    line, relative to that directory."""
     st = _stat(path)
     stamp = [st.st_size, st.st_mtime_ns]
     known = memo.get("records", path, stamp)
@@ -317,11 +342,18 @@ def _read_record(path: str, memo: Memo) -> tuple[list[str], list[str]]:
         raise _Unusable("is not UTF-8 text") from None
     if not text or text.isspace():  # not strip(): a copy of torch's 1.5 MB RECORD
         raise _Unusable("is empty")
-    try:
-        shared = [row[0] for row in csv.reader(_lines_naming_a_library(text)) if row and is_shared_object_name(row[0])]
-        tops = _top_levels(text)
-    except csv.Error as exc:
-        raise _Unusable(f"is not CSV ({exc})") from None
+    if egg_info is not None:
+        paths = [os.path.normpath(os.path.join(egg_info, line.strip())).replace(os.sep, "/")
+                 for line in text.splitlines() if line.strip()]
+        shared = [p for p in paths if is_shared_object_name(p)]
+        tops = sorted({p.partition("/")[0] for p in paths} - {"", "..", "."})
+    else:
+        try:
+            shared = [row[0] for row in csv.reader(_lines_naming_a_library(text))
+                      if row and is_shared_object_name(row[0])]
+            tops = _top_levels(text)
+        except csv.Error as exc:
+            raise _Unusable(f"is not CSV ({exc})") from None
     memo.put("records", path, stamp, [shared, tops], st)
     return shared, tops
 
@@ -373,10 +405,10 @@ def _stat(path: str) -> os.stat_result:
         raise _unusable(exc) from None
 
 
-def _dist_info(info: str, memo: Memo) -> list[Any]:
-    """[name, version, requires] of a dist-info directory, remembered by its METADATA's identity: installers
-    write a new dist-info (a new METADATA) for every install. Raises `_Unusable` without a name and version."""
-    path = os.path.join(info, "METADATA")
+def _dist_info(info: str, path: str, memo: Memo) -> list[Any]:
+    """[name, version, requires] of a dist-info (or egg-info) directory from its METADATA (PKG-INFO) at `path`,
+    remembered by that file's identity: installers write a new one for every install. Raises `_Unusable`
+    without a name and version."""
     st = _stat(path)
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
     value = memo.get("metadata", info, stamp)
@@ -393,51 +425,160 @@ def _dist_info(info: str, memo: Memo) -> list[Any]:
 
 
 _AS_UNOWNED = "its shared objects are judged as unowned"
+_KINDS = (".dist-info", ".egg-info")
 
 
 def iter_distributions(
     env: TargetEnvironment, memo: Memo | None = None, problems: list[str] | None = None,
+    hidden: list[InstalledDistribution] | None = None,
 ) -> Iterator[InstalledDistribution]:
-    """Every `*.dist-info` in the environment's site-packages, first directory wins on duplicates.
+    """Every distribution installed in the environment's site-packages: `*.dist-info`, and `*.egg-info` (a
+    `setup.py install`, Debian's packages), in the order Python finds them; the first of a name wins.
 
-    A dist-info whose METADATA or RECORD cannot be used adds one line to `problems`: without it, its shared
-    objects would show as unowned with nothing saying why. One without a usable METADATA is skipped (nothing
-    names it); one without a usable RECORD owns no files, and one without any is marked `recorded=False`."""
+    `hidden` receives the ones another of the same name hides, so their files are neither judged nor taken
+    for unowned: a base environment's under a system-site venv's, or a dist-info left beside the real one by
+    an interrupted install (which of the two the files on disk belong to is told by RECORD's hashes, and
+    `problems` says so). A distribution whose METADATA or RECORD cannot be used adds one line to `problems`:
+    without it, its shared objects would show as unowned with nothing saying why. One without a usable
+    METADATA is skipped (nothing names it); one without a usable RECORD owns no files, and one without any
+    is marked `recorded=False`."""
     memo = memo or Memo(None)
     problems = [] if problems is None else problems
+    hidden = [] if hidden is None else hidden
     seen: set[str] = set()
     for site in env.site_packages:
         try:
             stamps.stat(site)  # its mtime changes when a dist-info comes or goes
-            entries = sorted(os.listdir(site))
+            entries = sorted(e for e in os.listdir(site) if e.endswith(_KINDS))
         except OSError:
             continue
-        for entry in entries:
-            if not entry.endswith(".dist-info"):
+        named = [canonical_name(_named(e)) for e in entries]
+        twice = {n for n in named if named.count(n) > 1} if len(set(named)) < len(named) else set()
+        contested: dict[str, list[InstalledDistribution]] = {}
+        for entry, name in zip(entries, named, strict=True):
+            found = _distribution(site, entry, memo, problems)
+            if found is None:
                 continue
-            info = os.path.join(site, entry)
-            try:
-                name, version, requires = _dist_info(info, memo)
-            except _Unusable as exc:
-                problems.append(f"{info}: METADATA {exc}: not read as a distribution, {_AS_UNOWNED}")
-                continue
-            key = canonical_name(name)
-            if key in seen:
-                continue
-            seen.add(key)
-            recorded = True
-            try:
-                shared, tops = _read_record(os.path.join(info, "RECORD"), memo)
-            except _Unusable as exc:
-                if isinstance(exc, _Missing):
-                    recorded = False
-                else:
-                    problems.append(f"{info}: RECORD {exc}: {_AS_UNOWNED}")
-                shared, tops = [], []
-            yield InstalledDistribution(
-                name=name, version=version, site_dir=site, dist_info=info, requires=requires, shared=shared,
-                top_levels=tops, recorded=recorded,
-            )
+            if name in twice:
+                contested.setdefault(found.key, []).append(found)
+            elif found.key in seen:
+                hidden.append(found)
+            else:
+                seen.add(found.key)
+                yield found
+        for group in contested.values():
+            real = _the_installed_one(site, group, problems)
+            hidden.extend(d for d in group if d is not real or d.key in seen)
+            if real.key not in seen:
+                seen.add(real.key)
+                yield real
+
+
+def _named(entry: str) -> str:
+    """The project a `name-version.dist-info` or `name-version[-pyX.Y].egg-info` directory names."""
+    stem = entry.rsplit(".", 1)[0]
+    return stem.rsplit("-", 1)[0] if entry.endswith(".dist-info") else stem.split("-", 1)[0]
+
+
+def _distribution(site: str, entry: str, memo: Memo, problems: list[str]) -> InstalledDistribution | None:
+    info = os.path.join(site, entry)
+    egg = entry.endswith(".egg-info")
+    folder = not egg or stamps.isdir(info)  # an egg-info may be a single file: its PKG-INFO
+    meta = os.path.join(info, "PKG-INFO" if egg else "METADATA") if folder else info
+    try:
+        name, version, requires = _dist_info(info, meta, memo)
+    except _Unusable as exc:
+        problems.append(f"{info}: {'PKG-INFO' if egg else 'METADATA'} {exc}: not read as a distribution, "
+                        f"{_AS_UNOWNED}")
+        return None
+    if egg and not requires and folder:
+        requires = _egg_requires(os.path.join(info, "requires.txt"))
+    listing = "RECORD" if not egg else "installed-files.txt" if folder else None
+    shared: list[str] = []
+    tops: list[str] = []
+    claims: list[str] = []
+    recorded = listing is not None
+    try:
+        if listing is not None:
+            shared, tops = _read_record(os.path.join(info, listing), memo, egg_info=entry if egg else None)
+    except _Unusable as exc:
+        if isinstance(exc, _Missing):
+            recorded = False
+            claims = _egg_top_levels(info) if egg else []
+        else:
+            problems.append(f"{info}: {listing} {exc}: {_AS_UNOWNED}")
+    return InstalledDistribution(name=name, version=version, site_dir=site, dist_info=info, requires=requires,
+                                 shared=shared, top_levels=tops, recorded=recorded, claims=claims)
+
+
+def _the_installed_one(site: str, group: list[InstalledDistribution], problems: list[str]) -> InstalledDistribution:
+    """Of two or more installations of one project in one directory, the one whose RECORD's hashes the files
+    on disk match: the others are left over from an interrupted install or uninstall."""
+    scores = [_files_matching(site, d) for d in group]
+    best = max(scores)
+    real = group[scores.index(best)]
+    names = ", ".join(os.path.basename(d.dist_info) for d in group)
+    if best > 0 and scores.count(best) == 1:
+        verdict = (f"the files on disk are {real.version}'s; the others are left over from an interrupted install "
+                   "or uninstall, and installers and `pip check` may read them instead: remove them")
+    else:
+        verdict = (f"which one the files on disk belong to cannot be told; judged as {real.version}: reinstall "
+                   f"{real.name}")
+    problems.append(f"{real.name}: {len(group)} installations in {site} ({names}): {verdict}")
+    return real
+
+
+def _files_matching(site: str, dist: InstalledDistribution, most: int = 8) -> int:
+    """How many of a few small files a RECORD lists with a hash have that hash on disk (0 for an egg-info)."""
+    import base64
+    import hashlib
+
+    try:
+        with open(os.path.join(dist.dist_info, "RECORD"), encoding="utf-8", newline="") as fh:
+            rows = [r for r in csv.reader(fh) if len(r) >= 3 and r[1].startswith("sha256=") and r[2].isdigit()]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+    own = os.path.basename(dist.dist_info) + "/"
+    rows = sorted((r for r in rows if not r[0].startswith(own) and int(r[2]) > 0), key=lambda r: int(r[2]))[:most]
+    matching = 0
+    for path, digest, _ in rows:
+        try:
+            with open(record_path(site, path), "rb") as fh:
+                found = base64.urlsafe_b64encode(hashlib.sha256(fh.read()).digest()).rstrip(b"=").decode()
+        except OSError:
+            continue
+        matching += digest == f"sha256={found}"
+    return matching
+
+
+def _egg_requires(path: str) -> list[str]:
+    """`requires.txt` as Requires-Dist lines: `[extra]` and `[extra:marker]` sections become markers."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return []
+    out: list[str] = []
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        extra, _, marker = section.partition(":")
+        conditions = ([f"({marker})"] if marker else []) + ([f'extra == "{extra}"'] if extra else [])
+        out.append(f"{line}; {' and '.join(conditions)}" if conditions else line)
+    return out
+
+
+def _egg_top_levels(info: str) -> list[str]:
+    try:
+        with open(os.path.join(info, "top_level.txt"), encoding="utf-8", errors="replace") as fh:
+            return [n for n in (line.strip() for line in fh) if n and "/" not in n and n not in (".", "..")]
+    except OSError:
+        return []
 
 
 @functools.lru_cache(maxsize=8)
@@ -465,7 +606,7 @@ _SKIP_DIRS = (".dist-info", "__pycache__")
 
 def unowned_shared_objects(
     env: TargetEnvironment, dists: list[InstalledDistribution], owned: set[str], memo: Memo | None = None,
-    thorough: bool = False,
+    thorough: bool = False, hidden: list[InstalledDistribution] | None = None,
 ) -> list[tuple[str, str]]:
     """(site_dir, relpath) of shared objects under site-packages that no RECORD lists.
 
@@ -473,7 +614,8 @@ def unowned_shared_objects(
     that no RECORD names (an egg-info or `setup.py` install, a hand copy), at the top of every installed
     package, and in every directory where a RECORD puts a shared object (a library rebuilt or added beside
     the installed ones). The directories installers made for nothing but headers, data, tests and Python
-    files (most of a large environment) are not listed unless `thorough`. Each listing is remembered in `memo`
+    files (most of a large environment) are not listed unless `thorough`. The trees of `hidden` distributions
+    (see `iter_distributions`) are theirs, not unowned, and are not walked. Each listing is remembered in `memo`
     with the directory's mtime, so an unchanged directory costs one stat (see Memo)."""
     memo = memo or Memo(None)
     found: list[tuple[str, str]] = []
@@ -482,6 +624,7 @@ def unowned_shared_objects(
         site = site.rstrip(sep) or sep
         prefix = site if site.endswith(sep) else site + sep
         made = {top for d in dists if d.site_dir.rstrip(sep) == site for top in d.top_levels}
+        made.update(top for d in hidden or () if d.site_dir.rstrip(sep) == site for top in (*d.top_levels, *d.claims))
         # A stack: site-packages is listed first, then every unclaimed tree is walked, then the directories
         # beside installed libraries are listed.
         beside = dict.fromkeys(os.path.dirname(path) for path in sorted(owned) if path.startswith(prefix))
