@@ -233,7 +233,10 @@ def test_a_build_needing_a_newer_numpy_is_explained_and_its_unreadable_libraries
     assert ("why pip allowed it: floorpkg 1.0 requires 'numpy>=1.19.3', a lower bound below the NumPy 2.0 its "
             "binaries are built for, so pip and uv accept numpy 1.26.4 and `pip check` reports nothing") in out
     assert "no upper bound" not in out
-    assert 'way out: pip install "numpy>=2.0"' in out
+    # numpy >= 2.0 would break the NumPy-1.x modules that the damaged distributions beside it left unowned
+    assert "way out: go back to an older release of floorpkg built for numpy 1.26.4" in out
+    assert "way out: moving numpy cannot help: no numpy fits every binary installed (numpy<2 for unowned dmg_" in out
+    assert 'pip install "numpy' not in out
     # The broken verdict must not hide the libraries that could not be read: the first, then a count.
     (line,) = [li for li in proc.stdout.splitlines() if "not judged:" in li]
     assert re.fullmatch(r"    also 2 not judged: floorpkg/(empty|truncated)\S+: .+ \(\+1 more; --verbose lists all\)",
@@ -393,7 +396,8 @@ def test_numpy_uninstalled_under_its_users_is_broken_and_explained(tmp_path: Pat
     assert "broken pandas 2.0.3" in out and "numpy is not installed: fails at import" in out
     assert "but numpy was removed" in out and "pip check reports this one" in out
     assert "no upper bound" not in out
-    assert "way out: pip install numpy" in out
+    # a plain `pip install numpy` takes numpy 2, under which this pandas fails all the same
+    assert 'way out: pip install "numpy<2"' in out
 
 
 def test_remembered_probe_follows_a_changed_pyvenv_cfg(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.build import numpy_extension
 from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
@@ -50,6 +51,15 @@ def test_numpy2_builds_give_a_floor(tmp_path: Path) -> None:
     assert "<2" not in lines[0]
 
 
+def test_an_unowned_numpy1_build_bounds_numpy_too(tmp_path: Path) -> None:
+    """A module copied into site-packages by hand is on the import path like any other."""
+    python = make_venv(tmp_path / "venv", "numpy==1.26.4")
+    numpy_extension("handmade_np1", "1.26.4", site_packages(python))
+    text = constraints(python, tmp_path)
+    assert [ln for ln in text.splitlines() if not ln.startswith("#")] == ["numpy<2"]
+    assert "#   numpy<2: unowned handmade_np1" in text
+
+
 def test_bounds_that_contradict_each_other_are_an_error_not_a_file(tmp_path: Path) -> None:
     """pandas 2.0.3 (NumPy 1.x builds) next to h5py 3.16.0 (built for NumPy >= 2.0): `numpy<2,>=2.0` would make
     installers pick absurd releases, so nothing is written. Without pandas the floor stands, and a shared
@@ -65,6 +75,11 @@ def test_bounds_that_contradict_each_other_are_an_error_not_a_file(tmp_path: Pat
     assert not out.exists()
     as_json = subprocess.run([*run, "--format", "json"], capture_output=True, text=True, env=env)
     assert as_json.returncode == 2 and as_json.stdout == "" and "no numpy fits" in as_json.stderr
+    # `check` does not send the user to a numpy that breaks the other half either
+    checked = subprocess.run([sys.executable, "-m", "abiguard", "check", "--python", str(python)], capture_output=True,
+                             text=True, env=env).stdout
+    assert "pip install \"numpy" not in checked and "way out: moving numpy cannot help" in checked
+    assert "way out: upgrade pandas to a release built for NumPy 2" in checked
 
     subprocess.run([uv(), "pip", "uninstall", "--quiet", "--python", str(python), "pandas"], check=True,
                    env=uv_env())

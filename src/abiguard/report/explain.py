@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from abiguard.binary.numpy import PRODUCER_MARKERS
 from abiguard.model import BinaryFinding, BuiltFor, CheckReport, DeclaredProblem, DistributionFinding, Verdict
 from abiguard.report.markup import counted
+from abiguard.rules.numpy import Bound, numpy_bounds, satisfiable
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -84,38 +85,41 @@ def floor(dist: DistributionFinding) -> Version | None:
 
 
 def ways_out(dist: DistributionFinding, report: CheckReport) -> list[str]:
-    """The two ways out of a break, as commands (installed) or pins (lockfile); none for other verdicts."""
+    """The ways out of a break, as commands (installed) or pins (lockfile); none for other verdicts. Moving
+    numpy moves it within every bound the installed binaries put on it (`rules.numpy.numpy_bounds`), and is
+    not offered where no numpy meets them all."""
     if dist.verdict not in BAD:
         return []
-    built = {b.facts.built_for for b in dist.affected}
     is_locked = locked(report)
+    bounds = numpy_bounds(report)
+    spec = "numpy" + ",".join(sorted((b.specifier for b in bounds), key=lambda s: s.startswith("<")))
+    install = f'pin "{spec}"' if is_locked else f'pip install "{spec}"'
     if report.numpy is None:
-        return ["add numpy to the lockfile" if is_locked else "pip install numpy"]
-    if BuiltFor.NUMPY1 in built:
-        if is_locked:
-            return [
-                'pin "numpy<2"   (keeps this build working; check the other pins still accept it)',
-                f"or pin {dist.name} to a release built for NumPy 2, the first of which "
-                f"`{_inspect(dist, report, 'first')}` finds",
-            ]
-        return [
-            'pip install "numpy<2"   (keeps this build working; check other packages still accept it)',
-            f"or upgrade {dist.name} to a release built for NumPy 2 (`abiguard fix` finds the first one)",
-        ]
+        if not satisfiable(bounds):
+            return [f"no numpy fits every binary installed ({_reasons(bounds)}): run `abiguard fix`"]
+        return [f'add "{spec}" to the lockfile' if is_locked else install]
     need = floor(dist)
-    if need is not None:
-        if is_locked:
-            return [
-                f'pin "numpy>={need}"',
-                f"or pin an older release of {dist.name} built for numpy {report.numpy}, the newest of which "
-                f"`{_inspect(dist, report, 'last')}` finds",
-            ]
-        return [
-            f'pip install "numpy>={need}"',
-            f"or go back to an older release of {dist.name} built for numpy {report.numpy} (`abiguard fix` finds "
-            "the newest one)",
-        ]
-    return []
+    if any(b.facts.built_for is BuiltFor.NUMPY1 for b in dist.affected):
+        keep = "   (keeps this build working; check the other pins still accept it)" if is_locked else \
+            "   (keeps this build working; check other packages still accept it)"
+        other = (f"pin {dist.name} to a release built for NumPy 2, the first of which "
+                 f"`{_inspect(dist, report, 'first')}` finds" if is_locked else
+                 f"upgrade {dist.name} to a release built for NumPy 2 (`abiguard fix` finds the first one)")
+    elif need is not None:
+        keep = ""
+        other = (f"pin an older release of {dist.name} built for numpy {report.numpy}, the newest of which "
+                 f"`{_inspect(dist, report, 'last')}` finds" if is_locked else
+                 f"go back to an older release of {dist.name} built for numpy {report.numpy} (`abiguard fix` finds "
+                 "the newest one)")
+    else:
+        return []
+    if not satisfiable(bounds):
+        return [other, f"moving numpy cannot help: no numpy fits every binary installed ({_reasons(bounds)})"]
+    return [f"{install}{keep}", f"or {other}"]
+
+
+def _reasons(bounds: list[Bound]) -> str:
+    return "; ".join(f"numpy{b.specifier} for {b.reasons[0]}" for b in bounds)
 
 
 def _inspect(dist: DistributionFinding, report: CheckReport, which: str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from packaging.version import Version
 
-from abiguard.model import BinaryFacts, BuiltFor, Verdict
+from abiguard.model import BinaryFacts, BinaryFinding, BuiltFor, CheckReport, Verdict
 
 NUMPY2 = Version("2")
 
@@ -63,3 +65,48 @@ def misbehaves_silently(facts: BinaryFacts) -> bool:
     pybind11 < 2.12 and import_array), the import fails like any 1.x build."""
     return (facts.built_for is BuiltFor.NUMPY1 and facts.producer is not None
             and facts.producer.misbehaves_silently and not _c_level(facts))
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What the installed binaries demand of numpy, and who demands it."""
+
+    specifier: str  # e.g. "<2" or ">=1.20"
+    reasons: tuple[str, ...]  # "pandas 2.0.3: 37 shared objects built for NumPy 1.x"
+
+    @property
+    def floor(self) -> Version | None:
+        return Version(self.specifier[2:]) if self.specifier.startswith(">=") else None
+
+
+def numpy_bounds(report: CheckReport) -> list[Bound]:
+    """`<2` while any NumPy-1.x build is installed; `>=X.Y` for the highest floor of the NumPy-2 builds. Of every
+    distribution but numpy itself, and of the shared objects no distribution owns."""
+    groups = [(f"{d.name} {d.version}", d.binaries) for d in report.distributions if d.name.lower() != "numpy"]
+    groups += [(f"unowned {b.path}", (b,)) for b in report.unowned]
+    v1: list[str] = []
+    floors: dict[Version, list[str]] = {}
+    for who, binaries in groups:
+        old = [b for b in binaries if b.facts.built_for is BuiltFor.NUMPY1]
+        if old:
+            v1.append(f"{who}: {_built_for_numpy1(old)}")
+        for b in binaries:
+            if b.facts.built_for is BuiltFor.NUMPY2 and b.facts.min_numpy:
+                floors.setdefault(Version(b.facts.min_numpy), []).append(who)
+    bounds = [Bound("<2", tuple(v1))] if v1 else []
+    if floors:
+        top = max(floors)
+        bounds.append(Bound(f">={top}", tuple(f"{w}: built for NumPy >= {top}" for w in sorted(set(floors[top])))))
+    return bounds
+
+
+def _built_for_numpy1(old: list[BinaryFinding]) -> str:
+    risky = sum(1 for b in old if misbehaves_silently(b.facts))
+    what = f"{len(old)} shared object{'s' if len(old) != 1 else ''} built for NumPy 1.x"
+    return what + (f" ({risky} of them import but misbehave under NumPy 2)" if risky else "")
+
+
+def satisfiable(bounds: list[Bound]) -> bool:
+    """Whether some numpy meets every bound: not `<2` next to a floor of 2 or more."""
+    floor = max((b.floor for b in bounds if b.floor is not None), default=None)
+    return not (floor is not None and floor >= NUMPY2 and any(b.specifier == "<2" for b in bounds))
