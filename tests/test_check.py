@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -558,6 +559,19 @@ def test_an_egg_info_install_is_a_distribution(tmp_path: Path) -> None:
     assert all(b["verdict"] == "ok" for b in what_if["unowned"])
 
 
+def test_a_file_name_that_is_not_utf8_is_judged_and_shown_escaped(tmp_path: Path) -> None:
+    """SQLite and a strict UTF-8 stdout both refuse such a name (Python keeps its bytes as surrogates)."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    built = numpy_extension("oddname", "1.26.4", tmp_path / "build")
+    odd = os.fsencode(site_packages(python)) + b"/bad\xffname" + os.fsencode(built.name)[len("oddname"):]
+    with open(odd, "wb") as fh:
+        fh.write(built.read_bytes())
+    for _ in range(2):  # the second is answered from what the first remembered
+        proc = run("check", "--python", str(python), env={"PYTHONIOENCODING": "utf-8:strict"})
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "broken bad\\udcffname" in proc.stdout
+
+
 def test_a_library_dropped_beside_installed_ones_is_found_and_judged(tmp_path: Path) -> None:
     """Unowned libraries are looked for beside the ones installers put (here: numpy's own core directory)."""
     python = make_venv(tmp_path / "v", "numpy==2.0.2")
@@ -625,3 +639,10 @@ def test_output_that_cannot_be_written_is_an_error_never_a_pass(broken_env: Path
     closed.stdout.close()  # the reader went away before the report was written, as `| head -0` does
     assert closed.wait(timeout=300) == 2
     assert closed.stderr.read() == ""
+
+    # started with standard output or standard error closed (`>&-`, `2>&-`), as a careless script does
+    command = shlex.join([sys.executable, "-m", "abiguard", "check", "--python", str(broken_env), *extra])
+    no_out = subprocess.run(f"{command} >&-", shell=True, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert no_out.returncode == 2 and no_out.stderr.startswith("abiguard: error: standard output is closed")
+    no_err = subprocess.run(f"{command} 2>&-", shell=True, stdout=subprocess.PIPE, text=True, timeout=300)
+    assert no_err.returncode == 1 and "broken  pandas 2.0.3" in no_err.stdout

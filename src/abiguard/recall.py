@@ -41,6 +41,14 @@ _ENV = ("VIRTUAL_ENV", "COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPA
 def main() -> int:
     """The `abiguard` command: a recalled answer when there is one, else the full command line."""
     argv = sys.argv[1:]
+    if sys.stderr is None:  # started with stderr closed (`2>&-`): what would go there goes nowhere
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    if sys.stdout is None:  # `>&-`: no report can be given, and silence must not pass for "no conflicts"
+        sys.stderr.write("abiguard: error: standard output is closed: nowhere to write the report\n")
+        return 2
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown escaped, not a crash
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if argv[:1] == ["check"]:
         try:
             code = answer(argv)
