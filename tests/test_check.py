@@ -500,6 +500,9 @@ def test_user_site_packages_are_checked_where_python_imports_them(tmp_path: Path
     assert proc.returncode == 1, proc.stderr
     assert str(site) in doc["environment"]["site_packages"]
     assert dist(doc, "pandas")["verdict"] == "broken"
+    verified = json.loads(run("check", "--python", str(python), "--verify", "--format", "json", env=env).stdout)
+    summary = verified["summary"]  # the imports see the user's site-packages too
+    assert summary["confirmed"] == summary["verified"] > 0 and summary["refuted"] == 0
     quiet = json.loads(run("check", "--python", str(python), "--format", "json",
                            env={**env, "PYTHONNOUSERSITE": "1"}).stdout)
     assert str(site) not in quiet["environment"]["site_packages"] and quiet["summary"]["broken"] == 0

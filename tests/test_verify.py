@@ -297,6 +297,14 @@ def numpy2_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (sp / "vf_npabi" / "sub" / "uses_old.py").write_text("from ..old_np import zeros\n")
     (sp / "vf_npraise" / "__init__.py").write_text("raise RuntimeError('vf_npraise init is broken')\n")
     (sp / "vf_npraise" / "sub" / "__init__.py").write_text("raise RuntimeError('vf_npraise.sub init is broken')\n")
+    # A module that uses no NumPy but imports, from its init, a package whose __init__ imports a broken
+    # build (scipy 1.11's interpolate modules import scipy.linalg so): its failure is the package's.
+    (sp / "vf_npuser").mkdir()
+    numpy_extension("old_np", "1.26.4", sp / "vf_npuser")
+    numpy_extension("new_np", "2.0.2", sp / "vf_npuser", target="NPY_2_0_API_VERSION")
+    (sp / "vf_npuser" / "__init__.py").write_text("from . import old_np\n")
+    plain_extension("vf_imports_npuser", sp, init='PyObject *m = PyImport_ImportModule("vf_npuser");'
+                    " if (m == NULL) return NULL; Py_DECREF(m);")
     return python, sp
 
 
@@ -329,6 +337,20 @@ def test_numpy1_module_under_numpy2(numpy2_env: tuple[Path, Path]) -> None:
 
 
 BANNER = "A module that was compiled using NumPy 1.x cannot be run in\nNumPy 2.0.2"
+
+
+@pytest.mark.network
+def test_a_failure_of_a_module_it_imports_is_not_its_own(numpy2_env: tuple[Path, Path]) -> None:
+    python, _ = numpy2_env
+    result = verify_modules(str(python), ["vf_imports_npuser", "vf_npuser.old_np", "old_np"], jobs=2)
+    user = result["vf_imports_npuser"]
+    assert (user.outcome, user.via) == ("numpy-abi", "vf_npuser")
+    assert confirms(Verdict.OK, user) is None and confirms(Verdict.BROKEN, user) is None  # vf_npuser's doing
+    v = to_verification(Verdict.OK, user)
+    assert (v.via, v.confirms) == ("vf_npuser", None)
+    # The broken builds themselves fail on their own account, as before.
+    assert all(result[m].outcome == "numpy-abi" and result[m].via is None for m in ("vf_npuser.old_np", "old_np"))
+    assert confirms(Verdict.BROKEN, result["old_np"]) is True
 
 
 @pytest.mark.network
@@ -392,7 +414,8 @@ def test_check_verify_confirms_per_module_and_not_against_a_hypothetical_numpy(
 
     real = verified(None)
     assert set(real) == {
-        "old_np", "vf_npabi.old_np", "vf_npabi.sub.old_np", "vf_npraise.old_np", "vf_npraise.sub.old_np"
+        "old_np", "vf_npabi.old_np", "vf_npabi.sub.old_np", "vf_npraise.old_np", "vf_npraise.sub.old_np",
+        "vf_npuser.old_np",
     }  # fmt: skip
     assert {verdict for verdict, _ in real.values()} == {"broken"}
     assert all(v.outcome == "numpy-abi" and v.confirms is True for _, v in real.values()), real

@@ -138,10 +138,11 @@ class Verification:
     confirms: bool | None  # does the outcome agree with the static verdict? None: cannot tell
     detail: str | None = None  # NumPy's own banner or root-cause line, when it printed one
     parent: str | None = None  # the parent package whose import failed first, if any
+    via: str | None = None  # a module it imports whose import failed first: the failure is that one's
 
     def to_json(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "message": self.message, "confirms": self.confirms,
-                "detail": self.detail, "parent": self.parent}
+                "detail": self.detail, "parent": self.parent, "via": self.via}
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ _HEAD_BYTES = 64 * 1024
 _TAIL_BYTES = 64 * 1024
 _DETAIL_CHARS = 2000
 
-# Run by the target interpreter as `python -I -B -X faulthandler -c _CHILD TOKEN MODULE DUMP_AFTER BYTECODE`.
+# Run by the target interpreter as `python -E -B -X faulthandler -c _CHILD TOKEN MODULE DUMP_AFTER BYTECODE`.
 # Python 3.6 syntax; fd 1 is re-pointed at stderr so that whatever the module prints (from Python or
 # C) goes there, and only the reports reach the original stdout. `os._exit` right after the last report
 # skips interpreter shutdown: faster, and a crash in some library's finalizer is not the import's.
@@ -83,6 +83,27 @@ def main():
                 break
         kind = type(error).__name__
         return (kind + ': ' + first if first else kind)[:1000]
+    def via(error):
+        # the innermost Python source on the failure's way out that is neither numpy's nor the module's
+        # own: a module that this one imports failed first (its own import_array() passes through
+        # numpy's files only)
+        numpy = getattr(sys.modules.get('numpy'), '__path__', None) or []
+        own = os.sep + name.replace('.', os.sep)
+        inner = None
+        tb = error.__traceback__
+        while tb is not None:
+            path = tb.tb_frame.f_code.co_filename
+            mine = path == own + '.py' or path.endswith((own + '.py', own + os.sep + '__init__.py'))
+            if path.endswith('.py') and not mine and not any(path.startswith(p + os.sep) for p in numpy):
+                inner = path
+            tb = tb.tb_next
+        if inner is None:
+            return ''
+        for entry in sys.path:  # its dotted name (a failed import is gone from sys.modules)
+            if entry and inner.startswith(entry.rstrip(os.sep) + os.sep):
+                rel = inner[len(entry.rstrip(os.sep)) + 1:-3].split(os.sep)
+                return '.'.join(rel[:-1] if rel[-1] == '__init__' else rel)
+        return inner
     def chain(error):
         found = []
         while error is not None and len(found) < 5:
@@ -109,8 +130,9 @@ def main():
             continue
         except BaseException as error:
             failed = chain(error)
+            through = via(error) if current == name else ''
         if current == name:
-            send(('failed', name, failed))
+            send(('failed', name, failed, through))
         if first is None:
             first = (current, failed)
             send(('parent',) + first, False)
@@ -188,6 +210,7 @@ class ImportOutcome:
     parent: str | None = None
     parent_outcome: str | None = None
     parent_message: str | None = None
+    via: str | None = None  # the module it imports whose own import failed first (its code was on the way)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -198,6 +221,7 @@ class ImportOutcome:
             "parent": self.parent,
             "parent_outcome": self.parent_outcome,
             "parent_message": self.parent_message,
+            "via": self.via,
         }
 
 
@@ -211,7 +235,8 @@ def confirms(static_verdict: str, outcome: ImportOutcome) -> bool | None:
     dependency) or a parent package that could not be stood in for (`parent-failed`) all end the import
     before NumPy's ABI check decides anything about this module, so they neither confirm nor refute.
     `unknown` predicts nothing. A parent that failed but could be stood in for does not count: the
-    outcome is then the module's own (see `ImportOutcome`).
+    outcome is then the module's own (see `ImportOutcome`). A failure of another module it imports
+    (`via`) is that module's, not its own: it neither confirms nor refutes.
     """
     verdict = static_verdict.value if isinstance(static_verdict, Enum) else str(static_verdict)
     if verdict == "none":
@@ -220,7 +245,7 @@ def confirms(static_verdict: str, outcome: ImportOutcome) -> bool | None:
         return None
     if outcome.outcome == OK:
         return verdict != "broken"
-    if outcome.outcome == NUMPY_ABI:
+    if outcome.outcome == NUMPY_ABI and outcome.via is None:
         return verdict == "broken"
     return None
 
@@ -240,6 +265,7 @@ def to_verification(static_verdict: str, outcome: ImportOutcome, *, comparable: 
         confirms=confirms(static_verdict, outcome) if comparable else None,
         detail=outcome.detail,
         parent=outcome.parent,
+        via=outcome.via,
     )
 
 
@@ -256,10 +282,9 @@ def verify_modules(
 
     `python` is the target interpreter as given (a venv's `bin/python`: do not resolve the symlink, or
     the venv is lost). Runs `jobs` imports at once (default: CPU count), each limited to `timeout`
-    seconds including interpreter start. `isolated` runs the child with `-I`, which keeps the
-    environment's own site-packages but drops user site-packages, PYTHON* variables and the current
-    directory: the same view of the environment that a scan with `-I` takes. `progress(done, total)`
-    is called from the calling thread, first with done=0.
+    seconds including interpreter start. `isolated` runs the child with `-E`, which drops PYTHON*
+    variables (PYTHONPATH) but keeps the site-packages directories a scan reads, the user's included.
+    `progress(done, total)` is called from the calling thread, first with done=0.
 
     Raises VerifyError when the interpreter cannot run the check at all (missing, not Python 3).
     """
@@ -359,7 +384,10 @@ class _Runner:
         self.cwd = cwd
         self.bytecode = bytecode
         self.token = "abiguard-verify-" + secrets.token_hex(8) + ":"
-        flags = ["-I"] if isolated else []
+        # -E, not -I: the user's site-packages stays on the path where `check` looks for it too (it reads
+        # PYTHONUSERBASE itself); PYTHONNOUSERSITE, which -E would ignore, becomes -s. The current directory
+        # the child starts in is empty.
+        flags = ["-E", *(["-s"] if os.environ.get("PYTHONNOUSERSITE") else [])] if isolated else []
         # -B: no bytecode in the target's site-packages; faulthandler: a crash leaves a Python traceback.
         self.argv = [python, *flags, "-B", "-X", "faulthandler", "-c", _CHILD, self.token]
         dump_after = timeout - min(1.0, timeout / 5)  # where a hang is, just before it is killed
@@ -466,7 +494,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def _read_reports(data: bytes, token: str) -> list[tuple[Any, ...]]:
     """The well-formed report lines, in order: at most one ("parent", name, chain), then at most one
-    ("ok",) or ("failed", name, chain)."""
+    ("ok",) or ("failed", name, chain[, via])."""
     text = data.decode("ascii", "replace")
     found: list[tuple[Any, ...]] = []
     for piece in text.split(token)[1:]:
@@ -478,7 +506,7 @@ def _read_reports(data: bytes, token: str) -> list[tuple[Any, ...]]:
             found.append(("ok",))
         elif (
             isinstance(fields, tuple)
-            and len(fields) == 3
+            and (len(fields) == 3 or (len(fields) == 4 and fields[0] == "failed" and isinstance(fields[3], str)))
             and fields[0] in ("failed", "parent")
             and isinstance(fields[1], str)
             and isinstance(fields[2], list)
@@ -539,7 +567,7 @@ def _classify(
         return ImportOutcome(CRASHED, message, banner or _last(head, tail), seconds, **about_parent)
     if report[0] == "ok":
         return ImportOutcome(OK, None, banner, seconds, **about_parent)
-    _, failed, chain = report
+    _, failed, chain, *rest = report
     message = chain[0]
     abi = _is_numpy_abi(chain, stderr)
     detail = banner
@@ -552,7 +580,7 @@ def _classify(
         return ImportOutcome(
             PARENT_FAILED, message, detail, seconds, parent=failed, parent_outcome=kind, parent_message=message
         )
-    return ImportOutcome(kind, message, detail, seconds, **about_parent)
+    return ImportOutcome(kind, message, detail, seconds, **about_parent, via=rest[0] if rest and rest[0] else None)
 
 
 def _is_numpy_abi(chain: Sequence[str], stderr: str) -> bool:

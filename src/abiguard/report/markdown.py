@@ -69,7 +69,8 @@ def _import(b: BinaryFinding) -> str:
     assert b.verified is not None
     what = "refuted the static verdict" if b.verified.confirms is False else "failed otherwise"
     message = f": {_text(b.verified.message)}" if b.verified.message else ""
-    return f"{_code(b.module or b.path)} ({b.verdict.value}) {what}: **{b.verified.outcome}**{message}"
+    via = f" while importing {_code(b.verified.via)}" if b.verified.via else ""
+    return f"{_code(b.module or b.path)} ({b.verdict.value}) {what}: **{b.verified.outcome}**{via}{message}"
 
 
 def _code(text: str) -> str:

@@ -109,7 +109,8 @@ def _failed(report: CheckReport, out: Out, verbose: bool) -> None:
     for b in shown:
         assert b.verified is not None
         message = f": {b.verified.message}" if b.verified.message else ""
-        out.print(f"  {escape(b.module or b.path)}: [bold]{b.verified.outcome}[/]{escape(message)}")
+        via = f" while importing {b.verified.via}" if b.verified.via else ""
+        out.print(f"  {escape(b.module or b.path)}: [bold]{b.verified.outcome}[/]{escape(via + message)}")
     if len(failures) > len(shown):
         out.print(f"  (+{len(failures) - len(shown)} more; --verbose lists all)")
     out.print()
