@@ -575,6 +575,51 @@ def test_a_file_name_that_is_not_utf8_is_judged_and_shown_escaped(tmp_path: Path
         assert "broken bad\\udcffname" in proc.stdout
 
 
+def test_editable_installs_and_pth_directories_are_on_the_path_and_checked(tmp_path: Path) -> None:
+    """What .pth files put on the import path is imported like site-packages: a setuptools editable install
+    (its finder's MAPPING, read not run: attributed to the project) and a plain directory line (its packages;
+    not a build tree beside them)."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    np1 = numpy_extension("old_np", "1.26.4", tmp_path / "build")
+    project = tmp_path / "proj"
+    (project / "edpkg").mkdir(parents=True)
+    (project / "edpkg" / "__init__.py").write_text("")
+    shutil.copy(np1, project / "edpkg" / np1.name)
+    (project / "setup.py").write_text("from setuptools import setup\n"
+                                      "setup(name='edproj', version='0.1', packages=['edpkg'],"
+                                      " package_data={'edpkg': ['*.so']})\n")
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), "-e", str(project)], check=True,
+                   env=uv_env())
+    extra = tmp_path / "extra"
+    (extra / "pthpkg").mkdir(parents=True)
+    (extra / "pthpkg" / "__init__.py").write_text("")
+    shutil.copy(np1, extra / "pthpkg" / np1.name)
+    (extra / "build").mkdir()  # no __init__.py: not a package, nothing in it is imported as such
+    shutil.copy(np1, extra / "build" / np1.name)
+    (site_packages(python) / "extra.pth").write_text(f"# a comment\nimport os\n{extra}\n")
+    for module in ("edpkg.old_np", "pthpkg.old_np"):  # what the user meets
+        proc = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True)
+        assert "numpy.core.multiarray failed to import" in proc.stderr, proc.stderr
+    code, doc = check_json(python)
+    assert code == 1
+    edproj = dist(doc, "edproj")
+    assert edproj["verdict"] == "broken" and [b["module"] for b in edproj["binaries"]] == ["edpkg.old_np"]
+    assert [(b["path"], b["verdict"]) for b in doc["unowned"]] == [(f"pthpkg/{np1.name}", "broken")]
+    assert not (project / "edpkg" / "__pycache__").exists()  # read, not run
+
+
+def test_a_linked_package_directory_is_followed_and_a_loop_is_not(tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    np1 = numpy_extension("old_np", "1.26.4", outside)
+    (outside / "loop").symlink_to(outside)  # a link back up: followed, it would never end
+    (site_packages(python) / "linked").symlink_to(outside)
+    code, doc = check_json(python, "--thorough")
+    assert code == 1
+    assert [(b["path"], b["verdict"]) for b in doc["unowned"]] == [(f"linked/{np1.name}", "broken")]
+
+
 def test_a_library_dropped_beside_installed_ones_is_found_and_judged(tmp_path: Path) -> None:
     """Unowned libraries are looked for beside the ones installers put (here: numpy's own core directory)."""
     python = make_venv(tmp_path / "v", "numpy==2.0.2")

@@ -257,8 +257,15 @@ def _unowned(
     claims without listing its files (Debian's egg-info) is attributed to it."""
     found = envsource.unowned_shared_objects(env, dists, owned, memo, thorough, hidden)
     claims = {(d.site_dir.rstrip(os.sep), top): d for d in dists for top in d.claims}
-    return [_Binary(claims.get((site, rel.partition("/")[0])), site, rel, os.path.join(site, rel))
-            for site, rel in found]
+    binaries = [_Binary(claims.get((site, rel.partition("/")[0])), site, rel, os.path.join(site, rel))
+                for site, rel in found]
+    # what .pth files put on the import path (editable installs), attributed to the distribution that
+    # installed the .pth file
+    by_key = {d.key: d for d in dists}
+    entries = envsource.path_entries(env, dists)
+    binaries += [_Binary(by_key.get(owner or ""), root, rel, os.path.join(root, rel))
+                 for root, rel, owner in envsource.path_entry_shared_objects(entries, owned, memo)]
+    return binaries
 
 
 def verify_findings(

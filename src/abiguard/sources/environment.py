@@ -630,6 +630,7 @@ def unowned_shared_objects(
         beside = dict.fromkeys(os.path.dirname(path) for path in sorted(owned) if path.startswith(prefix))
         pending = [*((folder, False) for folder in beside), (site, False)]
         listed: set[str] = set()
+        followed: set[str] = set()
         while pending:
             folder, walk = pending.pop()
             if folder in listed:
@@ -638,14 +639,105 @@ def unowned_shared_objects(
             listing = _listing(folder, memo)
             if listing is None:
                 continue
-            subdirs, shared = listing
+            subdirs, shared, links = listing
             here = prefix if folder == site else folder + sep
             found.extend((site, os.path.relpath(here + name, site).replace(sep, "/"))
                          for name in shared if here + name not in owned)
             if walk:
-                pending.extend((here + d, True) for d in subdirs)
+                pending.extend((d, True) for d in _descend(folder, subdirs, links, followed))
             elif folder == site:
-                pending.extend((here + d, thorough or d not in made) for d in subdirs)
+                pending.extend((d, thorough or os.path.basename(d) not in made)
+                               for d in _descend(folder, subdirs, links, followed))
+    return found
+
+
+_FINDER = re.compile(r"^\s*import\s+(__editable___\w+_finder)\b")
+_MAPPING = re.compile(r"^MAPPING\s*(?::[^=\n]*)?=\s*(\{.*\})\s*$", re.MULTILINE)
+
+
+def path_entries(env: TargetEnvironment, dists: list[InstalledDistribution]) -> list[tuple[str, str, str | None]]:
+    """(directory, package, owner's key) for what the `.pth` files of site-packages put on the import path,
+    read, never run: a directory line (a src-layout editable install, a hand-written `extra.pth`; package "":
+    every package in it) and each package directory of a setuptools editable finder's MAPPING (package: its
+    name). The owner is the distribution whose RECORD lists the `.pth` file."""
+    owners = {(d.site_dir.rstrip(os.sep), top): d.key for d in dists for top in d.top_levels if top.endswith(".pth")}
+    found: list[tuple[str, str, str | None]] = []
+    for site in env.site_packages:
+        site = site.rstrip(os.sep) or os.sep
+        try:
+            names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))  # site-packages' mtime is noted
+        except OSError:
+            continue
+        for name in names:
+            owner = owners.get((site, name))
+            for line in _text_lines(os.path.join(site, name)):
+                finder = _FINDER.match(line)
+                if finder:
+                    found += [(os.path.dirname(d), os.path.basename(d), owner)
+                              for d in _finder_mapping(os.path.join(site, finder.group(1) + ".py"))]
+                elif line and not line.startswith(("#", "import ", "import\t")):
+                    folder = os.path.normpath(os.path.join(site, line))
+                    if folder != site and stamps.isdir(folder):
+                        found.append((folder, "", owner))
+    return found
+
+
+def _text_lines(path: str) -> list[str]:
+    try:
+        stamps.stat(path)  # a kept answer rests on it
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return [line.strip() for line in fh]
+    except OSError:
+        return []
+
+
+def _finder_mapping(path: str) -> list[str]:
+    """The package directories of setuptools' `__editable___*_finder.py`, from its `MAPPING = {...}` literal."""
+    import ast
+
+    match = _MAPPING.search("\n".join(_text_lines(path)))
+    try:
+        mapping = ast.literal_eval(match.group(1)) if match else {}
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return []
+    if not isinstance(mapping, dict):
+        return []
+    return [os.path.normpath(v) for v in mapping.values() if isinstance(v, str) and stamps.isdir(v)]
+
+
+def path_entry_shared_objects(
+    entries: list[tuple[str, str, str | None]], owned: set[str], memo: Memo,
+) -> list[tuple[str, str, str | None]]:
+    """(directory, relpath, owner's key) of the shared objects in the packages a `path_entries` entry puts on
+    the path: a package directory whole, or, for a directory line, the shared objects at its top and every
+    regular package (a directory with `__init__.py`) below it, so that a project checkout's build trees,
+    virtual environments and version control are not taken for importable code."""
+    found: list[tuple[str, str, str | None]] = []
+    walked: set[str] = set()
+    followed: set[str] = set()
+    for root, package, owner in entries:
+        prefix = root.rstrip(os.sep) + os.sep
+        if package:
+            pending = [prefix + package]
+        else:
+            top = _listing(root, memo)
+            if top is None:
+                continue
+            found += [(root, name, owner) for name in top[1] if prefix + name not in owned]
+            pending = [d for d in _descend(root, top[0], top[2], followed)
+                       if stamps.exists(os.path.join(d, "__init__.py"))]
+        while pending:
+            folder = pending.pop()
+            if folder in walked:
+                continue
+            walked.add(folder)
+            listing = _listing(folder, memo)
+            if listing is None:
+                continue
+            here = folder + os.sep
+            found += [(root, os.path.relpath(here + n, root).replace(os.sep, "/"), owner)
+                      for n in listing[1] if here + n not in owned]
+            pending += _descend(folder, listing[0], listing[2], followed)
     return found
 
 
@@ -656,26 +748,33 @@ def record_path(site_dir: str, relpath: str) -> str:
     return os.path.normpath(os.path.join(site_dir, relpath))
 
 
-def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
+Listing = tuple[list[str], list[str], list[str]]  # subdirectories, shared objects, the subdirectories that are links
+
+
+def _listing(folder: str, memo: Memo) -> Listing | None:
     try:
         st = stamps.stat(folder)
     except OSError:
         return None
     known = memo.get("dirs", folder, st.st_mtime_ns)
-    if isinstance(known, list) and len(known) == 2:
-        return known[0], known[1]
+    if isinstance(known, list) and len(known) == 3:
+        return known[0], known[1], known[2]
     subdirs: list[str] = []
+    links: list[str] = []
     files: list[str] = []
     try:
         with os.scandir(folder) as it:
             for entry in it:
                 try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_dir = entry.is_dir()  # a link to a directory is one: Python imports through it
+                    link = is_dir and entry.is_symlink()
                 except OSError:
                     continue
                 if is_dir:
                     if not entry.name.endswith(_SKIP_DIRS):
                         subdirs.append(entry.name)
+                        if link:
+                            links.append(entry.name)
                 else:
                     files.append(entry.name)
     except OSError:
@@ -683,8 +782,28 @@ def _listing(folder: str, memo: Memo) -> tuple[list[str], list[str]] | None:
     # Most directories hold no library at all: one test of all their names instead of one per name.
     names = "\n".join(files).lower()
     shared = [n for n in files if is_shared_object_name(n)] if any(h in names for h in SHARED_OBJECT_SUFFIXES) else []
-    memo.put("dirs", folder, st.st_mtime_ns, [subdirs, shared], st)
-    return subdirs, shared
+    memo.put("dirs", folder, st.st_mtime_ns, [subdirs, shared, links], st)
+    return subdirs, shared, links
+
+
+def _descend(folder: str, names: list[str], links: list[str], followed: set[str]) -> list[str]:
+    """The subdirectories of `folder` to walk: a linked one only once, and never one that leads back above
+    itself (a loop)."""
+    prefix = folder if folder.endswith(os.sep) else folder + os.sep
+    if not links:
+        return [prefix + n for n in names]
+    linked = set(links)
+    out = []
+    here = os.path.realpath(folder) + os.sep
+    for name in names:
+        path = prefix + name
+        if name in linked:
+            real = os.path.realpath(path)
+            if here.startswith(real + os.sep) or real in followed:
+                continue
+            followed.add(real)
+        out.append(path)
+    return out
 
 
 class Memo:
@@ -699,7 +818,7 @@ class Memo:
     5x faster to load than JSON); a failure to read or write only costs speed. Entries not used by a run are
     dropped when it saves."""
 
-    FORMAT = 4  # 3: metadata entries hold [name, version, requires]; 4: records hold [shared, top-levels]
+    FORMAT = 5  # 4: records hold [shared, top-levels]; 5: dirs hold [subdirs, shared, linked subdirs]
     TABLES = ("dirs", "records", "metadata", "derived")
 
     def __init__(self, path: str | None) -> None:
