@@ -279,6 +279,12 @@ def _interpreter(tmp_path: Path, body: str) -> str:
     ("exec sleep 30", "no answer within 2 s"),
     ("kill -SEGV $$", "killed by SIGSEGV"),
     ("printf 'long %0900d' 0 >&2; exit 3", "failed to describe itself: long 000"),
+    # a pyenv shim names the missing version first, then pages of advice
+    ("printf 'pyenv: python3.10: command not found\\n\\nThe command exists in these Python versions:\\n  3.10.13"
+     "\\n\\nNote: See pyenv help global for tips on allowing both\\n      Python versions to be found.\\n' >&2;"
+     " exit 127", "failed to describe itself: pyenv: python3.10: command not found"),
+    ("printf 'Traceback (most recent call last):\\n  File x\\nImportError: no encodings\\n' >&2; exit 1",
+     "failed to describe itself: ImportError: no encodings"),
 ])
 def test_an_interpreter_that_cannot_describe_itself_is_one_clear_error(
     tmp_path: Path, body: str, words: str,

@@ -8,6 +8,7 @@ from markdown_it import MarkdownIt
 
 from abiguard.model import (
     BinaryFacts,
+    Verification,
     BinaryFinding,
     BuiltFor,
     CheckReport,
@@ -17,6 +18,7 @@ from abiguard.model import (
     Verdict,
 )
 from abiguard.report.markdown import render_markdown
+from abiguard.report.markup import PlainOut
 from abiguard.report.sarif import sarif_document
 from tests.support.sarif import artifact_path, assert_valid_sarif
 
@@ -55,3 +57,21 @@ def test_sarif_locations_resolve_with_spaces_in_paths() -> None:
     (location,) = result["locations"]
     assert str(artifact_path(doc, location)) == "/env/site packages/odd pkg/m o d.so"
     assert HOSTILE in result["message"]["text"]
+
+
+def test_a_refuted_prediction_is_shown_whole_in_a_pipe() -> None:
+    """A table cut to 80 columns hid the module names that a bug report needs."""
+    import io
+    from dataclasses import replace
+
+    from abiguard.report.text import render_check
+
+    report = _report("/env/site-packages")
+    module = "package.with.a.rather.long.dotted.name.that.a.narrow.table.would.cut._extension_module"
+    verified = Verification("ok", None, confirms=False)
+    (dist,) = report.distributions
+    binary = replace(dist.binaries[0], module=module, verified=verified)
+    report = replace(report, distributions=(replace(dist, binaries=(binary,)),))
+    stream = io.StringIO()
+    render_check(report, PlainOut(stream))
+    assert f"  odd-pkg {module}: predicted broken, observed ok" in stream.getvalue().splitlines()

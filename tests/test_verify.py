@@ -497,6 +497,15 @@ def test_confirms(verdict: str, outcome: str, expected: bool | None) -> None:
     assert confirms(Verdict(verdict) if verdict != "none" else verdict, ImportOutcome(outcome, None)) is expected
 
 
+def test_a_module_that_fails_for_want_of_numpy_confirms_a_broken_verdict() -> None:
+    """numpy uninstalled: the static verdict says "uses NumPy's C-API but numpy is not installed"."""
+    missing = ImportOutcome("import-error", "ModuleNotFoundError: No module named 'numpy'")
+    assert confirms(Verdict.BROKEN, missing) is True
+    assert confirms(Verdict.OK, missing) is None  # a Python-level `import numpy` says nothing of the ABI
+    other = ImportOutcome("import-error", "ModuleNotFoundError: No module named 'numpyx'")
+    assert confirms(Verdict.BROKEN, other) is None
+
+
 def test_to_verification_names_the_failed_parent() -> None:
     outcome = ImportOutcome("parent-failed", "RuntimeError: boom", parent="pkg", parent_outcome="import-error")
     v = to_verification(Verdict.BROKEN, outcome)

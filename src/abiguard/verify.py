@@ -178,6 +178,7 @@ _NUMPY_ABI = re.compile(
         )
     )
 )
+_NUMPY_MISSING = re.compile(r"^ModuleNotFoundError: No module named 'numpy(?:\.[\w.]+)?'$")
 _BANNER_START = "A module that was compiled using NumPy 1.x"
 _TRACEBACK = "Traceback (most recent call last):"
 
@@ -247,6 +248,8 @@ def confirms(static_verdict: str, outcome: ImportOutcome) -> bool | None:
         return verdict != "broken"
     if outcome.outcome == NUMPY_ABI and outcome.via is None:
         return verdict == "broken"
+    if outcome.outcome == IMPORT_ERROR and _NUMPY_MISSING.search(outcome.message or "") and verdict == "broken":
+        return True  # broken for want of numpy, as predicted when numpy is not installed
     return None
 
 

@@ -87,16 +87,12 @@ def _refuted(report: CheckReport, out: Out) -> None:
     rows = explain.refuted(report)
     if not rows:
         return
-    from rich.table import Table
-
-    table = Table(title="Predictions refuted by importing (please report these as abiguard bugs)")
-    for col in ("distribution", "module", "predicted", "observed"):
-        table.add_column(col)
+    out.print("[bold]Predictions refuted by importing[/] (please report these as abiguard bugs)")
     for name, b in rows:
         assert b.verified is not None
         observed = b.verified.outcome + (f": {b.verified.message}" if b.verified.message else "")
-        table.add_row(name or "(unowned)", b.module or b.path, b.verdict.value, observed)
-    out.print(table)
+        out.print(f"  {escape(name or '(unowned)')} {escape(b.module or b.path)}: predicted {b.verdict.value}, "
+                  f"observed {escape(observed)}")
     out.print()
 
 

@@ -247,10 +247,12 @@ def _why_failed(returncode: int, err: str) -> str:
         return f"killed by signal {-returncode}"
     if "-I" in err and ("Unknown option" in err or "unknown option" in err):
         return "it does not know the -I option: not Python 3 (Python 2 cannot be checked)"
-    last = (err.strip().splitlines() or [f"exit status {returncode}, no output"])[-1]
-    if "import json, os" in last:  # it printed the probe's first line back: it took the script for an argument
+    lines = [line.strip() for line in err.splitlines() if line.strip()] or [f"exit status {returncode}, no output"]
+    # Python's error is its last line, after a traceback; a wrapper (a pyenv shim) says what is wrong first
+    said = lines[-1] if any(line.startswith("Traceback") for line in lines) else lines[0]
+    if "import json, os" in said:  # it printed the probe's first line back: it took the script for an argument
         return "not a Python interpreter (it took the probe script for a file name)"
-    return last if len(last) <= 200 else last[:200] + "..."
+    return said if len(said) <= 200 else said[:200] + "..."
 
 
 def _probe_identity(exe: str) -> list[Any] | None:
