@@ -8,7 +8,6 @@ from markdown_it import MarkdownIt
 
 from abiguard.model import (
     BinaryFacts,
-    Verification,
     BinaryFinding,
     BuiltFor,
     CheckReport,
@@ -16,6 +15,7 @@ from abiguard.model import (
     Evidence,
     TargetEnvironment,
     Verdict,
+    Verification,
 )
 from abiguard.report.markdown import render_markdown
 from abiguard.report.markup import PlainOut
