@@ -34,7 +34,7 @@ from abiguard.model import BuiltFor, Verdict
 from abiguard.report.inspect_text import render_inspect
 from abiguard.sources.index import JSON_TYPE, IndexClient, IndexConfig
 from abiguard.sources.remote import HttpClient
-from tests.support.wheels import fetch_wheel
+from tests.support.wheels import corrupt_shared_objects, fetch_wheel
 from tests.test_remote import WheelServer
 
 LINUX = "manylinux2014_x86_64"
@@ -335,3 +335,14 @@ def test_a_directory_with_unreadable_wheels_is_unknown_not_none(tmp_path: Path) 
     (item,) = inspect_targets([str(tmp_path)], options()).items
     assert isinstance(item, DirectoryItem) and len(item.errors) == 1
     assert item.built_for is BuiltFor.UNKNOWN and item.to_json()["built_for"] == "unknown"
+
+
+def test_a_wheel_with_corrupt_deflate_data_is_unknown_not_a_crash(pymsis: dict[str, Path], tmp_path: Path) -> None:
+    """zlib's own error, not a CRC mismatch: each damaged member is unknown, alone or in a directory."""
+    damaged = corrupt_shared_objects(pymsis["0.8.0"], tmp_path / "damaged")
+    for target in (damaged, damaged.parent):
+        (item,) = inspect_targets([str(target)], options(use_cache=False)).items
+        wheel = item.wheels[0] if isinstance(item, DirectoryItem) else item
+        assert isinstance(wheel, WheelItem) and wheel.report.built_for is BuiltFor.UNKNOWN
+        reasons = {m.facts.reason for m in wheel.report.outcome.members if m.facts.built_for is BuiltFor.UNKNOWN}
+        assert reasons and all(r and r.startswith("cannot read from the wheel: Error -3") for r in reasons)

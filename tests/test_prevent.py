@@ -25,7 +25,7 @@ from packaging.version import Version
 
 from tests.support.sarif import artifact_path, assert_valid_sarif
 from tests.support.venvs import make_venv, site_packages, uv, uv_env
-from tests.support.wheels import fetch_wheel
+from tests.support.wheels import corrupt_shared_objects, fetch_wheel
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -703,3 +703,17 @@ def test_lock_check_reads_local_wheels(cli: Cli, tmp_path: Path) -> None:
     assert entry["wheels"] == [{"path": wheel.name}]  # uv took pandas from the find-links directory
     doc = document(cli("lock-check", project / "uv.lock", *LINUX, "--format", "json"))
     assert doc["errors"] == [] and verdicts(doc) == {"pandas": "broken"}
+
+
+def test_lock_check_a_damaged_local_wheel_is_an_error_line_not_a_traceback(cli: Cli, tmp_path: Path) -> None:
+    """A wheel whose deflate data is corrupt: its members are unknown, each says why, and the run exits 2."""
+    wheel = corrupt_shared_objects(fetch_wheel("pymsis==0.8.0", "manylinux2014_x86_64", "3.11"), tmp_path / "wh")
+    pylock = tmp_path / "pylock.toml"
+    pylock.write_text('lock-version = "1.0"\ncreated-by = "hand"\n[[packages]]\nname = "numpy"\nversion = "1.26.4"\n'
+                      f'[[packages]]\nname = "pymsis"\nversion = "0.8.0"\nwheels = [{{ path = "wh/{wheel.name}" }}]\n')
+    proc = cli("lock-check", pylock, *LINUX, "--format", "json")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pymsis": "unknown"} and doc["errors"]
+    assert all(e.startswith(f"package pymsis 0.8.0: {wheel.name}: pymsis/") and "cannot read from the wheel: Error -3"
+               in e for e in doc["errors"])

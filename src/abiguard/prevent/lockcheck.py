@@ -45,7 +45,7 @@ from abiguard.sources.lockfile import (
     select_entries,
 )
 from abiguard.sources.remote import HttpClient, RemoteError, redact
-from abiguard.sources.wheel import ReadPolicy, WheelReport, inspect_local_wheel, inspect_remote_wheel
+from abiguard.sources.wheel import ReadPolicy, WheelReport, inspect_local_wheel, inspect_remote_wheel, unreadable
 
 
 class LockCheckError(Exception):
@@ -147,6 +147,7 @@ def lock_check(
             except (OSError, zipfile.BadZipFile) as exc:
                 errors.append(f"{who}: cannot read {wheel.filename if wheel else 'its wheel'}: {exc}")
                 continue
+            errors += [f"{who}: {wheel.filename}: {m.path}: {m.facts.reason}" for m in unreadable(report.outcome)]
             checked += 1
             bytes_read += report.bytes_read
             bytes_total += report.wheel_size

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -233,6 +234,14 @@ def _version_key(text: str) -> Version:
         return Version("0")
 
 
+UNREADABLE = "cannot read from the wheel"  # the reason of a member whose bytes are damaged
+
+
+def unreadable(outcome: WheelOutcome) -> list[MemberResult]:
+    """Members whose bytes could not be read (a damaged wheel): no installer would install it either."""
+    return [m for m in outcome.members if (m.facts.reason or "").startswith(UNREADABLE)]
+
+
 def too_large(member: Member, exc: MemberTooLarge) -> BinaryFacts:
     return BinaryFacts("unknown", BuiltFor.UNKNOWN, reason=f"too large to read remotely ({exc})",
                        size=member.size)
@@ -259,9 +268,9 @@ class LocalWheel:
         try:
             with self._zip.open(member.name) as stream:
                 data = stream.read(self.max_member + 1)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            return BinaryFacts("unknown", BuiltFor.UNKNOWN, reason=f"cannot read from the wheel: {exc}",
-                               size=member.size)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as exc:  # damaged: bad CRC,
+            # corrupt deflate data, a member cut short
+            return BinaryFacts("unknown", BuiltFor.UNKNOWN, reason=f"{UNREADABLE}: {exc}", size=member.size)
         self.bytes_read += member.compressed_size
         if len(data) > self.max_member:
             return too_large(member, MemberTooLarge(member.name, len(data), self.max_member))
