@@ -18,6 +18,7 @@ from abiguard.sources.lockfile import (
     LockedPackage,
     LockfileContents,
     LockfileError,
+    entry_lines,
     lockfile_kind,
     marker_environment,
     read_lockfile,
@@ -603,3 +604,17 @@ def test_requirements_take_their_pins_from_constraint_files(tmp_path: Path) -> N
     assert contents.errors == [f"{path}:4: scipy is not pinned to one version (use ==)",
                                f"{path}:5: pandas-stubs is not pinned to one version (use ==)",
                                f"{path}:6: NumPy>=3 is not pinned to one version (use ==)"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_requirements_in_the_encoding_their_byte_order_mark_names(tmp_path: Path, encoding: str) -> None:
+    """PowerShell's `pip freeze > requirements.txt` writes UTF-16 with a byte-order mark; pip reads it, so do we,
+    in included files too."""
+    bom = {"utf-16-be": "\ufeff"}.get(encoding, "")  # Python writes the mark itself for the others
+    (tmp_path / "more.txt").write_bytes((bom + "numpy==2.0.2\n").encode(encoding))
+    path = tmp_path / "requirements.txt"
+    path.write_bytes((bom + "pandas==2.0.3\r\n-r more.txt\r\n").encode(encoding))
+    contents = read_lockfile(path)
+    assert contents.errors == [] and [(e.name, e.version) for e in contents.entries] == [
+        ("pandas", "2.0.3"), ("numpy", "2.0.2")]
+    assert entry_lines(path) == {"pandas": 1}

@@ -15,6 +15,7 @@ names no project, becomes a one-line `note`: it is not checked, but it is not an
 
 from __future__ import annotations
 
+import codecs
 import re
 import shlex
 import sys
@@ -130,12 +131,13 @@ def entry_lines(path: Path) -> dict[str, int]:
     """The line of `path` where each project (canonical name) is first pinned: a package table's `name = ...`
     in TOML, a requirement line in pip's format (not in the files it includes). For pointing at an entry, as
     code-scanning annotations do; a file that cannot be read has none."""
+    requirements = lockfile_kind(path) == "requirements"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_requirements_text(path) if requirements else path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return {}
     found: dict[str, int] = {}
-    if lockfile_kind(path) == "requirements":
+    if requirements:
         pairs = ((n, _REQUIREMENT_NAME.match(line)) for n, line in _logical_lines(text))
     else:
         pairs = ((n, _TOML_NAME.match(line)) for n, line in enumerate(text.splitlines(), start=1))
@@ -663,7 +665,7 @@ class _RequirementsReader:
 
     def _read(self, path: Path) -> None:
         self.seen.add(path.resolve())
-        for lineno, line in _logical_lines(path.read_text(encoding="utf-8-sig")):
+        for lineno, line in _logical_lines(read_requirements_text(path)):
             where = f"{path}:{lineno}"
             if line.startswith("-"):
                 self._option(path, where, line)
@@ -784,6 +786,22 @@ class _RequirementsReader:
             self.entries.append(LockedPackage(name=name, version="", marker=marker, origin=origin))
         else:
             self.notes.append(f"{where}: {redact(location)}: {BUILT_FROM_SOURCE}")
+
+
+_BOMS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def read_requirements_text(path: Path) -> str:
+    """A requirements file's text in the encoding its byte-order mark names, else UTF-8, as pip reads it:
+    PowerShell's `pip freeze > requirements.txt` writes UTF-16."""
+    raw = path.read_bytes()
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            return raw[len(bom):].decode(encoding)
+    return raw.decode("utf-8")
 
 
 def _with_source(entry: LockedPackage, source: str) -> LockedPackage:
