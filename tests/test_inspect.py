@@ -127,7 +127,21 @@ def test_directory(pymsis: dict[str, Path], env: Path) -> None:
     assert any(b.facts.built_for is BuiltFor.NUMPY1 and b.module and b.module.startswith("pymsis.")
                for b in item.binaries)
     assert [w.report.built_for for w in item.wheels] == [BuiltFor.NUMPY2]
-    assert item.built_for is BuiltFor.NUMPY1
+    assert item.built_for is BuiltFor.NUMPY1 and item.verdict is None and "verdict" not in item.to_json()
+
+
+@pytest.mark.parametrize(("numpy", "verdict"), [("1.26", "ok"), ("2.0", "broken")])
+def test_directory_judged_against_a_numpy_says_its_verdict(pymsis: dict[str, Path], env: Path, numpy: str,
+                                                           verdict: str) -> None:
+    """As a wheel or a single file does: in the text and in the JSON object."""
+    with zipfile.ZipFile(pymsis["0.8.0"]) as zf:
+        zf.extractall(env / "site")
+    report = inspect_targets([str(env / "site")], options(numpy=numpy))
+    doc = report.to_json()["results"][0]
+    assert (doc["numpy"], doc["verdict"]) == (numpy, verdict)
+    buffer = io.StringIO()
+    render_inspect(report, Console(file=buffer, width=200))
+    assert f"    with numpy {numpy}: {verdict}" in buffer.getvalue().splitlines()
 
 
 def test_local_cache_second_run_reads_nothing(pymsis: dict[str, Path], env: Path) -> None:

@@ -133,6 +133,15 @@ class DirectoryItem:
     binaries: tuple[BinaryItem, ...]
     wheels: tuple[WheelItem, ...]
     errors: tuple[ErrorItem, ...] = ()
+    numpy: Version | None = None  # what `verdict` is judged against (--numpy)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The worst of its files' verdicts; unknown when something in it could not be read."""
+        if self.numpy is None:
+            return None
+        found = [b.verdict for b in self.binaries] + [w.verdict for w in self.wheels]
+        return Verdict.worst([v for v in found if v is not None] + ([Verdict.UNKNOWN] if self.errors else []))
 
     @property
     def built_for(self) -> BuiltFor:
@@ -145,6 +154,7 @@ class DirectoryItem:
             "kind": "directory",
             "target": self.target,
             "built_for": self.built_for.value,
+            **({"numpy": str(self.numpy), "verdict": self.verdict.value} if self.verdict is not None else {}),
             "binaries": [b.to_json() for b in self.binaries],
             "wheels": [w.to_json() for w in self.wheels],
             "errors": [e.to_json() for e in self.errors],
@@ -485,7 +495,7 @@ def _directory(session: _Session, root: Path) -> DirectoryItem:
                 wheels.append(_local_wheel(session, p, str(p)))
             except (zipfile.BadZipFile, OSError) as exc:
                 errors.append(ErrorItem(str(p), f"not a readable wheel: {exc}"))
-    return DirectoryItem(str(root), tuple(items), tuple(wheels), tuple(errors))
+    return DirectoryItem(str(root), tuple(items), tuple(wheels), tuple(errors), session.numpy)
 
 
 # --- index targets ------------------------------------------------------------------------------------
