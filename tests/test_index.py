@@ -234,6 +234,9 @@ def test_target_tags() -> None:
     assert target_tags() and target_tags(None, "win_amd64")[0].platform == "win_amd64"
     with pytest.raises(PackageIndexError, match=r"3\.11"):
         target_tags("three", None)
+    with pytest.raises(PackageIndexError, match="names no known operating system"):
+        target_tags("3.11", "bogus_platform")
+    assert target_tags("3.11", "freebsd_14_0_release_amd64")[0].platform == "freebsd_14_0_release_amd64"
 
 
 def make(filename: str, **kw: object) -> IndexFile:
@@ -276,8 +279,10 @@ def test_releases_and_resolve() -> None:
     assert str(resolve(files, "p", LINUX311, "3.11").version) == "1.3"
     assert resolve(files, "p==1.1", LINUX311, "3.11").yanked  # a pinned yanked release is allowed
     assert str(resolve(files, "p>=2.0rc1", LINUX311, "3.11").version) == "2.0rc1"
-    with pytest.raises(NoMatchingWheel, match=r"1\.0"):
+    with pytest.raises(NoMatchingWheel, match=r"1\.0 has wheels for other platforms or Pythons only"):
         resolve(files, "p==1.0", LINUX311, "3.11", "Linux")
+    with pytest.raises(NoMatchingWheel, match=r"p==2\.0 for this target \(2\.0 has only an sdist\)$"):
+        resolve(files, "p==2.0", LINUX311, "3.11")
     with pytest.raises(PackageIndexError, match="matches"):
         resolve(files, "p==9", LINUX311, "3.11")
     with pytest.raises(PackageIndexError, match="invalid requirement"):

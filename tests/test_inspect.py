@@ -163,8 +163,11 @@ def test_errors_are_items_and_the_rest_continues(pymsis: dict[str, Path], env: P
     assert "no such file" in messages[0] and "requirement" in messages[1]
     assert "no project named 'no-such-project'" in messages[2] and "0.9.0" in messages[3]
     assert report.has_errors
-    windows = inspect_targets(["pymsis==0.8.0"], options(platform="win_arm64"))
-    assert isinstance(windows.items[0], ErrorItem) and "no wheel" in windows.items[0].message
+    windows = inspect_targets(["pymsis==0.8.0", "pymsis<1"], options(platform="win_arm64"))
+    pinned, ranged = (i.message for i in windows.items if isinstance(i, ErrorItem))
+    assert pinned == ("no wheel of pymsis==0.8.0 for Python 3.11 on win_arm64 (0.8.0 has wheels for other "
+                      "platforms or Pythons only)")  # not "newest matching release: 0.8.0", the very pin
+    assert ranged.endswith("(newest matching release: 0.10.0)")
 
 
 def test_bad_options() -> None:
@@ -175,6 +178,8 @@ def test_bad_options() -> None:
     for uv_name in ("aarch64-apple-darwin", "x86_64-manylinux_2_28", "linux"):  # uv's, not wheel tags
         with pytest.raises(InspectError, match="is not a wheel platform tag"):
             inspect_targets(["x"], options(platform=uv_name))
+    with pytest.raises(InspectError, match="'bogus_platform' names no known operating system"):
+        inspect_targets(["x"], options(platform="bogus_platform"))  # lock-check refuses it too: one check
 
 
 def test_classify() -> None:

@@ -456,6 +456,31 @@ def wheel_platform(platform: str) -> str:
     return expand_platform(platform)[0]
 
 
+_OS = (  # (words in a platform tag, sys_platform, platform_system, os_name); "darwin" contains "win"
+    (("macos", "darwin"), "darwin", "Darwin", "posix"),
+    (("win",), "win32", "Windows", "nt"),
+    (("linux",), "linux", "Linux", "posix"),
+)
+
+
+# Systems wheels are built for whose marker values are not worked out here: fine for choosing wheels by tag.
+_OTHER_SYSTEMS = ("freebsd", "netbsd", "openbsd", "dragonfly", "sunos", "solaris", "aix", "cygwin", "android",
+                  "ios", "emscripten", "pyodide", "wasi")
+
+
+def platform_system(platform: str) -> tuple[str, str, str] | None:
+    """The operating system a target `platform` names, as markers spell it (sys_platform, platform_system,
+    os_name), or None for one of `_OTHER_SYSTEMS`; ValueError for uv's names (see `wheel_platform`) and for a
+    tag that names no system at all, which would match no wheel and answer 'no wheel for this target'."""
+    lower = wheel_platform(platform)
+    found = next((o for o in _OS if any(w in lower for w in o[0])), None)
+    if found is not None:
+        return found[1], found[2], found[3]
+    if not lower.startswith(_OTHER_SYSTEMS):
+        raise ValueError(f"platform {platform!r} names no known operating system (linux, macos, windows)")
+    return None
+
+
 def expand_platform(platform: str) -> list[str]:
     """Every platform tag a target `platform` accepts, most specific first.
 
@@ -505,7 +530,7 @@ def target_tags(python_version: str | None = None, platform: str | None = None) 
     version = parse_python_version(python_version) if python_version else sys.version_info[:2]
     if platform:
         try:
-            wheel_platform(platform)
+            platform_system(platform)
         except ValueError as exc:
             raise PackageIndexError(str(exc)) from None
     platforms = expand_platform(platform) if platform else list(ptags.platform_tags())
@@ -577,5 +602,13 @@ def resolve(files: Sequence[IndexFile], requirement: str, supported: Sequence[Ta
         wheel = best_wheel([f for f in allowed if f.python_ok(python_version)], supported)
         if wheel is not None:
             return Release(version, wheel, wheel.yanked)
-    raise NoMatchingWheel(f"no wheel of {req.name}{req.specifier} for {target}"
-                          f" (newest matching release: {matching[-1]})")
+    raise NoMatchingWheel(f"no wheel of {req.name}{req.specifier} for {target}{_why_no_wheel(files, matching, pinned)}")
+
+
+def _why_no_wheel(files: Sequence[IndexFile], matching: list[Version], pinned: set[str]) -> str:
+    """What the matching releases do have: the newest one's name is news only when more than one matched."""
+    if len(matching) > 1 or not pinned:
+        return f" (newest matching release: {matching[-1]})"
+    if not any(f.is_wheel for f in files if f.version == matching[0]):
+        return f" ({matching[0]} has only an sdist)"
+    return f" ({matching[0]} has wheels for other platforms or Pythons only)"

@@ -32,7 +32,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from abiguard.model import canonical_name
-from abiguard.sources.index import wheel_platform
+from abiguard.sources.index import platform_system, wheel_platform
 from abiguard.sources.remote import redact
 
 if sys.version_info >= (3, 11):
@@ -203,11 +203,6 @@ def _holds(marker: str, env: Mapping[str, str | frozenset[str]]) -> bool:
         return True
 
 
-_OS = (  # (words in a platform tag, sys_platform, platform_system, os_name); "darwin" contains "win"
-    (("macos", "darwin"), "darwin", "Darwin", "posix"),
-    (("win",), "win32", "Windows", "nt"),
-    (("linux",), "linux", "Linux", "posix"),
-)
 _MACHINE = (  # (words, linux, macOS, Windows); first match wins, so "x86_64" is tried before "x86"
     (("x86_64", "amd64", "x64"), "x86_64", "x86_64", "AMD64"),
     (("aarch64", "arm64", "universal2"), "aarch64", "arm64", "ARM64"),
@@ -230,11 +225,11 @@ def marker_environment(python_version: str, platform: str, implementation: str =
     if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
         raise ValueError(f"Python version {python_version!r} is not X.Y or X.Y.Z")
     full = ".".join(parts + ["0"] * (3 - len(parts)))
+    system_names = platform_system(platform)
+    if system_names is None:
+        raise ValueError(f"platform {platform!r}: markers can be evaluated for linux, macos and windows only")
+    sys_platform, system, os_name = system_names
     lower = wheel_platform(platform)  # normalized, as the wheel tags are computed from it
-    os_info = next((o for o in _OS if any(w in lower for w in o[0])), None)
-    if os_info is None:
-        raise ValueError(f"platform {platform!r} names no known operating system (linux, macos, windows)")
-    _, sys_platform, system, os_name = os_info
     machine = next((m for m in _MACHINE if any(w in lower for w in m[0])), None)
     if machine is None:
         raise ValueError(f"platform {platform!r} names no known machine (x86_64, aarch64/arm64, i686/x86, ...)")
