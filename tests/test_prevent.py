@@ -717,3 +717,20 @@ def test_lock_check_a_damaged_local_wheel_is_an_error_line_not_a_traceback(cli: 
     assert verdicts(doc) == {"pymsis": "unknown"} and doc["errors"]
     assert all(e.startswith(f"package pymsis 0.8.0: {wheel.name}: pymsis/") and "cannot read from the wheel: Error -3"
                in e for e in doc["errors"])
+
+
+def test_lock_check_chooses_among_the_files_the_hashes_allow(cli: Cli, tmp_path: Path) -> None:
+    """scikit-learn 1.4.0 has build-number rebuilds (`-1-cp311-...`) that rank first by tag; a hash that allows
+    only the first build makes the installer take that one, so there is nothing to complain about. A pin that
+    names no release says so, in the words `inspect` uses."""
+    from abiguard.sources.index import IndexClient, default_index_url, load_index_config
+
+    wanted = "scikit_learn-1.4.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    files = IndexClient(load_index_config(default_index_url())).files("scikit-learn")
+    assert any(f.filename == wanted.replace("-1.4.0-", "-1.4.0-1-") for f in files)  # the better-ranked rebuild
+    digest = next(f.sha256 for f in files if f.filename == wanted)
+    pins = tmp_path / "requirements.txt"
+    pins.write_text(f"numpy==1.26.4\nscikit-learn==1.4.0 --hash=sha256:{digest}\npandas==99.0\n")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    assert verdicts(doc) == {"scikit-learn": "ok"}
+    assert doc["errors"] == ["package pandas 99.0: no release of pandas matches ==99.0"]

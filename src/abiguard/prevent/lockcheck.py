@@ -125,11 +125,7 @@ def lock_check(
                         primary = index_url or entry.source or None
                         extras = [u for u in contents.index_urls if u != primary]  # the file's --extra-index-url
                         index = IndexClient(load_index_config(primary, extras), http)
-                    wheel = _from_index(index, entry, tags, python_version)
-                    if wheel is not None and not _hash_allowed(entry, wheel):
-                        errors.append(f"{who}: its wheel for {target} ({wheel.filename}) matches none of the "
-                                      "file's hashes: an installer requiring them refuses it")
-                        continue
+                    wheel = _from_index(index, entry, tags, python_version, target)
                 if wheel is None:
                     if entry.sdist_url or not entry.wheels:
                         notes.append(f"{who}: sdist only for {target}, built at install: its binaries cannot be "
@@ -194,11 +190,11 @@ def _inspect(wheel: LockedWheel, http: HttpClient, cache: Cache | None) -> Wheel
                                 cache)
 
 
-def _hash_allowed(entry: LockedPackage, wheel: LockedWheel) -> bool:
-    """With `--hash` options, the wheel chosen must be one of the files they allow (pip checks the same);
-    without them, or without the index's digest to compare, anything is."""
-    sha256 = [h.partition(":")[2].lower() for h in entry.hashes if h.lower().startswith("sha256:")]
-    return not sha256 or wheel.sha256 is None or wheel.sha256.lower() in sha256
+def _hash_allowed(entry: LockedPackage, sha256: str | None) -> bool:
+    """With `--hash` options, only the files they allow can be installed (pip checks the same); without them,
+    or without the index's digest to compare, any file can."""
+    allowed = [h.partition(":")[2].lower() for h in entry.hashes if h.lower().startswith("sha256:")]
+    return not allowed or sha256 is None or sha256.lower() in allowed
 
 
 def _version(text: str | None) -> Version | None:
@@ -223,19 +219,29 @@ def _pick(wheels: list[LockedWheel], tags: list[Tag]) -> LockedWheel | None:
     return best[1] if best else None
 
 
-def _from_index(index: IndexClient, entry: LockedPackage, tags: list[Tag], python_version: str) -> LockedWheel | None:
-    """Pinned requirements name no file: ask the index for that exact release's wheel for the target.
+def _from_index(index: IndexClient, entry: LockedPackage, tags: list[Tag], python_version: str,
+                target: str) -> LockedWheel | None:
+    """Pinned requirements name no file: ask the index for that exact release's wheel for the target, among the
+    files the entry's `--hash` options allow: pip drops the others before it chooses, so a better-tagged wheel
+    with another digest (a build-number rebuild) is not the one installed.
 
     None when the release has only an sdist for the target (the installer builds it); an error when it has
     neither, since then the pin cannot be installed at all."""
     version = _version(entry.version)
-    files = [f for f in index.files(entry.name)
-             if (f.version == version or str(f.version) == entry.version) and f.python_ok(python_version)]
-    w = best_wheel(files, tags)
+    release = [f for f in index.files(entry.name) if f.version == version or str(f.version) == entry.version]
+    if not release:
+        raise PackageIndexError(f"no release of {entry.name} matches =={entry.version}")
+    files = [f for f in release if f.python_ok(python_version)]
+    allowed = [f for f in files if _hash_allowed(entry, f.sha256)]
+    w = best_wheel(allowed, tags)
     if w is not None:
         return LockedWheel(w.url, w.filename, w.sha256, w.size)
-    if any(not f.is_wheel for f in files):
+    if any(not f.is_wheel for f in allowed):
         return None
+    refused = best_wheel(files, tags)
+    if refused is not None:
+        raise PackageIndexError(f"its wheel for {target} ({refused.filename}) matches none of the file's hashes: "
+                                "an installer requiring them refuses it")
     raise PackageIndexError(f"{entry.name}=={entry.version} has no wheel for this target on the index")
 
 
