@@ -734,3 +734,19 @@ def test_lock_check_chooses_among_the_files_the_hashes_allow(cli: Cli, tmp_path:
     doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
     assert verdicts(doc) == {"scikit-learn": "ok"}
     assert doc["errors"] == ["package pandas 99.0: no release of pandas matches ==99.0"]
+
+
+def test_lock_check_an_unreachable_index_is_one_error_not_one_per_entry(cli: Cli, tmp_path: Path) -> None:
+    """Nothing listens at the index: after it is found unreachable it is not asked again; one error names the
+    entries not checked, and the exit is 2 ("no network or an index that cannot answer")."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{taken.getsockname()[1]}/simple"
+    pins = tmp_path / "requirements.txt"
+    names = ["numpy", "pandas", "scipy", "h5py", "six", "requests", "pytz"]
+    pins.write_text("".join(f"{n}==1.0\n" for n in names))
+    proc = cli("lock-check", pins, *LINUX, "--index-url", closed, "--format", "json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (error,) = document(proc)["errors"]
+    assert error.startswith("the package index cannot be reached (Connection refused from ")
+    assert error.endswith("7 entries that need it not checked (numpy, pandas, scipy, h5py, six, ...)")

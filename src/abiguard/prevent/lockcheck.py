@@ -28,9 +28,11 @@ from abiguard.model import (
     Verdict,
     canonical_name,
 )
+from abiguard.report.markup import counted
 from abiguard.rules import numpy as numpy_rule
 from abiguard.sources.index import (
     IndexClient,
+    IndexUnreachable,
     PackageIndexError,
     best_wheel,
     load_index_config,
@@ -104,7 +106,7 @@ def lock_check(
     target = f"Python {python_version} on {platform}"
     cache = Cache.open(enabled=use_cache)
     http = HttpClient()
-    index: IndexClient | None = None
+    finder = _Finder(http, index_url, contents.index_urls, tags, python_version, target)
     findings: list[DistributionFinding] = []
     bytes_read = bytes_total = 0
     checked = 0  # wheels read: numpy's own is not, and what is built at install cannot be
@@ -121,11 +123,7 @@ def lock_check(
             try:
                 wheel = _pick(entry.wheels, tags)
                 if wheel is None and not entry.wheels and not entry.sdist_url:  # the file names no file
-                    if index is None:
-                        primary = index_url or entry.source or None
-                        extras = [u for u in contents.index_urls if u != primary]  # the file's --extra-index-url
-                        index = IndexClient(load_index_config(primary, extras), http)
-                    wheel = _from_index(index, entry, tags, python_version, target)
+                    wheel = finder.wheel(entry)
                 if wheel is None:
                     if entry.sdist_url or not entry.wheels:
                         notes.append(f"{who}: sdist only for {target}, built at install: its binaries cannot be "
@@ -137,6 +135,8 @@ def lock_check(
                     continue  # it exists for the target (a pin to no release is an error above); its own
                     # binaries are numpy itself, judged by no rule
                 report = _inspect(wheel, http, cache if use_cache else None)
+            except _NotAsked:
+                continue
             except (RemoteError, PackageIndexError) as exc:
                 errors.append(f"{who}: {exc}")
                 continue
@@ -153,6 +153,7 @@ def lock_check(
     finally:
         http.close()
         cache.close()
+    errors += finder.errors()
     unjudged = [d.name for d in findings if any(b.facts.built_for in _USES_NUMPY for b in d.binaries)]
     if unpinned and unjudged:
         errors.append(f"numpy is not pinned in {path}, so the installer picks one: {', '.join(unjudged)} "
@@ -217,6 +218,51 @@ def _pick(wheels: list[LockedWheel], tags: list[Tag]) -> LockedWheel | None:
         if score is not None and (best is None or score < best[0]):
             best = (score, w)
     return best[1] if best else None
+
+
+class _NotAsked(Exception):
+    """The entry needs the index, which was found unreachable: it is counted in one error, not given its own."""
+
+
+class _Finder:
+    """The wheel of an entry that names no file, from the index (opened on first use, and reused).
+
+    Once no index answers at all (connection refused, no such host), it is not asked again: each attempt would
+    cost its retries and repeat the same error, so the entries that needed it are listed in one error."""
+
+    def __init__(self, http: HttpClient, index_url: str | None, file_indexes: list[str], tags: list[Tag],
+                 python_version: str, target: str) -> None:
+        self.http = http
+        self.index_url = index_url
+        self.file_indexes = file_indexes  # the file's own --index-url and --extra-index-url
+        self.tags = tags
+        self.python_version = python_version
+        self.target = target
+        self._index: IndexClient | None = None
+        self.unreachable: str | None = None
+        self.not_asked: list[str] = []
+
+    def wheel(self, entry: LockedPackage) -> LockedWheel | None:
+        if self.unreachable is not None:
+            self.not_asked.append(entry.name)
+            raise _NotAsked
+        if self._index is None:
+            primary = self.index_url or entry.source or None
+            extras = [u for u in self.file_indexes if u != primary]
+            self._index = IndexClient(load_index_config(primary, extras), self.http)
+        try:
+            return _from_index(self._index, entry, self.tags, self.python_version, self.target)
+        except IndexUnreachable as exc:
+            self.unreachable = str(exc)
+            self.not_asked.append(entry.name)
+            raise _NotAsked from None
+
+    def errors(self) -> list[str]:
+        if self.unreachable is None:
+            return []
+        names = ", ".join(self.not_asked[:5]) + (", ..." if len(self.not_asked) > 5 else "")
+        return [f"the package index cannot be reached ({self.unreachable}): "
+                f"{counted(len(self.not_asked), 'entry', 'entries')} that need it not checked ({names})"]
 
 
 def _from_index(index: IndexClient, entry: LockedPackage, tags: list[Tag], python_version: str,
