@@ -750,3 +750,21 @@ def test_lock_check_an_unreachable_index_is_one_error_not_one_per_entry(cli: Cli
     (error,) = document(proc)["errors"]
     assert error.startswith("the package index cannot be reached (Connection refused from ")
     assert error.endswith("7 entries that need it not checked (numpy, pandas, scipy, h5py, six, ...)")
+
+
+def test_lock_check_judges_against_a_numpy_pinned_only_in_a_constraints_file(cli: Cli, tmp_path: Path) -> None:
+    """pandas pulls numpy in and `-c` pins it, so pip installs numpy 2.0.2 next to pandas 2.0.3: broken, with a
+    note that the constraint is what judged it. A constraint that pins nothing leaves numpy unpinned."""
+    (tmp_path / "numpyc.txt").write_text("numpy==2.0.2\n")
+    (tmp_path / "loose.txt").write_text("numpy<2.1\n")
+    pins = tmp_path / "requirements.txt"
+    pins.write_text("pandas==2.0.3\n-c numpyc.txt\n")
+    proc = cli("lock-check", pins, *LINUX, "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pandas": "broken"} and doc["errors"] == [] and doc["environment"]["numpy"] == "2.0.2"
+    assert doc["notes"] == [f"numpy is not pinned in {pins}; its -c constraint numpy==2.0.2 is the numpy the "
+                            "installer takes when a requirement pulls it in, so pandas is judged against it"]
+    pins.write_text("pandas==2.0.3\n-c loose.txt\n")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    assert verdicts(doc) == {"pandas": "unknown"} and doc["errors"][0].startswith("numpy is not pinned")

@@ -94,6 +94,8 @@ def lock_check(
         site_packages=(), platform=platform, ext_suffixes=(), marker_env={},
     )
     numpy_version = next((e.version for e in entries if canonical_name(e.name) == "numpy"), None)
+    constrained = None if numpy_version or "numpy" in doubled else contents.constraints.get("numpy")
+    numpy_version = numpy_version or constrained
     judged = _version(numpy_version)
     unpinned = numpy_version is None and contents.kind == "requirements" and "numpy" not in doubled
     if "numpy" in doubled:
@@ -155,6 +157,9 @@ def lock_check(
         cache.close()
     errors += finder.errors()
     unjudged = [d.name for d in findings if any(b.facts.built_for in _USES_NUMPY for b in d.binaries)]
+    if constrained and unjudged:
+        notes.append(f"numpy is not pinned in {path}; its -c constraint numpy=={constrained} is the numpy the "
+                     f"installer takes when a requirement pulls it in, so {', '.join(unjudged)} is judged against it")
     if unpinned and unjudged:
         errors.append(f"numpy is not pinned in {path}, so the installer picks one: {', '.join(unjudged)} "
                       "cannot be judged until numpy is pinned (numpy==VERSION)")

@@ -96,6 +96,7 @@ class LockfileContents:
     requires_python: str | None = None
     environments: list[str] = field(default_factory=list)  # markers the lock supports (PEP 751, uv)
     default_groups: list[str] = field(default_factory=list)  # PEP 751 dependency groups installed by default
+    constraints: dict[str, str] = field(default_factory=dict)  # `==` pins of -c files, by canonical name
 
 
 def read_lockfile(path: Path) -> LockfileContents:
@@ -656,7 +657,7 @@ class _RequirementsReader:
         if self.index_url:
             entries = [_with_source(e, self.index_url) for e in entries]
         return LockfileContents(self.path, "requirements", entries, index_urls=self.index_urls, errors=self.errors,
-                                notes=self.notes)
+                                notes=self.notes, constraints=self.pins)
 
     def _read(self, path: Path) -> None:
         self.seen.add(path.resolve())
