@@ -487,8 +487,7 @@ def test_lock_check_looks_numpy_up_like_any_other_pin(cli: Cli, tmp_path: Path) 
     pins = tmp_path / "requirements.txt"
     pins.write_text("numpy==99.0.0\npandas==2.0.3\n")
     doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
-    (error,) = doc["errors"]
-    assert error.startswith("package numpy 99.0.0: ") and "no wheel" in error
+    assert doc["errors"] == ["package numpy 99.0.0: no release of numpy matches ==99.0.0"]
 
 
 def test_lock_check_unknown_package_is_one_error_among_results(cli: Cli, tmp_path: Path) -> None:
