@@ -618,3 +618,25 @@ def test_requirements_in_the_encoding_their_byte_order_mark_names(tmp_path: Path
     assert contents.errors == [] and [(e.name, e.version) for e in contents.entries] == [
         ("pandas", "2.0.3"), ("numpy", "2.0.2")]
     assert entry_lines(path) == {"pandas": 1}
+
+
+def test_requirements_options_that_decide_which_files_are_installed(tmp_path: Path) -> None:
+    """`--no-binary` makes a pin an sdist built at install, `--only-binary` forbids that (a name beats `:all:`,
+    the later option beats the earlier for one name, as in pip); `-f` is taken beside the file when it is there,
+    and `--no-index` is kept."""
+    (tmp_path / "wh").mkdir()
+    path = tmp_path / "requirements.txt"
+    path.write_text("--no-binary :all:\n--only-binary=numpy,SciPy\n--no-binary scipy\n-f wh\n"
+                    "--find-links https://links.example/wheels/\n--no-index\n"
+                    "numpy==2.0.2\nscipy==1.13.1\npandas==2.0.3\nx @ https://files.example/x-1.0-py3-none-any.whl\n")
+    contents = read_lockfile(path)
+    assert contents.errors == []
+    assert [(e.name, e.origin, e.binary_only) for e in contents.entries] == [
+        ("numpy", None, True),
+        ("scipy", "sdist: --no-binary scipy", False),
+        ("pandas", "sdist: --no-binary :all:", False),
+        ("x", "url: https://files.example/x-1.0-py3-none-any.whl", False),  # a wheel by URL is that wheel
+    ]
+    assert contents.find_links == [str(tmp_path / "wh"), "https://links.example/wheels/"] and contents.no_index
+    path.write_text("--only-binary :all:\n--no-binary :none:\npandas==2.0.3\n")
+    assert [e.binary_only for e in read_lockfile(path).entries] == [True]

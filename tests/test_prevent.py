@@ -767,3 +767,35 @@ def test_lock_check_judges_against_a_numpy_pinned_only_in_a_constraints_file(cli
     pins.write_text("pandas==2.0.3\n-c loose.txt\n")
     doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
     assert verdicts(doc) == {"pandas": "unknown"} and doc["errors"][0].startswith("numpy is not pinned")
+
+
+def test_lock_check_follows_the_files_format_and_find_links_options(cli: Cli, tmp_path: Path) -> None:
+    """`--no-index -f DIR`: the wheels come from DIR (read there; the index is never asked, here one nobody
+    listens at); a pin DIR lacks is an error. `--no-binary pandas`: pandas is built at install, a note.
+    `--only-binary :all:` and an sdist-only release: the installer fails, an error."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{taken.getsockname()[1]}/simple"
+    (tmp_path / "wh").mkdir()
+    for pin in ("pandas==2.0.3", "numpy==2.0.2"):
+        wheel = fetch_wheel(pin, "manylinux2014_x86_64" if pin.startswith("pandas") else "manylinux_2_28_x86_64")
+        shutil.copyfile(wheel, tmp_path / "wh" / wheel.name)
+    pins = tmp_path / "requirements.txt"
+    pins.write_text(f"--no-index\n-f wh\n{BROKEN_PINS}six==1.16.0\n")
+    proc = cli("lock-check", pins, *LINUX, "--index-url", closed, "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pandas": "broken"}
+    assert doc["errors"] == [f"package six 1.16.0: no file of it in the --find-links locations ({tmp_path / 'wh'}),"
+                             " and --no-index keeps the installer off the index"]
+
+    pins.write_text(f"--no-binary pandas\n{BROKEN_PINS}")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    assert verdicts(doc) == {} and doc["errors"] == []
+    assert doc["notes"] == ["package pandas 2.0.3 (sdist: --no-binary pandas): built from source at install, "
+                            "not checked"]
+
+    pins.write_text("--only-binary :all:\ndocopt==0.6.2\n")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    assert doc["errors"] == ["package docopt 0.6.2: sdist only for Python 3.11 on manylinux_2_28_x86_64, and "
+                             "--only-binary forbids building it: the installer fails"] and doc["notes"] == []

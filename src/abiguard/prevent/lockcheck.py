@@ -32,9 +32,12 @@ from abiguard.report.markup import counted
 from abiguard.rules import numpy as numpy_rule
 from abiguard.sources.index import (
     IndexClient,
+    IndexFile,
     IndexUnreachable,
     PackageIndexError,
+    ProjectNotFound,
     best_wheel,
+    find_links_files,
     load_index_config,
     target_tags,
 )
@@ -42,6 +45,7 @@ from abiguard.sources.lockfile import (
     BUILT_FROM_SOURCE,
     LockedPackage,
     LockedWheel,
+    LockfileContents,
     marker_environment,
     read_lockfile,
     select_entries,
@@ -108,7 +112,7 @@ def lock_check(
     target = f"Python {python_version} on {platform}"
     cache = Cache.open(enabled=use_cache)
     http = HttpClient()
-    finder = _Finder(http, index_url, contents.index_urls, tags, python_version, target)
+    finder = _Finder(http, index_url, contents, tags, python_version, target)
     findings: list[DistributionFinding] = []
     bytes_read = bytes_total = 0
     checked = 0  # wheels read: numpy's own is not, and what is built at install cannot be
@@ -127,7 +131,10 @@ def lock_check(
                 if wheel is None and not entry.wheels and not entry.sdist_url:  # the file names no file
                     wheel = finder.wheel(entry)
                 if wheel is None:
-                    if entry.sdist_url or not entry.wheels:
+                    if entry.binary_only:
+                        errors.append(f"{who}: sdist only for {target}, and --only-binary forbids building it: "
+                                      "the installer fails")
+                    elif entry.sdist_url or not entry.wheels:
                         notes.append(f"{who}: sdist only for {target}, built at install: its binaries cannot be "
                                      "checked")
                     else:
@@ -230,56 +237,93 @@ class _NotAsked(Exception):
 
 
 class _Finder:
-    """The wheel of an entry that names no file, from the index (opened on first use, and reused).
+    """The wheel of an entry that names no file: from the file's `--find-links` locations (read once) and the
+    index (opened on first use, and reused), or from the locations alone with `--no-index`.
 
     Once no index answers at all (connection refused, no such host), it is not asked again: each attempt would
     cost its retries and repeat the same error, so the entries that needed it are listed in one error."""
 
-    def __init__(self, http: HttpClient, index_url: str | None, file_indexes: list[str], tags: list[Tag],
+    def __init__(self, http: HttpClient, index_url: str | None, contents: LockfileContents, tags: list[Tag],
                  python_version: str, target: str) -> None:
         self.http = http
         self.index_url = index_url
-        self.file_indexes = file_indexes  # the file's own --index-url and --extra-index-url
+        self.contents = contents  # its own --index-url, --extra-index-url, --find-links and --no-index
         self.tags = tags
         self.python_version = python_version
         self.target = target
         self._index: IndexClient | None = None
+        self._linked: list[IndexFile] | None = None
+        self.link_errors: list[str] = []
         self.unreachable: str | None = None
         self.not_asked: list[str] = []
 
     def wheel(self, entry: LockedPackage) -> LockedWheel | None:
-        if self.unreachable is not None:
+        linked = [f for f in self._links() if f.name == canonical_name(entry.name) and _same(f.version, entry)]
+        if self.contents.no_index:
+            if not linked:
+                where = ", ".join(self.contents.find_links) or "none given"
+                raise PackageIndexError(f"no file of it in the --find-links locations ({where}), and --no-index "
+                                        "keeps the installer off the index")
+            return _choose(linked, entry, self.tags, self.python_version, self.target)
+        if self.unreachable is not None and not linked:
             self.not_asked.append(entry.name)
             raise _NotAsked
+        return _choose(linked + self._index_files(entry, bool(linked)), entry, self.tags, self.python_version,
+                       self.target)
+
+    def _index_files(self, entry: LockedPackage, optional: bool) -> list[IndexFile]:
+        """The release's files on the index; none, when the index cannot be reached but the entry has files
+        from --find-links (pip skips a location it cannot fetch)."""
+        if self.unreachable is not None:
+            return []
         if self._index is None:
             primary = self.index_url or entry.source or None
-            extras = [u for u in self.file_indexes if u != primary]
+            extras = [u for u in self.contents.index_urls if u != primary]
             self._index = IndexClient(load_index_config(primary, extras), self.http)
         try:
-            return _from_index(self._index, entry, self.tags, self.python_version, self.target)
+            return [f for f in self._index.files(entry.name) if _same(f.version, entry)]
         except IndexUnreachable as exc:
             self.unreachable = str(exc)
+            if optional:
+                return []
             self.not_asked.append(entry.name)
             raise _NotAsked from None
+        except ProjectNotFound:
+            if optional:
+                return []
+            raise
+
+    def _links(self) -> list[IndexFile]:
+        if self._linked is None:
+            self._linked = []
+            for location in self.contents.find_links:
+                try:
+                    self._linked += find_links_files(location, self.http)
+                except PackageIndexError as exc:
+                    self.link_errors.append(str(exc))
+        return self._linked
 
     def errors(self) -> list[str]:
-        if self.unreachable is None:
-            return []
-        names = ", ".join(self.not_asked[:5]) + (", ..." if len(self.not_asked) > 5 else "")
-        return [f"the package index cannot be reached ({self.unreachable}): "
-                f"{counted(len(self.not_asked), 'entry', 'entries')} that need it not checked ({names})"]
+        found = list(self.link_errors)
+        if self.unreachable is not None and self.not_asked:
+            names = ", ".join(self.not_asked[:5]) + (", ..." if len(self.not_asked) > 5 else "")
+            found.append(f"the package index cannot be reached ({self.unreachable}): "
+                         f"{counted(len(self.not_asked), 'entry', 'entries')} that need it not checked ({names})")
+        return found
 
 
-def _from_index(index: IndexClient, entry: LockedPackage, tags: list[Tag], python_version: str,
-                target: str) -> LockedWheel | None:
-    """Pinned requirements name no file: ask the index for that exact release's wheel for the target, among the
-    files the entry's `--hash` options allow: pip drops the others before it chooses, so a better-tagged wheel
-    with another digest (a build-number rebuild) is not the one installed.
+def _same(version: Version, entry: LockedPackage) -> bool:
+    return version == _version(entry.version) or str(version) == entry.version
+
+
+def _choose(release: list[IndexFile], entry: LockedPackage, tags: list[Tag], python_version: str,
+            target: str) -> LockedWheel | None:
+    """The wheel of a pinned release an installer takes, among the files the entry's `--hash` options allow:
+    pip drops the others before it chooses, so a better-tagged wheel with another digest (a build-number
+    rebuild) is not the one installed.
 
     None when the release has only an sdist for the target (the installer builds it); an error when it has
     neither, since then the pin cannot be installed at all."""
-    version = _version(entry.version)
-    release = [f for f in index.files(entry.name) if f.version == version or str(f.version) == entry.version]
     if not release:
         raise PackageIndexError(f"no release of {entry.name} matches =={entry.version}")
     files = [f for f in release if f.python_ok(python_version)]
@@ -293,7 +337,7 @@ def _from_index(index: IndexClient, entry: LockedPackage, tags: list[Tag], pytho
     if refused is not None:
         raise PackageIndexError(f"its wheel for {target} ({refused.filename}) matches none of the file's hashes: "
                                 "an installer requiring them refuses it")
-    raise PackageIndexError(f"{entry.name}=={entry.version} has no wheel for this target on the index")
+    raise PackageIndexError(f"{entry.name}=={entry.version} has no wheel for this target")
 
 
 _USES_NUMPY = (BuiltFor.NUMPY1, BuiltFor.NUMPY2)

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -433,6 +434,28 @@ def _parse_html(body: bytes, base: str, index: str) -> list[IndexFile]:
         if parsed is not None:
             out.append(parsed)
     return out
+
+
+def find_links_files(location: str, http: HttpClient) -> list[IndexFile]:
+    """The wheels and sdists a `--find-links` location offers, as pip reads one: the files of a local directory,
+    or the links of an HTML page (a local file or an http(s) URL). PackageIndexError when it cannot be read."""
+    try:
+        if location.startswith(("http://", "https://")):
+            resp = http.get(location, {"Accept": "text/html"})
+            if resp.status == 404:
+                raise PackageIndexError(f"--find-links {redact(location)}: HTTP 404 Not Found")
+            return _parse_html(resp.body, resp.url, location)
+        path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(location).path)
+                    if location.startswith("file:") else location)
+        if path.is_dir():
+            found = (parse_file(p.name, p.resolve().as_uri(), {}, location) for p in sorted(path.iterdir())
+                     if p.is_file())
+            return [f for f in found if f is not None]
+        return _parse_html(path.read_bytes(), path.resolve().as_uri(), location)
+    except RemoteError as exc:
+        raise PackageIndexError(f"--find-links {redact(location)}: {exc}") from None
+    except OSError as exc:
+        raise PackageIndexError(f"--find-links {location}: cannot read: {exc.strerror or exc}") from None
 
 
 # --- tags and wheel selection ----------------------------------------------------------------------

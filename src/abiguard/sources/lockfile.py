@@ -20,7 +20,7 @@ import re
 import shlex
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -83,6 +83,7 @@ class LockedPackage:
     origin: str | None = None  # not from an index: "git: URL", "directory: PATH", "url: URL", ...
     sdist_url: str | None = None
     requires_python: str | None = None
+    binary_only: bool = False  # `--only-binary`: an sdist is not built, so a release with no wheel fails to install
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class LockfileContents:
     environments: list[str] = field(default_factory=list)  # markers the lock supports (PEP 751, uv)
     default_groups: list[str] = field(default_factory=list)  # PEP 751 dependency groups installed by default
     constraints: dict[str, str] = field(default_factory=dict)  # `==` pins of -c files, by canonical name
+    find_links: list[str] = field(default_factory=list)  # `-f` directories, HTML files or URLs, in file order
+    no_index: bool = False  # `--no-index`: only the find-links locations are looked in
 
 
 def read_lockfile(path: Path) -> LockfileContents:
@@ -614,10 +617,9 @@ def _uv_file(path: Path, table: dict[str, Any], hashes: list[str], registry: str
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _NAMED_URL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")  # `name[extra] @ URL` (PEP 508)
-_IGNORED_OPTIONS = frozenset({  # installer behaviour; says nothing about which files get installed
-    "--no-index", "--pre", "--prefer-binary", "--require-hashes", "--no-deps", "--use-feature",
-    "--trusted-host", "-f", "--find-links", "--only-binary", "--no-binary",
-    "--config-settings", "--global-option", "--install-option",
+_IGNORED_OPTIONS = frozenset({  # installer behaviour that does not change which file of a pinned release is used
+    "--pre", "--prefer-binary", "--require-hashes", "--no-deps", "--use-feature",
+    "--trusted-host", "--config-settings", "--global-option", "--install-option",
 })
 _VALUE_OPTIONS = frozenset({
     "-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url", "-f", "--find-links",
@@ -638,6 +640,10 @@ class _RequirementsReader:
         self.index_urls: list[str] = []
         self.seen: set[Path] = set()
         self.pins: dict[str, str] = {}  # `==` pins of the -c constraint files, by canonical name
+        self.no_binary: set[str] = set()  # canonical names or ":all:", as pip's FormatControl keeps them
+        self.only_binary: set[str] = set()
+        self.find_links: list[str] = []
+        self.no_index = False
         self.loose: list[tuple[int, Requirement, list[str]]] = []  # unpinned: (its error's index, ...)
 
     def read(self) -> LockfileContents:
@@ -653,11 +659,24 @@ class _RequirementsReader:
                 self.entries.append(LockedPackage(name=req.name, version=pinned,
                                                   marker=str(req.marker) if req.marker else None, hashes=hashes))
         self.errors = [e for at, e in enumerate(self.errors) if at not in pinned_by_constraint]
-        entries = self.entries
+        entries = [self._formats(e) for e in self.entries]
         if self.index_url:
-            entries = [_with_source(e, self.index_url) for e in entries]
+            entries = [replace(e, source=self.index_url) for e in entries]
         return LockfileContents(self.path, "requirements", entries, index_urls=self.index_urls, errors=self.errors,
-                                notes=self.notes, constraints=self.pins)
+                                notes=self.notes, constraints=self.pins, find_links=self.find_links,
+                                no_index=self.no_index)
+
+    def _formats(self, entry: LockedPackage) -> LockedPackage:
+        """`--no-binary` makes a pinned release an sdist built at install; `--only-binary` forbids that. A name
+        beats `:all:`, and `--only-binary` beats `--no-binary` for the same name, as in pip's FormatControl."""
+        if entry.wheels or entry.origin:
+            return entry
+        name = canonical_name(entry.name)
+        if name in self.only_binary or (":all:" in self.only_binary and name not in self.no_binary):
+            return replace(entry, binary_only=True)
+        if name in self.no_binary or ":all:" in self.no_binary:
+            return replace(entry, origin=f"sdist: --no-binary {name if name in self.no_binary else ':all:'}")
+        return entry
 
     def _read(self, path: Path) -> None:
         self.seen.add(path.resolve())
@@ -695,6 +714,14 @@ class _RequirementsReader:
                 self._add_index(value)
             elif option == "--extra-index-url":
                 self._add_index(value)
+            elif option in ("--no-binary", "--only-binary"):
+                binary = option == "--only-binary"
+                _format_control(value, self.only_binary if binary else self.no_binary,
+                                self.no_binary if binary else self.only_binary)
+            elif option in ("-f", "--find-links"):
+                self.find_links.append(_find_links_location(path, value))
+            elif option == "--no-index":
+                self.no_index = True
             elif option not in _IGNORED_OPTIONS:
                 self.errors.append(f"{where}: unknown option {option}")
                 return
@@ -800,10 +827,31 @@ def read_requirements_text(path: Path) -> str:
     return raw.decode("utf-8")
 
 
-def _with_source(entry: LockedPackage, source: str) -> LockedPackage:
-    return LockedPackage(name=entry.name, version=entry.version, marker=entry.marker, wheels=entry.wheels,
-                         source=source, hashes=entry.hashes, origin=entry.origin, sdist_url=entry.sdist_url,
-                         requires_python=entry.requires_python)
+def _format_control(value: str, target: set[str], other: set[str]) -> None:
+    """pip's `--no-binary`/`--only-binary` VALUE: names (comma-separated) move from `other` to `target`;
+    `:all:` replaces both sets; `:none:` empties `target`."""
+    names = value.split(",")
+    while ":all:" in names:
+        other.clear()
+        target.clear()
+        target.add(":all:")
+        del names[: names.index(":all:") + 1]
+        if ":none:" not in names:
+            return
+    for name in names:
+        if name == ":none:":
+            target.clear()
+        elif name:
+            other.discard(canonical_name(name))
+            target.add(canonical_name(name))
+
+
+def _find_links_location(path: Path, value: str) -> str:
+    """A `-f` value as pip takes it: a relative path is the requirements file's neighbour if that exists."""
+    if "://" in value:
+        return value
+    beside = path.parent / value
+    return str(beside if beside.exists() else Path(value))
 
 
 def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
