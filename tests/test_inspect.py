@@ -34,7 +34,7 @@ from abiguard.model import BuiltFor, Verdict
 from abiguard.report.inspect_text import render_inspect
 from abiguard.sources.index import JSON_TYPE, IndexClient, IndexConfig
 from abiguard.sources.remote import HttpClient
-from tests.support.wheels import corrupt_shared_objects, fetch_wheel
+from tests.support.wheels import build_wheel, corrupt_shared_objects, fetch_wheel
 from tests.test_remote import WheelServer
 
 LINUX = "manylinux2014_x86_64"
@@ -48,21 +48,34 @@ def pymsis() -> dict[str, Path]:
     return {v: fetch_wheel(f"pymsis=={v}", LINUX, "3.11") for v in ("0.8.0", "0.10.0")}
 
 
-@pytest.fixture(scope="module")
-def index(pymsis: dict[str, Path]) -> Iterator[WheelServer]:
-    """A PEP 691 index with pymsis 0.7.0 (a copy of 0.8.0 uploaded 'before NumPy 2'), 0.8.0 and 0.10.0."""
-    srv = WheelServer()
-    uploads = {"0.7.0": ("0.8.0", "2023-01-05T00:00:00Z"), "0.8.0": ("0.8.0", "2024-05-01T00:00:00Z"),
-               "0.10.0": ("0.10.0", "2024-07-01T00:00:00Z")}
-    files = []
-    for version, (source, when) in uploads.items():
-        body = pymsis[source].read_bytes()
-        name = f"pymsis-{version}-{SUFFIX}"
+def publish(srv: WheelServer, project: str, releases: list[tuple[str, bytes, str]], suffix: str = SUFFIX,
+            more: tuple[dict[str, object], ...] = ()) -> None:
+    """A PEP 691 listing of `project` with one wheel per (version, wheel bytes, upload time), and `more` entries."""
+    files: list[dict[str, object]] = []
+    for version, body, when in releases:
+        name = f"{project}-{version}-{suffix}"
         srv.files[name] = body
         files.append({"filename": name, "url": f"/ok/{name}", "size": len(body), "upload-time": when,
                       "hashes": {"sha256": hashlib.sha256(body).hexdigest()}, "yanked": False})
-    files.append({"filename": "pymsis-0.11.0rc1-" + SUFFIX, "url": "/ok/missing.whl", "hashes": {}})
-    srv.pages["/simple/pymsis/"] = (JSON_TYPE, json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode())
+    listing = {"meta": {"api-version": "1.1"}, "files": [*files, *more]}
+    srv.pages[f"/simple/{project}/"] = (JSON_TYPE, json.dumps(listing).encode())
+
+
+@pytest.fixture(scope="module")
+def index(pymsis: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WheelServer]:
+    """A PEP 691 index with pymsis 0.7.0 (a copy of 0.8.0 uploaded 'before NumPy 2'), 0.8.0 and 0.10.0; with
+    `oldpure`, two releases without compiled code from before NumPy 2; with `mixed`, one such release and then
+    a NumPy-1.x build (a copy of pymsis 0.8.0), both from before NumPy 2."""
+    srv = WheelServer()
+    pure = build_wheel(tmp_path_factory.mktemp("pure"), "oldpure", "1.0", {"oldpure/__init__.py": b""}, [])
+    publish(srv, "oldpure", [("1.0", pure.read_bytes(), "2022-01-01T00:00:00Z"),
+                             ("1.1", pure.read_bytes(), "2023-01-01T00:00:00Z")], "py3-none-any.whl")
+    publish(srv, "mixed", [("0.1", pure.read_bytes(), "2022-01-01T00:00:00Z"),
+                           ("0.2", pymsis["0.8.0"].read_bytes(), "2023-06-01T00:00:00Z")])
+    publish(srv, "pymsis", [("0.7.0", pymsis["0.8.0"].read_bytes(), "2023-01-05T00:00:00Z"),
+                            ("0.8.0", pymsis["0.8.0"].read_bytes(), "2024-05-01T00:00:00Z"),
+                            ("0.10.0", pymsis["0.10.0"].read_bytes(), "2024-07-01T00:00:00Z")],
+            more=({"filename": "pymsis-0.11.0rc1-" + SUFFIX, "url": "/ok/missing.whl", "hashes": {}},))
     numpy = [{"filename": f"numpy-{v}.tar.gz", "url": f"/ok/numpy-{v}.tar.gz", "hashes": {}, "upload-time": t}
              for v, t in (("1.26.4", "2024-02-05T00:00:00Z"), ("2.0.0b1", "2024-03-11T00:00:00Z"),
                           ("2.0.0", "2024-06-16T00:00:00Z"))]
@@ -242,6 +255,22 @@ def test_first_compatible_with_old_numpy(env: Path) -> None:
     report = inspect_targets(["pymsis"], options(first_compatible=True, numpy="1.26", use_cache=False))
     (item,) = report.items
     assert isinstance(item, SearchItem) and item.found == "0.7.0" and item.cutoff is None
+
+
+@pytest.mark.parametrize(("target", "newest", "found"), [
+    ("oldpure", False, "1.0"), ("oldpure", True, "1.1"), ("oldpure==1.1", False, "1.1"),
+    ("mixed", False, "0.1"), ("mixed", True, "0.1")])
+def test_a_release_from_before_numpy_2_without_its_c_api_is_compatible_with_numpy_2(
+        env: Path, target: str, newest: bool, found: str) -> None:
+    """Every release predates NumPy 2: none could be built for it, but one without NumPy's C-API is compatible,
+    and only reading it tells (mixed 0.2 is built for NumPy 1.x)."""
+    mode = {"last_compatible": True} if newest else {"first_compatible": True}
+    (item,) = inspect_targets([target], options(numpy="2", use_cache=False, **mode)).items
+    assert isinstance(item, SearchItem) and item.found == found, item
+    assert item.note is not None and f"{found} predates NumPy 2" in item.note and "uses no NumPy C-API" in item.note
+    assert found in {i.report.version for i in item.inspected} and item.skipped_before_cutoff == 0
+    mixed = {i.report.version: i.compatible for i in item.inspected if i.report.version == "0.2"}
+    assert mixed in ({}, {"0.2": False})
 
 
 def test_cutoff_falls_back_when_prereleases_are_missing(index: WheelServer) -> None:

@@ -559,16 +559,17 @@ def _compatible_release(session: _Session, req: Requirement, target: str, newest
         start = next((i for i, r in enumerate(rels) if r.wheel.upload_time is None
                       or r.wheel.upload_time >= cutoff), len(rels))
     search = _Search(session, rels, req.name)
-    found = None
-    if start < len(rels):
-        found = search.highest(start) if newest else search.lowest(start)
+    find = search.highest if newest else search.lowest
+    found = find(start, len(rels)) if start < len(rels) else None
+    if found is None and start > 0:  # none from the cutoff on: one before it that uses no NumPy C-API is
+        found = find(0, start)  # compatible too, and only reading it tells
     project = canonical_name(req.name)
     note = why
     if found is None:
         note = "; ".join(x for x in (why, f"no release compatible with numpy {numpy}") if x)
     elif found < start:  # searched below the cutoff: its releases were not all skipped
-        note = f"{rels[found].version} predates NumPy 2 and uses no NumPy C-API, so any numpy will do"
-    skipped = sum(1 for i in range(start) if i not in search.items)
+        note = f"{rels[found].version} predates NumPy 2 and, as reading it showed, uses no NumPy C-API"
+    skipped = 0 if any(i < start for i in search.items) else start  # unless the search went below the cutoff
     return SearchItem(target, project, numpy, str(rels[found].version) if found is not None else None,
                       tuple(search.inspected()), len(rels), skipped, cutoff, note, newest)
 
@@ -594,12 +595,13 @@ class _Search:
                 self.full.add(i)
         return self.items[i].compatible is True
 
-    def lowest(self, start: int) -> int | None:
-        """When the newest release needs a newer numpy than the one asked about (a floor above it: h5py 3.14
-        and numpy 1.26), the search runs from the newest compatible release down instead."""
-        top = len(self.rels) - 1
+    def lowest(self, start: int, end: int) -> int | None:
+        """The lowest compatible release of `start` up to `end` (excluded). When the newest one needs a newer
+        numpy than the one asked about (a floor above it: h5py 3.14 and numpy 1.26), the search runs from the
+        newest compatible release down instead."""
+        top = end - 1
         if not self.ok(top):
-            newest = self.highest(start)
+            newest = self.highest(start, end)
             if newest is None:
                 return None
             top = newest
@@ -623,10 +625,11 @@ class _Search:
             return found
         return None
 
-    def highest(self, start: int) -> int | None:
-        """Releases from `start` up are taken as compatible up to some release and not after it. A sampled
-        "no" is certain (an incompatible member was read), so only the answer is read in full."""
-        bad = len(self.rels)  # the lowest release known incompatible
+    def highest(self, start: int, end: int) -> int | None:
+        """The newest compatible release of `start` up to `end` (excluded), taken as compatible up to some
+        release and not after it. A sampled "no" is certain (an incompatible member was read), so only the
+        answer is read in full."""
+        bad = end  # the lowest release known incompatible
         while bad > start:
             i, step = bad - 1, 1
             while not self.ok(i):
