@@ -143,7 +143,7 @@ def test_json_listing_records(server: WheelServer) -> None:
     base = listing(server, "demo", [
         entry("demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
         entry("demo-1.0.tar.gz"),
-        entry("demo-1.1-cp311-cp311-win_amd64.whl", yanked="broken build"),
+        entry("demo-1.1-cp311-cp311-win_amd64.whl", yanked="broken build", **{"core-metadata": {"sha256": "cd"}}),
         entry("demo-1.1.exe"),
     ])
     with HttpClient(timeout=5) as http:
@@ -157,6 +157,7 @@ def test_json_listing_records(server: WheelServer) -> None:
     assert wheel.upload_time == datetime(2024, 4, 10, 12, 0, 0, 123456, tzinfo=timezone.utc)
     assert Tag("cp311", "cp311", "manylinux2014_x86_64") in wheel.tags
     assert by_name["demo-1.1-cp311-cp311-win_amd64.whl"].yanked_reason == "broken build"
+    assert by_name["demo-1.1-cp311-cp311-win_amd64.whl"].metadata and not wheel.metadata  # PEP 714
     assert not by_name["demo-1.0.tar.gz"].is_wheel
 
 
@@ -171,8 +172,9 @@ def test_gzip_listing(server: WheelServer) -> None:
 
 
 def test_html_listing_and_merge(server: WheelServer) -> None:
-    html = (b'<html><body><a href="/ok/mixed-2.0-py3-none-any.whl#sha256=ff00" data-requires-python="&gt;=3.8">'
-            b'mixed-2.0-py3-none-any.whl</a><a href="/ok/mixed-1.0-py3-none-any.whl" data-yanked="">x</a>'
+    html = (b'<html><body><a href="/ok/mixed-2.0-py3-none-any.whl#sha256=ff00" data-requires-python="&gt;=3.8" '
+            b'data-dist-info-metadata="sha256=ab">mixed-2.0-py3-none-any.whl</a>'
+            b'<a href="/ok/mixed-1.0-py3-none-any.whl" data-yanked="" data-core-metadata="false">x</a>'
             b"</body></html>")
     server.pages["/html/mixed/"] = ("text/html", html)
     extra = listing(server, "mixed", [entry("mixed-3.0-py3-none-any.whl"), entry("mixed-2.0-py3-none-any.whl")],
@@ -184,6 +186,7 @@ def test_html_listing_and_merge(server: WheelServer) -> None:
     first = by_name["mixed-2.0-py3-none-any.whl"]
     assert first.sha256 == "ff00" and first.requires_python == ">=3.8" and first.size is None  # primary wins
     assert by_name["mixed-1.0-py3-none-any.whl"].yanked
+    assert first.metadata and not by_name["mixed-1.0-py3-none-any.whl"].metadata  # PEP 658's name, and "false"
 
 
 def test_unknown_project(server: WheelServer) -> None:

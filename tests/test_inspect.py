@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from rich.console import Console
 
@@ -26,6 +27,7 @@ from abiguard.inspect import (
     InspectOptions,
     SearchItem,
     WheelItem,
+    admits,
     classify,
     inspect_targets,
     numpy2_cutoff,
@@ -34,7 +36,7 @@ from abiguard.model import BuiltFor, Verdict
 from abiguard.report.inspect_text import render_inspect
 from abiguard.sources.index import JSON_TYPE, IndexClient, IndexConfig
 from abiguard.sources.remote import HttpClient
-from tests.support.wheels import build_wheel, corrupt_shared_objects, fetch_wheel
+from tests.support.wheels import build_wheel, corrupt_shared_objects, fetch_wheel, with_requires
 from tests.test_remote import WheelServer
 
 LINUX = "manylinux2014_x86_64"
@@ -65,13 +67,25 @@ def publish(srv: WheelServer, project: str, releases: list[tuple[str, bytes, str
 def index(pymsis: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WheelServer]:
     """A PEP 691 index with pymsis 0.7.0 (a copy of 0.8.0 uploaded 'before NumPy 2'), 0.8.0 and 0.10.0; with
     `oldpure`, two releases without compiled code from before NumPy 2; with `mixed`, one such release and then
-    a NumPy-1.x build (a copy of pymsis 0.8.0), both from before NumPy 2."""
+    a NumPy-1.x build (a copy of pymsis 0.8.0), both from before NumPy 2; with `declares`, two copies of pymsis
+    0.10.0 (built for NumPy >= 1.20), the second declaring numpy>=2.0.2 for this Python; with `served`, a copy
+    of pymsis 0.10.0 whose METADATA the index serves apart (PEP 658), declaring numpy>=2.0.2 there."""
     srv = WheelServer()
     pure = build_wheel(tmp_path_factory.mktemp("pure"), "oldpure", "1.0", {"oldpure/__init__.py": b""}, [])
     publish(srv, "oldpure", [("1.0", pure.read_bytes(), "2022-01-01T00:00:00Z"),
                              ("1.1", pure.read_bytes(), "2023-01-01T00:00:00Z")], "py3-none-any.whl")
     publish(srv, "mixed", [("0.1", pure.read_bytes(), "2022-01-01T00:00:00Z"),
                            ("0.2", pymsis["0.8.0"].read_bytes(), "2023-06-01T00:00:00Z")])
+    floor = with_requires(pymsis["0.10.0"], tmp_path_factory.mktemp("floor"),
+                          ['numpy>=2.0.2; python_version < "3.14"', 'numpy>=9; python_version >= "3.14"'])
+    publish(srv, "declares", [("1.0", pymsis["0.10.0"].read_bytes(), "2024-07-01T00:00:00Z"),
+                              ("2.0", floor.read_bytes(), "2024-08-01T00:00:00Z")])
+    publish(srv, "served", [("1.0", pymsis["0.10.0"].read_bytes(), "2024-07-01T00:00:00Z")])
+    listing = json.loads(srv.pages["/simple/served/"][1])
+    listing["files"][0]["core-metadata"] = True  # PEP 714: its METADATA is served apart, and that one decides
+    srv.pages["/simple/served/"] = (JSON_TYPE, json.dumps(listing).encode())
+    srv.files[listing["files"][0]["filename"] + ".metadata"] = b"Metadata-Version: 2.1\nName: served\n" \
+        b"Version: 1.0\nRequires-Dist: numpy>=2.0.2\n"
     publish(srv, "pymsis", [("0.7.0", pymsis["0.8.0"].read_bytes(), "2023-01-05T00:00:00Z"),
                             ("0.8.0", pymsis["0.8.0"].read_bytes(), "2024-05-01T00:00:00Z"),
                             ("0.10.0", pymsis["0.10.0"].read_bytes(), "2024-07-01T00:00:00Z")],
@@ -273,6 +287,46 @@ def test_a_release_from_before_numpy_2_without_its_c_api_is_compatible_with_nump
     assert mixed in ({}, {"0.2": False})
 
 
+@pytest.mark.parametrize(("numpy", "newest", "found"), [("1.26", True, "1.0"), ("2", True, "2.0"),
+                                                       ("2.0.1", True, "1.0"), ("2.0.2", False, "1.0")])
+def test_a_release_whose_declared_numpy_excludes_the_one_asked_about_is_not_compatible(
+        env: Path, numpy: str, newest: bool, found: str) -> None:
+    """declares 2.0 is built for NumPy >= 1.20 but requires numpy>=2.0.2 (for Python < 3.14; the Python 3.14
+    requirement is not the target's): installers will not put it beside numpy 1.26 or 2.0.1. `--numpy 2`
+    means the 2.x series, which 2.0.2 is part of."""
+    mode = {"last_compatible": True} if newest else {"first_compatible": True}
+    (item,) = inspect_targets(["declares"], options(numpy=numpy, use_cache=False, **mode)).items
+    assert isinstance(item, SearchItem) and item.found == found, item
+    (second,) = inspect_targets(["declares==2.0"], options(numpy=numpy, use_cache=False)).items
+    assert isinstance(second, WheelItem) and second.verdict is Verdict.OK
+    doc = second.to_json()
+    assert doc["numpy_requirement"] == "numpy>=2.0.2" and doc["installable"] is (numpy in ("2", "2.0.2"))
+    assert doc["compatible"] is doc["installable"]
+    if numpy == "1.26":
+        buffer = io.StringIO()
+        render_inspect(inspect_targets(["declares"], options(numpy=numpy, last_compatible=True)),
+                       Console(file=buffer, width=200))
+        text = buffer.getvalue()
+        assert re.search(r"2\.0 .* no \(declares numpy>=2\.0\.2\)", text), text
+        render_inspect(inspect_targets(["declares==2.0"], options(numpy=numpy)), Console(file=buffer, width=200))
+        assert "    declares numpy>=2.0.2: installers will not put it beside numpy 1.26" in buffer.getvalue()
+
+
+def test_the_declared_requirement_comes_from_the_metadata_the_index_serves_apart(env: Path, index: WheelServer) -> None:
+    (item,) = inspect_targets(["served==1.0"], options(numpy="1.26", use_cache=False)).items
+    assert isinstance(item, WheelItem) and item.numpy_requirement == "numpy>=2.0.2" and item.compatible is False
+    assert index.requests_for(f"served-1.0-{SUFFIX}.metadata") == 1
+
+
+@pytest.mark.parametrize(("requirement", "numpy", "admitted"), [
+    (">=2.0.2", "2", True), (">=2.0.2", "2.0", True), (">=2.0.2", "2.0.1", False), (">2.0.2", "2.0", True),
+    ("<2", "2", False), (">=1.26.0", "1.26", True), (">=2.0.2", "1.26", False), ("==2.1.*", "2", True),
+    (">=1.0,!=2.0.0", "2", True), ("", "1.26", True), (">=2.1", "2.0", False), ("<1.27,>=1.26.4", "1.26", True),
+])
+def test_admits_takes_a_short_version_for_its_series(requirement: str, numpy: str, admitted: bool) -> None:
+    assert admits(SpecifierSet(requirement), Version(numpy)) is admitted
+
+
 def test_cutoff_falls_back_when_prereleases_are_missing(index: WheelServer) -> None:
     body = json.dumps({"meta": {"api-version": "1.1"}, "files": [
         {"filename": "numpy-2.0.0.tar.gz", "url": "/x", "hashes": {}, "upload-time": "2024-06-16T00:00:00Z"}]})
@@ -346,6 +400,18 @@ def test_real_last_compatible_h5py() -> None:
 
     with pytest.raises(InspectError, match="needs --numpy"):
         inspect_targets(["h5py"], options(last_compatible=True))
+
+
+@pytest.mark.network
+def test_real_last_compatible_pandas_for_numpy_1_26_is_one_that_installs_beside_it() -> None:
+    """pandas 3.1.0's binaries accept NumPy >= 1.20, but it requires numpy>=2.0.2 (on Python < 3.14): the newest
+    release a NumPy 1.26 environment can take is 3.0.6, which requires numpy>=1.26.0."""
+    report = inspect_targets(["pandas>=3.0.6,<=3.1.0"], options(last_compatible=True, numpy="1.26",
+                                                               platform="manylinux_2_28_x86_64"))
+    (item,) = report.items
+    assert isinstance(item, SearchItem) and item.found == "3.0.6", item
+    refused = next(i for i in item.inspected if i.report.version == "3.1.0")
+    assert refused.verdict is Verdict.OK and refused.numpy_requirement == "numpy>=2.0.2" and not refused.compatible
 
 
 @pytest.mark.network

@@ -21,18 +21,21 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from abiguard.binary import inspect_path, is_shared_object_name
 from abiguard.cache import Cache, FileKey
 from abiguard.model import BinaryFacts, BuiltFor, Verdict, canonical_name
+from abiguard.rules.declared import applicable
 from abiguard.rules.numpy import NUMPY2, abi, judge
 from abiguard.sources.index import (
     IndexClient,
@@ -44,6 +47,7 @@ from abiguard.sources.index import (
     resolve,
     target_tags,
 )
+from abiguard.sources.lockfile import marker_environment
 from abiguard.sources.remote import DEFAULT_MAX_MEMBER, HttpClient, RemoteError, redact
 from abiguard.sources.wheel import (
     ReadPolicy,
@@ -169,6 +173,7 @@ class WheelItem:
     report: WheelReport
     numpy: Version | None = None
     cached_members: int = 0
+    declared: str | None = None  # the numpy specifier its METADATA declares for the target ("": none); None: unread
 
     @property
     def verdict(self) -> Verdict | None:
@@ -177,12 +182,27 @@ class WheelItem:
         return Verdict.worst([judge(m.facts, self.numpy)[0] for m in self.report.outcome.members])
 
     @property
+    def installable(self) -> bool | None:
+        """Does its declared numpy requirement let `numpy` be installed beside it? None: not known."""
+        if self.numpy is None or self.declared is None:
+            return None
+        return admits(SpecifierSet(self.declared), self.numpy)
+
+    @property
     def compatible(self) -> bool | None:
-        """True/False against `numpy`; None when it cannot tell (unknown members) or nothing to judge."""
+        """True/False against `numpy`: its binaries accept it and its declared requirement admits it (pandas
+        3.1.1 is built for NumPy >= 1.20 but requires numpy>=2.0.2); None when it cannot tell (unknown members)
+        or nothing to judge."""
+        if self.installable is False:
+            return False
         verdict = self.verdict
         if verdict is None or verdict is Verdict.UNKNOWN:
             return None
         return verdict is Verdict.OK
+
+    @property
+    def numpy_requirement(self) -> str | None:
+        return f"numpy{self.declared}" if self.declared else None
 
     def to_json(self) -> dict[str, Any]:
         data = self.report.to_json()
@@ -191,6 +211,8 @@ class WheelItem:
             data["numpy"] = str(self.numpy)
             data["verdict"] = self.verdict.value if self.verdict else None
             data["compatible"] = self.compatible
+            if self.declared is not None:
+                data.update({"numpy_requirement": self.numpy_requirement, "installable": self.installable})
             for entry, member in zip(data["binaries"], self.report.outcome.members, strict=True):
                 verdict, consequence = judge(member.facts, self.numpy)
                 entry.update({"verdict": verdict.value, "consequence": consequence})
@@ -261,6 +283,31 @@ class InspectReport:
         }
 
 
+def admits(requirement: SpecifierSet, numpy: Version) -> bool:
+    """Whether a declared numpy requirement lets `numpy` be installed. A version given as X or X.Y (`--numpy 2`)
+    stands for its series, as the binaries are judged by it: admitted when some release of the series is, which
+    is the series' start or a bound the requirement names (or the release after a `>` bound)."""
+    if len(numpy.release) >= 3 or requirement.contains(numpy, prereleases=True):
+        return requirement.contains(numpy, prereleases=True)
+    end = Version(".".join(str(p) for p in (*numpy.release[:-1], numpy.release[-1] + 1)))
+    for spec in requirement:
+        try:
+            bound = Version(spec.version.removesuffix(".*"))
+        except InvalidVersion:
+            continue
+        major, minor, micro = (*bound.release, 0, 0)[:3]
+        for candidate in (bound, Version(f"{major}.{minor}.{micro + 1}")):
+            if numpy <= candidate < end and requirement.contains(candidate, prereleases=True):
+                return True
+    return False
+
+
+def declared_numpy(requires: Sequence[str], marker_env: Mapping[str, str]) -> str:
+    """The numpy specifier of the requirements that hold on the target, joined ("" when none bounds numpy)."""
+    specs = [str(r.specifier) for r in applicable(requires, marker_env) if canonical_name(r.name) == "numpy"]
+    return str(SpecifierSet(",".join(s for s in specs if s)))
+
+
 def _summary_facts(item: WheelItem) -> BinaryFacts:
     out = item.report.outcome
     return BinaryFacts("wheel", out.built_for, out.min_numpy)
@@ -306,6 +353,7 @@ class _Session:
         if options.last_compatible and options.numpy is None:
             raise InspectError("--last-compatible needs --numpy VER: the newest release compatible with which numpy?")
         self.numpy = _parse_numpy(options.numpy or ("2" if options.first_compatible else None))
+        self.marker_env = target_markers(self.python_version, options.platform)
         self._http: HttpClient | None = None
         self._index: IndexClient | None = None
         self.memo: dict[str, dict[str, BinaryFacts]] = {}  # sha256 -> member -> facts, for --no-cache runs
@@ -347,17 +395,23 @@ class _Session:
         return ReadPolicy(sample=sample or None)
 
     def remote(self, url: str, filename: str | None, size: int | None, sha256: str | None,
-               policy: ReadPolicy, target: str, extra: dict[str, Any] | None = None) -> WheelItem:
+               policy: ReadPolicy, target: str, extra: dict[str, Any] | None = None,
+               metadata_url: str | None = None) -> WheelItem:
         known = self.memo.get(sha256 or "", {})
         report = inspect_remote_wheel(url, self.http, filename, size, sha256, policy, self.cache,
-                                      self.options.max_member, known)
+                                      self.options.max_member, known, self.numpy is not None, metadata_url)
         if sha256:
             self.memo.setdefault(sha256, {}).update({m.path: m.facts for m in report.outcome.members})
         if extra:
             report = replace(report, extra={**report.extra, **extra})
+        return self.item(target, report)
+
+    def item(self, target: str, report: WheelReport) -> WheelItem:
+        """A wheel's report, judged against --numpy by its binaries and by what it declares."""
         self.bytes_read += report.bytes_read
         cached = sum(m.cached for m in report.outcome.members)
-        return WheelItem(target, report, self.numpy, cached)
+        declared = None if report.requires is None else declared_numpy(report.requires, self.marker_env)
+        return WheelItem(target, report, self.numpy, cached, declared)
 
     def release(self, release: Release, policy: ReadPolicy, target: str) -> WheelItem:
         wheel = release.wheel
@@ -367,7 +421,22 @@ class _Session:
             "requires_python": wheel.requires_python,
             "index": redact(wheel.index),
         }
-        return self.remote(wheel.url, wheel.filename, wheel.size, wheel.sha256, policy, target, extra)
+        metadata = wheel.url.split("#", 1)[0] + ".metadata" if wheel.metadata else None
+        return self.remote(wheel.url, wheel.filename, wheel.size, wheel.sha256, policy, target, extra, metadata)
+
+
+def target_markers(python_version: str, platform: str | None) -> dict[str, str]:
+    """The marker environment requirements are evaluated in: the target platform's, else this machine's, with
+    the target Python either way."""
+    if platform:
+        try:
+            return marker_environment(python_version, platform)
+        except ValueError:  # a system or machine markers are not worked out for: this machine's, below
+            pass
+    env: dict[str, str] = {str(k): str(v) for k, v in default_environment().items()}
+    if python_version != env["python_version"]:
+        env.update({"python_version": python_version, "python_full_version": f"{python_version}.0"})
+    return env
 
 
 def _running_python() -> str:
@@ -442,9 +511,9 @@ def _inspect_one(session: _Session, spec: _Spec) -> list[Item]:
 
 def _local_wheel(session: _Session, path: Path, target: str) -> WheelItem:
     cache = session.cache if session.cache.enabled else None
-    report = inspect_local_wheel(path, session.policy(None), cache, session.options.max_member)
-    session.bytes_read += report.bytes_read
-    return WheelItem(target, report, session.numpy, sum(m.cached for m in report.outcome.members))
+    report = inspect_local_wheel(path, session.policy(None), cache, session.options.max_member,
+                                 session.numpy is not None)
+    return session.item(target, report)
 
 
 def _binaries(session: _Session, paths: list[tuple[Path, str]], target: str) -> tuple[list[BinaryItem],

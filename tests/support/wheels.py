@@ -103,3 +103,17 @@ def corrupt_shared_objects(wheel: Path, dest: Path) -> Path:
     out = dest / wheel.name
     out.write_bytes(bytes(data))
     return out
+
+
+def with_requires(wheel: Path, dest: Path, requires: list[str]) -> Path:
+    """A copy of `wheel` in `dest` whose METADATA declares `requires` instead of its own Requires-Dist lines."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / wheel.name
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info in src.infolist():
+            data = src.read(info)
+            if re.fullmatch(r"[^/]+\.dist-info/METADATA", info.filename):
+                kept = [ln for ln in data.decode().split("\n") if not ln.startswith("Requires-Dist:")]
+                data = "\n".join([kept[0], *(f"Requires-Dist: {r}" for r in requires), *kept[1:]]).encode()
+            zf.writestr(info, data)
+    return out

@@ -99,6 +99,9 @@ def _wheel(item: WheelItem, out: Out, verbose: bool) -> None:
     out.print(f"{_built(outcome.built_for)}  [bold]{escape(rep.name)} {escape(rep.version)}[/]{floor}"
               f"  [dim]{escape(rep.filename)}[/]")
     _verdict(item.numpy, item.verdict, out)
+    if item.installable is False:
+        out.print(f"    [bold red]declares {escape(item.numpy_requirement or '')}[/]: installers will not put it "
+                  f"beside numpy {item.numpy}")
     share = f" ({100 * rep.bytes_read / rep.wheel_size:.1f}%)" if rep.wheel_size else ""
     requests = f" in {counted(rep.requests, 'request')}" if rep.requests else ""
     cached = f", {item.cached_members} from cache" if item.cached_members else ""
@@ -155,6 +158,8 @@ def _search(item: SearchItem, out: Out) -> None:
         rep = w.report
         uploaded = str(rep.extra.get("upload_time") or "")[:10]
         compatible = {True: "[green]yes[/]", False: "[red]no[/]", None: "[magenta]?[/]"}[w.compatible]
+        if w.installable is False:
+            compatible += f" [dim](declares {escape(w.numpy_requirement or '')})[/]"
         if rep.outcome.sampled:
             compatible += " [dim](sample)[/]"
         table.add_row(escape(rep.version), uploaded, _built(rep.outcome.built_for), compatible,

@@ -259,6 +259,7 @@ class IndexFile:
     yanked_reason: str | None = None
     requires_python: str | None = None
     index: str = ""
+    metadata: bool = False  # the index serves its METADATA at `url + ".metadata"` (PEP 658, PEP 714)
 
     @property
     def is_wheel(self) -> bool:
@@ -320,6 +321,7 @@ def parse_file(filename: str, url: str, meta: Mapping[str, Any], index: str) -> 
         yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
         requires_python=meta.get("requires-python") or None,
         index=index,
+        metadata=bool(meta.get("core-metadata") or meta.get("data-dist-info-metadata")),
     )
 
 
@@ -430,6 +432,8 @@ def _parse_html(body: bytes, base: str, index: str) -> list[IndexFile]:
             meta["hashes"] = {"sha256": fragment[len("sha256="):]}
         if "data-yanked" in attrs:
             meta["yanked"] = attrs["data-yanked"] or True
+        value = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata", "false"))  # PEP 714, 658
+        meta["core-metadata"] = value is None or value.lower() != "false"
         parsed = parse_file(filename, path, meta, index)
         if parsed is not None:
             out.append(parsed)
