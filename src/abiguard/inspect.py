@@ -51,6 +51,7 @@ from abiguard.sources.lockfile import marker_environment
 from abiguard.sources.remote import DEFAULT_MAX_MEMBER, HttpClient, RemoteError, redact
 from abiguard.sources.wheel import (
     ReadPolicy,
+    WheelOutcome,
     WheelReport,
     combine,
     inspect_local_wheel,
@@ -177,9 +178,7 @@ class WheelItem:
 
     @property
     def verdict(self) -> Verdict | None:
-        if self.numpy is None:
-            return None
-        return Verdict.worst([judge(m.facts, self.numpy)[0] for m in self.report.outcome.members])
+        return None if self.numpy is None else outcome_verdict(self.report.outcome, self.numpy)
 
     @property
     def installable(self) -> bool | None:
@@ -281,6 +280,11 @@ class InspectReport:
                 "requests": self.requests,
             },
         }
+
+
+def outcome_verdict(outcome: WheelOutcome, numpy: Version) -> Verdict:
+    """What a wheel's binaries say about `numpy`: the worst of its members' verdicts."""
+    return Verdict.worst([judge(m.facts, numpy)[0] for m in outcome.members])
 
 
 def admits(requirement: SpecifierSet, numpy: Version) -> bool:
@@ -399,12 +403,17 @@ class _Session:
                metadata_url: str | None = None) -> WheelItem:
         known = self.memo.get(sha256 or "", {})
         report = inspect_remote_wheel(url, self.http, filename, size, sha256, policy, self.cache,
-                                      self.options.max_member, known, self.numpy is not None, metadata_url)
+                                      self.options.max_member, known, self.requires, metadata_url)
         if sha256:
             self.memo.setdefault(sha256, {}).update({m.path: m.facts for m in report.outcome.members})
         if extra:
             report = replace(report, extra={**report.extra, **extra})
         return self.item(target, report)
+
+    def requires(self, outcome: WheelOutcome) -> bool:
+        """Its declared requirements matter only when its binaries may do with --numpy: otherwise it is not
+        compatible whatever it declares."""
+        return self.numpy is not None and outcome_verdict(outcome, self.numpy) in (Verdict.OK, Verdict.UNKNOWN)
 
     def item(self, target: str, report: WheelReport) -> WheelItem:
         """A wheel's report, judged against --numpy by its binaries and by what it declares."""
@@ -511,8 +520,7 @@ def _inspect_one(session: _Session, spec: _Spec) -> list[Item]:
 
 def _local_wheel(session: _Session, path: Path, target: str) -> WheelItem:
     cache = session.cache if session.cache.enabled else None
-    report = inspect_local_wheel(path, session.policy(None), cache, session.options.max_member,
-                                 session.numpy is not None)
+    report = inspect_local_wheel(path, session.policy(None), cache, session.options.max_member, session.requires)
     return session.item(target, report)
 
 

@@ -318,10 +318,10 @@ def inspect_local_wheel(
     policy: ReadPolicy = ReadPolicy(),
     cache: Cache | None = None,
     max_member: int = DEFAULT_MAX_MEMBER,
-    requires: bool = False,
+    requires: Callable[[WheelOutcome], bool] | None = None,
 ) -> WheelReport:
     """Inspect a wheel on disk; members are cached by the wheel file's identity and the member name.
-    `requires`: also read its declared requirements."""
+    `requires`: whether, given what the binaries say, its declared requirements are worth reading too."""
     path = Path(path)
     name, version = _name_version(path.name)
     st = path.stat()
@@ -335,7 +335,7 @@ def inspect_local_wheel(
         if cache:
             fresh = {keys[r.path]: r.facts for r in outcome.members if not r.cached}
             cache.store_files({k: f for k, f in fresh.items() if _cacheable(f)})
-        declared = wheel.requires() if requires else None
+        declared = wheel.requires() if requires is not None and requires(outcome) else None
     finally:
         wheel.close()
     return WheelReport(path.name, name, version, str(path), outcome, wheel.bytes_read, 0, st.st_size,
@@ -410,11 +410,12 @@ def inspect_remote_wheel(
     cache: Cache | None = None,
     max_member: int = DEFAULT_MAX_MEMBER,
     known: Mapping[str, BinaryFacts] | None = None,
-    requires: bool = False,
+    requires: Callable[[WheelOutcome], bool] | None = None,
     metadata_url: str | None = None,
 ) -> WheelReport:
     """Inspect a remote wheel; members are cached by the wheel's sha256 (when the index gives one).
-    `requires`: also read its declared requirements, from `metadata_url` when the index serves them apart.
+    `requires`: whether, given what the binaries say, its declared requirements are worth reading too (from
+    `metadata_url` when the index serves them apart): with the directory cached, they cost a request or two.
 
     A wheel whose shared-object list and deciding members are all cached costs no request at all;
     `known` adds facts the caller already has (e.g. from an earlier sampled pass in the same run).
@@ -439,7 +440,7 @@ def inspect_remote_wheel(
     if cache is not None and sha256:
         cache.store_members(sha256, {r.path: r.facts for r in outcome.members
                                      if r.path not in have and _cacheable(r.facts)})
-    declared = wheel.requires(metadata_url) if requires else None
+    declared = wheel.requires(metadata_url) if requires is not None and requires(outcome) else None
     counters = wheel.zip.counters
     wheel_size = wheel.zip.size or (listing.size if listing else 0) or size or 0
     return WheelReport(filename, name, version, redact(url), outcome, counters.bytes_read, counters.requests,
