@@ -460,3 +460,16 @@ def test_a_wheel_with_corrupt_deflate_data_is_unknown_not_a_crash(pymsis: dict[s
         assert isinstance(wheel, WheelItem) and wheel.report.built_for is BuiltFor.UNKNOWN
         reasons = {m.facts.reason for m in wheel.report.outcome.members if m.facts.built_for is BuiltFor.UNKNOWN}
         assert reasons and all(r and r.startswith("cannot read from the wheel: Error -3") for r in reasons)
+
+
+def test_text_evidence_is_the_deciding_marker_not_the_earliest(env: Path) -> None:
+    """contourpy 1.2.1's module has pybind11's name before its NumPy markers: that says who built it, not for
+    which NumPy."""
+    wheel = fetch_wheel("contourpy==1.2.1", LINUX, "3.11")
+    report = inspect_targets([str(wheel)], options(use_cache=False))
+    (item,) = report.items
+    assert isinstance(item, WheelItem) and item.report.outcome.members[0].facts.evidence[0].marker == "pybind11"
+    buffer = io.StringIO()
+    render_inspect(report, Console(file=buffer, width=200), verbose=True)
+    (line,) = [ln for ln in buffer.getvalue().splitlines() if "contourpy._contourpy" in ln]
+    assert line.split(" - ", 1)[1].startswith("R12 "), line
