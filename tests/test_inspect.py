@@ -213,6 +213,16 @@ def test_classify() -> None:
     assert classify("pandas==2.0.3").kind == "requirement"
     assert classify("https://h.example/a-1.0-py3-none-any.whl").kind == "url"
     assert classify("missing/file.so").kind == "error"
+    assert classify("docopt-0.6.2.tar.gz").message == "no such file or directory: docopt-0.6.2.tar.gz"
+
+
+@pytest.mark.parametrize("name", ["docopt-0.6.2.tar.gz", "x-1.0.zip"])
+def test_an_sdist_is_an_error_saying_nothing_in_it_is_compiled(tmp_path: Path, name: str) -> None:
+    sdist = tmp_path / name
+    sdist.write_bytes(b"\x1f\x8b" + bytes(100))
+    (item,) = inspect_targets([str(sdist)], options()).items
+    assert isinstance(item, ErrorItem) and item.message.startswith("a source distribution or archive, not a wheel")
+    assert f"pip wheel --no-deps {sdist}" in item.message
 
 
 # --- index targets ----------------------------------------------------------------------------------------

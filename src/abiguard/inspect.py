@@ -328,17 +328,25 @@ class _Spec:
     message: str | None = None
 
 
+_ARCHIVES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")  # sdists, as pip names them
+
+
 def classify(target: str) -> _Spec:
     """What a command-line target names: a local file or directory, a wheel URL, or a requirement."""
+    lower = target.lower()
     if os.path.isdir(target):
         return _Spec("directory", target)
+    if os.path.isfile(target) and lower.endswith(_ARCHIVES):
+        return _Spec("error", target, message=f"a source distribution or archive, not a wheel: nothing in it is "
+                                              f"compiled yet; build a wheel (pip wheel --no-deps {target}) and "
+                                              "inspect that")
     if os.path.isfile(target):
-        return _Spec("wheel" if target.lower().endswith(".whl") else "binary", target)
+        return _Spec("wheel" if lower.endswith(".whl") else "binary", target)
     if os.path.exists(target):  # a fifo or a device: reading it could block or never end
         return _Spec("error", target, message=f"not a regular file or directory: {target}")
     if target.startswith(("http://", "https://")):
         return _Spec("url", target)
-    if os.sep in target or target.lower().endswith((".whl", ".so", ".pyd", ".dylib", ".dll")):
+    if os.sep in target or lower.endswith((".whl", ".so", ".pyd", ".dylib", ".dll", *_ARCHIVES)):
         return _Spec("error", target, message=f"no such file or directory: {target}")
     try:
         return _Spec("requirement", target, Requirement(target))
