@@ -240,6 +240,17 @@ def test_requirements_from_the_configured_index(env: Path, index: WheelServer) -
     assert report.requests > 0 and all("127.0.0.1" not in n for n in report.notes)
 
 
+def test_a_requirement_marker_is_honoured(env: Path) -> None:
+    """Python 3.11 on Linux: `python_version < "3"` excludes it, `sys_platform == "linux"` holds."""
+    report = inspect_targets(['pymsis==0.10.0; python_version < "3"', 'pymsis==0.10.0; sys_platform == "linux"'],
+                             options())
+    excluded, kept = report.items
+    assert isinstance(excluded, ErrorItem) and excluded.message == (
+        'its marker (python_version < "3") excludes Python 3.11 on manylinux_2_17_x86_64: an installer would not '
+        "install it there, so there is nothing to inspect")
+    assert isinstance(kept, WheelItem) and kept.report.version == "0.10.0"
+
+
 def test_remote_cache_second_run_reads_no_binary_bytes(env: Path) -> None:
     first = inspect_targets(["pymsis==0.10.0"], options())
     second = inspect_targets(["pymsis==0.10.0"], options())

@@ -591,6 +591,9 @@ def _target_name(session: _Session) -> str:
 
 
 def _requirement(session: _Session, req: Requirement, target: str) -> list[Item]:
+    if req.marker is not None and not req.marker.evaluate({**session.marker_env, "extra": ""}):
+        raise PackageIndexError(f"its marker ({req.marker}) excludes {_target_name(session)}: an installer would "
+                                "not install it there, so there is nothing to inspect")
     files = session.index.files(req.name)
     if session.options.first_compatible or session.options.last_compatible:
         return [_compatible_release(session, req, target, newest=session.options.last_compatible)]
