@@ -13,7 +13,6 @@ import platform
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from packaging.version import Version
 from tests.support.sarif import artifact_path, assert_valid_sarif
 from tests.support.venvs import make_venv, site_packages, uv, uv_env
 from tests.support.wheels import corrupt_shared_objects, fetch_wheel
+from tests.test_remote import nobody_listens
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -456,9 +456,7 @@ def test_lock_check_uses_the_extra_indexes_a_requirements_file_names(cli: Cli, t
     """As pip and uv do: the file's own --index-url fails (nothing listens there), its --extra-index-url answers."""
     from abiguard.sources.index import default_index_url
 
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{taken.getsockname()[1]}/simple/"
+    closed = f"{nobody_listens()}/simple/"
     pins = tmp_path / "requirements.txt"
     pins.write_text(f"--index-url {closed}\n--extra-index-url {default_index_url()}\n{BROKEN_PINS}")
     proc = cli("lock-check", pins, *LINUX, "--format", "json")
@@ -738,9 +736,7 @@ def test_lock_check_chooses_among_the_files_the_hashes_allow(cli: Cli, tmp_path:
 def test_lock_check_an_unreachable_index_is_one_error_not_one_per_entry(cli: Cli, tmp_path: Path) -> None:
     """Nothing listens at the index: after it is found unreachable it is not asked again; one error names the
     entries not checked, and the exit is 2 ("no network or an index that cannot answer")."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{taken.getsockname()[1]}/simple"
+    closed = f"{nobody_listens()}/simple"
     pins = tmp_path / "requirements.txt"
     names = ["numpy", "pandas", "scipy", "h5py", "six", "requests", "pytz"]
     pins.write_text("".join(f"{n}==1.0\n" for n in names))
@@ -773,9 +769,7 @@ def test_lock_check_follows_the_files_format_and_find_links_options(cli: Cli, tm
     """`--no-index -f DIR`: the wheels come from DIR (read there; the index is never asked, here one nobody
     listens at); a pin DIR lacks is an error. `--no-binary pandas`: pandas is built at install, a note.
     `--only-binary :all:` and an sdist-only release: the installer fails, an error."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{taken.getsockname()[1]}/simple"
+    closed = f"{nobody_listens()}/simple"
     (tmp_path / "wh").mkdir()
     for pin in ("pandas==2.0.3", "numpy==2.0.2"):
         wheel = fetch_wheel(pin, "manylinux2014_x86_64" if pin.startswith("pandas") else "manylinux_2_28_x86_64")

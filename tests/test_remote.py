@@ -450,12 +450,17 @@ def test_a_member_that_ends_inside_the_tail_is_not_fetched_twice(server: WheelSe
         assert remote.counters.requests == 2
 
 
+def nobody_listens() -> str:
+    """`http://127.0.0.1:PORT` with a port just freed: connections to it are refused."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{taken.getsockname()[1]}"
+
+
 def test_a_host_that_refuses_every_attempt_is_not_retried_again(server: WheelServer) -> None:
     """Connection refused after every retry: the next request to that host fails at once, with the same reason;
     other hosts are still asked."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{taken.getsockname()[1]}"
+    closed = nobody_listens()
     with client(retries=2) as http:
         with pytest.raises(RemoteError, match=r"^Connection refused from .*/a/ \(after 3 attempts\)$"):
             http.get(f"{closed}/a/")
