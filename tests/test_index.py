@@ -23,6 +23,7 @@ from abiguard.sources.index import (
     best_wheel,
     default_index_url,
     expand_platform,
+    find_links_files,
     load_index_config,
     parse_file,
     releases,
@@ -187,6 +188,30 @@ def test_html_listing_and_merge(server: WheelServer) -> None:
     assert first.sha256 == "ff00" and first.requires_python == ">=3.8" and first.size is None  # primary wins
     assert by_name["mixed-1.0-py3-none-any.whl"].yanked
     assert first.metadata and not by_name["mixed-1.0-py3-none-any.whl"].metadata  # PEP 658's name, and "false"
+
+
+def test_find_links_locations(server: WheelServer, tmp_path: Path) -> None:
+    """A directory's wheels and sdists, an HTML page's links (served or on disk); what cannot be read says where."""
+    (tmp_path / "wh").mkdir()
+    for name in ("demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz", "notes.txt"):
+        (tmp_path / "wh" / name).write_bytes(b"")
+    page = b'<a href="/ok/demo-2.0-py3-none-any.whl#sha256=ff">demo</a><a href="other-1.0.tar.gz">o</a>'
+    server.pages["/links/"] = ("text/html", page)
+    (tmp_path / "links.html").write_bytes(page)
+    with HttpClient(timeout=5) as http:
+        local = find_links_files(str(tmp_path / "wh"), http)
+        assert sorted(f.filename for f in local) == ["demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz"]
+        assert local[0].url.startswith("file://") and local[0].name == "demo"
+        served = find_links_files(f"{server.base}/links/", http)
+        assert [(f.filename, f.sha256) for f in served] == [("demo-2.0-py3-none-any.whl", "ff"),
+                                                              ("other-1.0.tar.gz", None)]
+        assert served[0].url == f"{server.base}/ok/demo-2.0-py3-none-any.whl"
+        on_disk = find_links_files((tmp_path / "links.html").as_uri(), http)
+        assert [f.filename for f in on_disk] == ["demo-2.0-py3-none-any.whl", "other-1.0.tar.gz"]
+        with pytest.raises(PackageIndexError, match=r"^--find-links .*missing: cannot read: No such file"):
+            find_links_files(str(tmp_path / "missing"), http)
+        with pytest.raises(PackageIndexError, match=r"^--find-links .*/nowhere/: HTTP 404"):
+            find_links_files(f"{server.base}/nowhere/", http)
 
 
 def test_unknown_project(server: WheelServer) -> None:
