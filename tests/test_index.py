@@ -23,6 +23,7 @@ from abiguard.sources.index import (
     best_wheel,
     default_index_url,
     expand_platform,
+    find_links_files,
     load_index_config,
     parse_file,
     releases,
@@ -143,7 +144,7 @@ def test_json_listing_records(server: WheelServer) -> None:
     base = listing(server, "demo", [
         entry("demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
         entry("demo-1.0.tar.gz"),
-        entry("demo-1.1-cp311-cp311-win_amd64.whl", yanked="broken build"),
+        entry("demo-1.1-cp311-cp311-win_amd64.whl", yanked="broken build", **{"core-metadata": {"sha256": "cd"}}),
         entry("demo-1.1.exe"),
     ])
     with HttpClient(timeout=5) as http:
@@ -157,6 +158,7 @@ def test_json_listing_records(server: WheelServer) -> None:
     assert wheel.upload_time == datetime(2024, 4, 10, 12, 0, 0, 123456, tzinfo=timezone.utc)
     assert Tag("cp311", "cp311", "manylinux2014_x86_64") in wheel.tags
     assert by_name["demo-1.1-cp311-cp311-win_amd64.whl"].yanked_reason == "broken build"
+    assert by_name["demo-1.1-cp311-cp311-win_amd64.whl"].metadata and not wheel.metadata  # PEP 714
     assert not by_name["demo-1.0.tar.gz"].is_wheel
 
 
@@ -171,8 +173,9 @@ def test_gzip_listing(server: WheelServer) -> None:
 
 
 def test_html_listing_and_merge(server: WheelServer) -> None:
-    html = (b'<html><body><a href="/ok/mixed-2.0-py3-none-any.whl#sha256=ff00" data-requires-python="&gt;=3.8">'
-            b'mixed-2.0-py3-none-any.whl</a><a href="/ok/mixed-1.0-py3-none-any.whl" data-yanked="">x</a>'
+    html = (b'<html><body><a href="/ok/mixed-2.0-py3-none-any.whl#sha256=ff00" data-requires-python="&gt;=3.8" '
+            b'data-dist-info-metadata="sha256=ab">mixed-2.0-py3-none-any.whl</a>'
+            b'<a href="/ok/mixed-1.0-py3-none-any.whl" data-yanked="" data-core-metadata="false">x</a>'
             b"</body></html>")
     server.pages["/html/mixed/"] = ("text/html", html)
     extra = listing(server, "mixed", [entry("mixed-3.0-py3-none-any.whl"), entry("mixed-2.0-py3-none-any.whl")],
@@ -184,6 +187,31 @@ def test_html_listing_and_merge(server: WheelServer) -> None:
     first = by_name["mixed-2.0-py3-none-any.whl"]
     assert first.sha256 == "ff00" and first.requires_python == ">=3.8" and first.size is None  # primary wins
     assert by_name["mixed-1.0-py3-none-any.whl"].yanked
+    assert first.metadata and not by_name["mixed-1.0-py3-none-any.whl"].metadata  # PEP 658's name, and "false"
+
+
+def test_find_links_locations(server: WheelServer, tmp_path: Path) -> None:
+    """A directory's wheels and sdists, an HTML page's links (served or on disk); what cannot be read says where."""
+    (tmp_path / "wh").mkdir()
+    for name in ("demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz", "notes.txt"):
+        (tmp_path / "wh" / name).write_bytes(b"")
+    page = b'<a href="/ok/demo-2.0-py3-none-any.whl#sha256=ff">demo</a><a href="other-1.0.tar.gz">o</a>'
+    server.pages["/links/"] = ("text/html", page)
+    (tmp_path / "links.html").write_bytes(page)
+    with HttpClient(timeout=5) as http:
+        local = find_links_files(str(tmp_path / "wh"), http)
+        assert sorted(f.filename for f in local) == ["demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz"]
+        assert local[0].url.startswith("file://") and local[0].name == "demo"
+        served = find_links_files(f"{server.base}/links/", http)
+        assert [(f.filename, f.sha256) for f in served] == [("demo-2.0-py3-none-any.whl", "ff"),
+                                                              ("other-1.0.tar.gz", None)]
+        assert served[0].url == f"{server.base}/ok/demo-2.0-py3-none-any.whl"
+        on_disk = find_links_files((tmp_path / "links.html").as_uri(), http)
+        assert [f.filename for f in on_disk] == ["demo-2.0-py3-none-any.whl", "other-1.0.tar.gz"]
+        with pytest.raises(PackageIndexError, match=r"^--find-links .*missing: cannot read: No such file"):
+            find_links_files(str(tmp_path / "missing"), http)
+        with pytest.raises(PackageIndexError, match=r"^--find-links .*/nowhere/: HTTP 404"):
+            find_links_files(f"{server.base}/nowhere/", http)
 
 
 def test_unknown_project(server: WheelServer) -> None:
@@ -234,6 +262,9 @@ def test_target_tags() -> None:
     assert target_tags() and target_tags(None, "win_amd64")[0].platform == "win_amd64"
     with pytest.raises(PackageIndexError, match=r"3\.11"):
         target_tags("three", None)
+    with pytest.raises(PackageIndexError, match="names no known operating system"):
+        target_tags("3.11", "bogus_platform")
+    assert target_tags("3.11", "freebsd_14_0_release_amd64")[0].platform == "freebsd_14_0_release_amd64"
 
 
 def make(filename: str, **kw: object) -> IndexFile:
@@ -276,8 +307,10 @@ def test_releases_and_resolve() -> None:
     assert str(resolve(files, "p", LINUX311, "3.11").version) == "1.3"
     assert resolve(files, "p==1.1", LINUX311, "3.11").yanked  # a pinned yanked release is allowed
     assert str(resolve(files, "p>=2.0rc1", LINUX311, "3.11").version) == "2.0rc1"
-    with pytest.raises(NoMatchingWheel, match=r"1\.0"):
+    with pytest.raises(NoMatchingWheel, match=r"1\.0 has wheels for other platforms or Pythons only"):
         resolve(files, "p==1.0", LINUX311, "3.11", "Linux")
+    with pytest.raises(NoMatchingWheel, match=r"p==2\.0 for this target \(2\.0 has only an sdist\)$"):
+        resolve(files, "p==2.0", LINUX311, "3.11")
     with pytest.raises(PackageIndexError, match="matches"):
         resolve(files, "p==9", LINUX311, "3.11")
     with pytest.raises(PackageIndexError, match="invalid requirement"):

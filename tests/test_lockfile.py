@@ -18,6 +18,7 @@ from abiguard.sources.lockfile import (
     LockedPackage,
     LockfileContents,
     LockfileError,
+    entry_lines,
     lockfile_kind,
     marker_environment,
     read_lockfile,
@@ -603,3 +604,39 @@ def test_requirements_take_their_pins_from_constraint_files(tmp_path: Path) -> N
     assert contents.errors == [f"{path}:4: scipy is not pinned to one version (use ==)",
                                f"{path}:5: pandas-stubs is not pinned to one version (use ==)",
                                f"{path}:6: NumPy>=3 is not pinned to one version (use ==)"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_requirements_in_the_encoding_their_byte_order_mark_names(tmp_path: Path, encoding: str) -> None:
+    """PowerShell's `pip freeze > requirements.txt` writes UTF-16 with a byte-order mark; pip reads it, so do we,
+    in included files too."""
+    bom = {"utf-16-be": "\ufeff"}.get(encoding, "")  # Python writes the mark itself for the others
+    (tmp_path / "more.txt").write_bytes((bom + "numpy==2.0.2\n").encode(encoding))
+    path = tmp_path / "requirements.txt"
+    path.write_bytes((bom + "pandas==2.0.3\r\n-r more.txt\r\n").encode(encoding))
+    contents = read_lockfile(path)
+    assert contents.errors == [] and [(e.name, e.version) for e in contents.entries] == [
+        ("pandas", "2.0.3"), ("numpy", "2.0.2")]
+    assert entry_lines(path) == {"pandas": 1}
+
+
+def test_requirements_options_that_decide_which_files_are_installed(tmp_path: Path) -> None:
+    """`--no-binary` makes a pin an sdist built at install, `--only-binary` forbids that (a name beats `:all:`,
+    the later option beats the earlier for one name, as in pip); `-f` is taken beside the file when it is there,
+    and `--no-index` is kept."""
+    (tmp_path / "wh").mkdir()
+    path = tmp_path / "requirements.txt"
+    path.write_text("--no-binary :all:\n--only-binary=numpy,SciPy\n--no-binary scipy\n-f wh\n"
+                    "--find-links https://links.example/wheels/\n--no-index\n"
+                    "numpy==2.0.2\nscipy==1.13.1\npandas==2.0.3\nx @ https://files.example/x-1.0-py3-none-any.whl\n")
+    contents = read_lockfile(path)
+    assert contents.errors == []
+    assert [(e.name, e.origin, e.binary_only) for e in contents.entries] == [
+        ("numpy", None, True),
+        ("scipy", "sdist: --no-binary scipy", False),
+        ("pandas", "sdist: --no-binary :all:", False),
+        ("x", "url: https://files.example/x-1.0-py3-none-any.whl", False),  # a wheel by URL is that wheel
+    ]
+    assert contents.find_links == [str(tmp_path / "wh"), "https://links.example/wheels/"] and contents.no_index
+    path.write_text("--only-binary :all:\n--no-binary :none:\npandas==2.0.3\n")
+    assert [e.binary_only for e in read_lockfile(path).entries] == [True]

@@ -13,7 +13,6 @@ import platform
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,7 +24,8 @@ from packaging.version import Version
 
 from tests.support.sarif import artifact_path, assert_valid_sarif
 from tests.support.venvs import make_venv, site_packages, uv, uv_env
-from tests.support.wheels import fetch_wheel
+from tests.support.wheels import corrupt_shared_objects, fetch_wheel
+from tests.test_remote import nobody_listens
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -456,9 +456,7 @@ def test_lock_check_uses_the_extra_indexes_a_requirements_file_names(cli: Cli, t
     """As pip and uv do: the file's own --index-url fails (nothing listens there), its --extra-index-url answers."""
     from abiguard.sources.index import default_index_url
 
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{taken.getsockname()[1]}/simple/"
+    closed = f"{nobody_listens()}/simple/"
     pins = tmp_path / "requirements.txt"
     pins.write_text(f"--index-url {closed}\n--extra-index-url {default_index_url()}\n{BROKEN_PINS}")
     proc = cli("lock-check", pins, *LINUX, "--format", "json")
@@ -487,8 +485,7 @@ def test_lock_check_looks_numpy_up_like_any_other_pin(cli: Cli, tmp_path: Path) 
     pins = tmp_path / "requirements.txt"
     pins.write_text("numpy==99.0.0\npandas==2.0.3\n")
     doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
-    (error,) = doc["errors"]
-    assert error.startswith("package numpy 99.0.0: ") and "no wheel" in error
+    assert doc["errors"] == ["package numpy 99.0.0: no release of numpy matches ==99.0.0"]
 
 
 def test_lock_check_unknown_package_is_one_error_among_results(cli: Cli, tmp_path: Path) -> None:
@@ -703,3 +700,96 @@ def test_lock_check_reads_local_wheels(cli: Cli, tmp_path: Path) -> None:
     assert entry["wheels"] == [{"path": wheel.name}]  # uv took pandas from the find-links directory
     doc = document(cli("lock-check", project / "uv.lock", *LINUX, "--format", "json"))
     assert doc["errors"] == [] and verdicts(doc) == {"pandas": "broken"}
+
+
+def test_lock_check_a_damaged_local_wheel_is_an_error_line_not_a_traceback(cli: Cli, tmp_path: Path) -> None:
+    """A wheel whose deflate data is corrupt: its members are unknown, each says why, and the run exits 2."""
+    wheel = corrupt_shared_objects(fetch_wheel("pymsis==0.8.0", "manylinux2014_x86_64", "3.11"), tmp_path / "wh")
+    pylock = tmp_path / "pylock.toml"
+    pylock.write_text('lock-version = "1.0"\ncreated-by = "hand"\n[[packages]]\nname = "numpy"\nversion = "1.26.4"\n'
+                      f'[[packages]]\nname = "pymsis"\nversion = "0.8.0"\nwheels = [{{ path = "wh/{wheel.name}" }}]\n')
+    proc = cli("lock-check", pylock, *LINUX, "--format", "json")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pymsis": "unknown"} and doc["errors"]
+    assert all(e.startswith(f"package pymsis 0.8.0: {wheel.name}: pymsis/") and "cannot read from the wheel: Error -3"
+               in e for e in doc["errors"])
+
+
+def test_lock_check_chooses_among_the_files_the_hashes_allow(cli: Cli, tmp_path: Path) -> None:
+    """scikit-learn 1.4.0 has build-number rebuilds (`-1-cp311-...`) that rank first by tag; a hash that allows
+    only the first build makes the installer take that one, so there is nothing to complain about. A pin that
+    names no release says so, in the words `inspect` uses."""
+    from abiguard.sources.index import IndexClient, default_index_url, load_index_config
+
+    wanted = "scikit_learn-1.4.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    files = IndexClient(load_index_config(default_index_url())).files("scikit-learn")
+    assert any(f.filename == wanted.replace("-1.4.0-", "-1.4.0-1-") for f in files)  # the better-ranked rebuild
+    digest = next(f.sha256 for f in files if f.filename == wanted)
+    pins = tmp_path / "requirements.txt"
+    pins.write_text(f"numpy==1.26.4\nscikit-learn==1.4.0 --hash=sha256:{digest}\npandas==99.0\n")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    assert verdicts(doc) == {"scikit-learn": "ok"}
+    assert doc["errors"] == ["package pandas 99.0: no release of pandas matches ==99.0"]
+
+
+def test_lock_check_an_unreachable_index_is_one_error_not_one_per_entry(cli: Cli, tmp_path: Path) -> None:
+    """Nothing listens at the index: after it is found unreachable it is not asked again; one error names the
+    entries not checked, and the exit is 2 ("no network or an index that cannot answer")."""
+    closed = f"{nobody_listens()}/simple"
+    pins = tmp_path / "requirements.txt"
+    names = ["numpy", "pandas", "scipy", "h5py", "six", "requests", "pytz"]
+    pins.write_text("".join(f"{n}==1.0\n" for n in names))
+    proc = cli("lock-check", pins, *LINUX, "--index-url", closed, "--format", "json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (error,) = document(proc)["errors"]
+    assert error.startswith("the package index cannot be reached (Connection refused from ")
+    assert error.endswith("7 entries that need it not checked (numpy, pandas, scipy, h5py, six, ...)")
+
+
+def test_lock_check_judges_against_a_numpy_pinned_only_in_a_constraints_file(cli: Cli, tmp_path: Path) -> None:
+    """pandas pulls numpy in and `-c` pins it, so pip installs numpy 2.0.2 next to pandas 2.0.3: broken, with a
+    note that the constraint is what judged it. A constraint that pins nothing leaves numpy unpinned."""
+    (tmp_path / "numpyc.txt").write_text("numpy==2.0.2\n")
+    (tmp_path / "loose.txt").write_text("numpy<2.1\n")
+    pins = tmp_path / "requirements.txt"
+    pins.write_text("pandas==2.0.3\n-c numpyc.txt\n")
+    proc = cli("lock-check", pins, *LINUX, "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pandas": "broken"} and doc["errors"] == [] and doc["environment"]["numpy"] == "2.0.2"
+    assert doc["notes"] == [f"numpy is not pinned in {pins}; its -c constraint numpy==2.0.2 is the numpy the "
+                            "installer takes when a requirement pulls it in, so pandas is judged against it"]
+    pins.write_text("pandas==2.0.3\n-c loose.txt\n")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    assert verdicts(doc) == {"pandas": "unknown"} and doc["errors"][0].startswith("numpy is not pinned")
+
+
+def test_lock_check_follows_the_files_format_and_find_links_options(cli: Cli, tmp_path: Path) -> None:
+    """`--no-index -f DIR`: the wheels come from DIR (read there; the index is never asked, here one nobody
+    listens at); a pin DIR lacks is an error. `--no-binary pandas`: pandas is built at install, a note.
+    `--only-binary :all:` and an sdist-only release: the installer fails, an error."""
+    closed = f"{nobody_listens()}/simple"
+    (tmp_path / "wh").mkdir()
+    for pin in ("pandas==2.0.3", "numpy==2.0.2"):
+        wheel = fetch_wheel(pin, "manylinux2014_x86_64" if pin.startswith("pandas") else "manylinux_2_28_x86_64")
+        shutil.copyfile(wheel, tmp_path / "wh" / wheel.name)
+    pins = tmp_path / "requirements.txt"
+    pins.write_text(f"--no-index\n-f wh\n{BROKEN_PINS}six==1.16.0\n")
+    proc = cli("lock-check", pins, *LINUX, "--index-url", closed, "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pandas": "broken"}
+    assert doc["errors"] == [f"package six 1.16.0: no file of it in the --find-links locations ({tmp_path / 'wh'}),"
+                             " and --no-index keeps the installer off the index"]
+
+    pins.write_text(f"--no-binary pandas\n{BROKEN_PINS}")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    assert verdicts(doc) == {} and doc["errors"] == []
+    assert doc["notes"] == ["package pandas 2.0.3 (sdist: --no-binary pandas): built from source at install, "
+                            "not checked"]
+
+    pins.write_text("--only-binary :all:\ndocopt==0.6.2\n")
+    doc = document(cli("lock-check", pins, *LINUX, "--format", "json"))
+    assert doc["errors"] == ["package docopt 0.6.2: sdist only for Python 3.11 on manylinux_2_28_x86_64, and "
+                             "--only-binary forbids building it: the installer fails"] and doc["notes"] == []

@@ -15,6 +15,7 @@ import gzip
 import io
 import random
 import re
+import socket
 import struct
 import threading
 import time
@@ -447,3 +448,24 @@ def test_a_member_that_ends_inside_the_tail_is_not_fetched_twice(server: WheelSe
         assert remote.open_member(entry).read(0, len(big)) == big
         assert remote.counters.bytes_read <= len(blob)
         assert remote.counters.requests == 2
+
+
+def nobody_listens() -> str:
+    """`http://127.0.0.1:PORT` with a port just freed: connections to it are refused."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{taken.getsockname()[1]}"
+
+
+def test_a_host_that_refuses_every_attempt_is_not_retried_again(server: WheelServer) -> None:
+    """Connection refused after every retry: the next request to that host fails at once, with the same reason;
+    other hosts are still asked."""
+    closed = nobody_listens()
+    with client(retries=2) as http:
+        with pytest.raises(RemoteError, match=r"^Connection refused from .*/a/ \(after 3 attempts\)$"):
+            http.get(f"{closed}/a/")
+        assert http.counters.requests == 3
+        with pytest.raises(RemoteError, match=r"^Connection refused from .*/b/ \(not retried: the host could not"):
+            http.get(f"{closed}/b/")
+        assert http.counters.requests == 3
+        assert http.get(server.url("nothing-1.0-py3-none-any.whl")).status == 404

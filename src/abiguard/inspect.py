@@ -21,18 +21,21 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from abiguard.binary import inspect_path, is_shared_object_name
 from abiguard.cache import Cache, FileKey
 from abiguard.model import BinaryFacts, BuiltFor, Verdict, canonical_name
+from abiguard.rules.declared import applicable
 from abiguard.rules.numpy import NUMPY2, abi, judge
 from abiguard.sources.index import (
     IndexClient,
@@ -44,9 +47,11 @@ from abiguard.sources.index import (
     resolve,
     target_tags,
 )
+from abiguard.sources.lockfile import marker_environment
 from abiguard.sources.remote import DEFAULT_MAX_MEMBER, HttpClient, RemoteError, redact
 from abiguard.sources.wheel import (
     ReadPolicy,
+    WheelOutcome,
     WheelReport,
     combine,
     inspect_local_wheel,
@@ -133,6 +138,15 @@ class DirectoryItem:
     binaries: tuple[BinaryItem, ...]
     wheels: tuple[WheelItem, ...]
     errors: tuple[ErrorItem, ...] = ()
+    numpy: Version | None = None  # what `verdict` is judged against (--numpy)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The worst of its files' verdicts; unknown when something in it could not be read."""
+        if self.numpy is None:
+            return None
+        found = [b.verdict for b in self.binaries] + [w.verdict for w in self.wheels]
+        return Verdict.worst([v for v in found if v is not None] + ([Verdict.UNKNOWN] if self.errors else []))
 
     @property
     def built_for(self) -> BuiltFor:
@@ -145,6 +159,7 @@ class DirectoryItem:
             "kind": "directory",
             "target": self.target,
             "built_for": self.built_for.value,
+            **({"numpy": str(self.numpy), "verdict": self.verdict.value} if self.verdict is not None else {}),
             "binaries": [b.to_json() for b in self.binaries],
             "wheels": [w.to_json() for w in self.wheels],
             "errors": [e.to_json() for e in self.errors],
@@ -159,20 +174,34 @@ class WheelItem:
     report: WheelReport
     numpy: Version | None = None
     cached_members: int = 0
+    declared: str | None = None  # the numpy specifier its METADATA declares for the target ("": none); None: unread
 
     @property
     def verdict(self) -> Verdict | None:
-        if self.numpy is None:
+        return None if self.numpy is None else outcome_verdict(self.report.outcome, self.numpy)
+
+    @property
+    def installable(self) -> bool | None:
+        """Does its declared numpy requirement let `numpy` be installed beside it? None: not known."""
+        if self.numpy is None or self.declared is None:
             return None
-        return Verdict.worst([judge(m.facts, self.numpy)[0] for m in self.report.outcome.members])
+        return admits(SpecifierSet(self.declared), self.numpy)
 
     @property
     def compatible(self) -> bool | None:
-        """True/False against `numpy`; None when it cannot tell (unknown members) or nothing to judge."""
+        """True/False against `numpy`: its binaries accept it and its declared requirement admits it (pandas
+        3.1.1 is built for NumPy >= 1.20 but requires numpy>=2.0.2); None when it cannot tell (unknown members)
+        or nothing to judge."""
+        if self.installable is False:
+            return False
         verdict = self.verdict
         if verdict is None or verdict is Verdict.UNKNOWN:
             return None
         return verdict is Verdict.OK
+
+    @property
+    def numpy_requirement(self) -> str | None:
+        return f"numpy{self.declared}" if self.declared else None
 
     def to_json(self) -> dict[str, Any]:
         data = self.report.to_json()
@@ -181,6 +210,8 @@ class WheelItem:
             data["numpy"] = str(self.numpy)
             data["verdict"] = self.verdict.value if self.verdict else None
             data["compatible"] = self.compatible
+            if self.declared is not None:
+                data.update({"numpy_requirement": self.numpy_requirement, "installable": self.installable})
             for entry, member in zip(data["binaries"], self.report.outcome.members, strict=True):
                 verdict, consequence = judge(member.facts, self.numpy)
                 entry.update({"verdict": verdict.value, "consequence": consequence})
@@ -251,6 +282,36 @@ class InspectReport:
         }
 
 
+def outcome_verdict(outcome: WheelOutcome, numpy: Version) -> Verdict:
+    """What a wheel's binaries say about `numpy`: the worst of its members' verdicts."""
+    return Verdict.worst([judge(m.facts, numpy)[0] for m in outcome.members])
+
+
+def admits(requirement: SpecifierSet, numpy: Version) -> bool:
+    """Whether a declared numpy requirement lets `numpy` be installed. A version given as X or X.Y (`--numpy 2`)
+    stands for its series, as the binaries are judged by it: admitted when some release of the series is, which
+    is the series' start or a bound the requirement names (or the release after a `>` bound)."""
+    if len(numpy.release) >= 3 or requirement.contains(numpy, prereleases=True):
+        return requirement.contains(numpy, prereleases=True)
+    end = Version(".".join(str(p) for p in (*numpy.release[:-1], numpy.release[-1] + 1)))
+    for spec in requirement:
+        try:
+            bound = Version(spec.version.removesuffix(".*"))
+        except InvalidVersion:
+            continue
+        major, minor, micro = (*bound.release, 0, 0)[:3]
+        for candidate in (bound, Version(f"{major}.{minor}.{micro + 1}")):
+            if numpy <= candidate < end and requirement.contains(candidate, prereleases=True):
+                return True
+    return False
+
+
+def declared_numpy(requires: Sequence[str], marker_env: Mapping[str, str]) -> str:
+    """The numpy specifier of the requirements that hold on the target, joined ("" when none bounds numpy)."""
+    specs = [str(r.specifier) for r in applicable(requires, marker_env) if canonical_name(r.name) == "numpy"]
+    return str(SpecifierSet(",".join(s for s in specs if s)))
+
+
 def _summary_facts(item: WheelItem) -> BinaryFacts:
     out = item.report.outcome
     return BinaryFacts("wheel", out.built_for, out.min_numpy)
@@ -267,17 +328,25 @@ class _Spec:
     message: str | None = None
 
 
+_ARCHIVES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")  # sdists, as pip names them
+
+
 def classify(target: str) -> _Spec:
     """What a command-line target names: a local file or directory, a wheel URL, or a requirement."""
+    lower = target.lower()
     if os.path.isdir(target):
         return _Spec("directory", target)
+    if os.path.isfile(target) and lower.endswith(_ARCHIVES):
+        return _Spec("error", target, message=f"a source distribution or archive, not a wheel: nothing in it is "
+                                              f"compiled yet; build a wheel (pip wheel --no-deps {target}) and "
+                                              "inspect that")
     if os.path.isfile(target):
-        return _Spec("wheel" if target.lower().endswith(".whl") else "binary", target)
+        return _Spec("wheel" if lower.endswith(".whl") else "binary", target)
     if os.path.exists(target):  # a fifo or a device: reading it could block or never end
         return _Spec("error", target, message=f"not a regular file or directory: {target}")
     if target.startswith(("http://", "https://")):
         return _Spec("url", target)
-    if os.sep in target or target.lower().endswith((".whl", ".so", ".pyd", ".dylib", ".dll")):
+    if os.sep in target or lower.endswith((".whl", ".so", ".pyd", ".dylib", ".dll", *_ARCHIVES)):
         return _Spec("error", target, message=f"no such file or directory: {target}")
     try:
         return _Spec("requirement", target, Requirement(target))
@@ -296,6 +365,7 @@ class _Session:
         if options.last_compatible and options.numpy is None:
             raise InspectError("--last-compatible needs --numpy VER: the newest release compatible with which numpy?")
         self.numpy = _parse_numpy(options.numpy or ("2" if options.first_compatible else None))
+        self.marker_env = target_markers(self.python_version, options.platform)
         self._http: HttpClient | None = None
         self._index: IndexClient | None = None
         self.memo: dict[str, dict[str, BinaryFacts]] = {}  # sha256 -> member -> facts, for --no-cache runs
@@ -337,17 +407,28 @@ class _Session:
         return ReadPolicy(sample=sample or None)
 
     def remote(self, url: str, filename: str | None, size: int | None, sha256: str | None,
-               policy: ReadPolicy, target: str, extra: dict[str, Any] | None = None) -> WheelItem:
+               policy: ReadPolicy, target: str, extra: dict[str, Any] | None = None,
+               metadata_url: str | None = None) -> WheelItem:
         known = self.memo.get(sha256 or "", {})
         report = inspect_remote_wheel(url, self.http, filename, size, sha256, policy, self.cache,
-                                      self.options.max_member, known)
+                                      self.options.max_member, known, self.requires, metadata_url)
         if sha256:
             self.memo.setdefault(sha256, {}).update({m.path: m.facts for m in report.outcome.members})
         if extra:
             report = replace(report, extra={**report.extra, **extra})
+        return self.item(target, report)
+
+    def requires(self, outcome: WheelOutcome) -> bool:
+        """Its declared requirements matter only when its binaries may do with --numpy: otherwise it is not
+        compatible whatever it declares."""
+        return self.numpy is not None and outcome_verdict(outcome, self.numpy) in (Verdict.OK, Verdict.UNKNOWN)
+
+    def item(self, target: str, report: WheelReport) -> WheelItem:
+        """A wheel's report, judged against --numpy by its binaries and by what it declares."""
         self.bytes_read += report.bytes_read
         cached = sum(m.cached for m in report.outcome.members)
-        return WheelItem(target, report, self.numpy, cached)
+        declared = None if report.requires is None else declared_numpy(report.requires, self.marker_env)
+        return WheelItem(target, report, self.numpy, cached, declared)
 
     def release(self, release: Release, policy: ReadPolicy, target: str) -> WheelItem:
         wheel = release.wheel
@@ -357,7 +438,22 @@ class _Session:
             "requires_python": wheel.requires_python,
             "index": redact(wheel.index),
         }
-        return self.remote(wheel.url, wheel.filename, wheel.size, wheel.sha256, policy, target, extra)
+        metadata = wheel.url.split("#", 1)[0] + ".metadata" if wheel.metadata else None
+        return self.remote(wheel.url, wheel.filename, wheel.size, wheel.sha256, policy, target, extra, metadata)
+
+
+def target_markers(python_version: str, platform: str | None) -> dict[str, str]:
+    """The marker environment requirements are evaluated in: the target platform's, else this machine's, with
+    the target Python either way."""
+    if platform:
+        try:
+            return marker_environment(python_version, platform)
+        except ValueError:  # a system or machine markers are not worked out for: this machine's, below
+            pass
+    env: dict[str, str] = {str(k): str(v) for k, v in default_environment().items()}
+    if python_version != env["python_version"]:
+        env.update({"python_version": python_version, "python_full_version": f"{python_version}.0"})
+    return env
 
 
 def _running_python() -> str:
@@ -432,9 +528,8 @@ def _inspect_one(session: _Session, spec: _Spec) -> list[Item]:
 
 def _local_wheel(session: _Session, path: Path, target: str) -> WheelItem:
     cache = session.cache if session.cache.enabled else None
-    report = inspect_local_wheel(path, session.policy(None), cache, session.options.max_member)
-    session.bytes_read += report.bytes_read
-    return WheelItem(target, report, session.numpy, sum(m.cached for m in report.outcome.members))
+    report = inspect_local_wheel(path, session.policy(None), cache, session.options.max_member, session.requires)
+    return session.item(target, report)
 
 
 def _binaries(session: _Session, paths: list[tuple[Path, str]], target: str) -> tuple[list[BinaryItem],
@@ -485,7 +580,7 @@ def _directory(session: _Session, root: Path) -> DirectoryItem:
                 wheels.append(_local_wheel(session, p, str(p)))
             except (zipfile.BadZipFile, OSError) as exc:
                 errors.append(ErrorItem(str(p), f"not a readable wheel: {exc}"))
-    return DirectoryItem(str(root), tuple(items), tuple(wheels), tuple(errors))
+    return DirectoryItem(str(root), tuple(items), tuple(wheels), tuple(errors), session.numpy)
 
 
 # --- index targets ------------------------------------------------------------------------------------
@@ -496,6 +591,9 @@ def _target_name(session: _Session) -> str:
 
 
 def _requirement(session: _Session, req: Requirement, target: str) -> list[Item]:
+    if req.marker is not None and not req.marker.evaluate({**session.marker_env, "extra": ""}):
+        raise PackageIndexError(f"its marker ({req.marker}) excludes {_target_name(session)}: an installer would "
+                                "not install it there, so there is nothing to inspect")
     files = session.index.files(req.name)
     if session.options.first_compatible or session.options.last_compatible:
         return [_compatible_release(session, req, target, newest=session.options.last_compatible)]
@@ -549,16 +647,17 @@ def _compatible_release(session: _Session, req: Requirement, target: str, newest
         start = next((i for i, r in enumerate(rels) if r.wheel.upload_time is None
                       or r.wheel.upload_time >= cutoff), len(rels))
     search = _Search(session, rels, req.name)
-    found = None
-    if start < len(rels):
-        found = search.highest(start) if newest else search.lowest(start)
+    find = search.highest if newest else search.lowest
+    found = find(start, len(rels)) if start < len(rels) else None
+    if found is None and start > 0:  # none from the cutoff on: one before it that uses no NumPy C-API is
+        found = find(0, start)  # compatible too, and only reading it tells
     project = canonical_name(req.name)
     note = why
     if found is None:
         note = "; ".join(x for x in (why, f"no release compatible with numpy {numpy}") if x)
     elif found < start:  # searched below the cutoff: its releases were not all skipped
-        note = f"{rels[found].version} predates NumPy 2 and uses no NumPy C-API, so any numpy will do"
-    skipped = sum(1 for i in range(start) if i not in search.items)
+        note = f"{rels[found].version} predates NumPy 2 and, as reading it showed, uses no NumPy C-API"
+    skipped = 0 if any(i < start for i in search.items) else start  # unless the search went below the cutoff
     return SearchItem(target, project, numpy, str(rels[found].version) if found is not None else None,
                       tuple(search.inspected()), len(rels), skipped, cutoff, note, newest)
 
@@ -584,12 +683,13 @@ class _Search:
                 self.full.add(i)
         return self.items[i].compatible is True
 
-    def lowest(self, start: int) -> int | None:
-        """When the newest release needs a newer numpy than the one asked about (a floor above it: h5py 3.14
-        and numpy 1.26), the search runs from the newest compatible release down instead."""
-        top = len(self.rels) - 1
+    def lowest(self, start: int, end: int) -> int | None:
+        """The lowest compatible release of `start` up to `end` (excluded). When the newest one needs a newer
+        numpy than the one asked about (a floor above it: h5py 3.14 and numpy 1.26), the search runs from the
+        newest compatible release down instead."""
+        top = end - 1
         if not self.ok(top):
-            newest = self.highest(start)
+            newest = self.highest(start, end)
             if newest is None:
                 return None
             top = newest
@@ -613,10 +713,11 @@ class _Search:
             return found
         return None
 
-    def highest(self, start: int) -> int | None:
-        """Releases from `start` up are taken as compatible up to some release and not after it. A sampled
-        "no" is certain (an incompatible member was read), so only the answer is read in full."""
-        bad = len(self.rels)  # the lowest release known incompatible
+    def highest(self, start: int, end: int) -> int | None:
+        """The newest compatible release of `start` up to `end` (excluded), taken as compatible up to some
+        release and not after it. A sampled "no" is certain (an incompatible member was read), so only the
+        answer is read in full."""
+        bad = end  # the lowest release known incompatible
         while bad > start:
             i, step = bad - 1, 1
             while not self.ok(i):

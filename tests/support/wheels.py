@@ -84,3 +84,36 @@ def build_wheel(dest: Path, name: str, version: str, files: dict[str, bytes], re
             zf.writestr(rel, data)
         zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
     return wheel
+
+
+def corrupt_shared_objects(wheel: Path, dest: Path) -> Path:
+    """A copy of `wheel` in `dest` whose shared objects' deflate streams are damaged (2,000 bytes inverted 50
+    bytes into each), leaving the directory intact: zipfile then fails while inflating, not while opening."""
+    import struct
+
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        members = [i for i in zf.infolist() if i.filename.endswith(".so") and i.compress_type == zipfile.ZIP_DEFLATED]
+    for info in members:
+        name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+        start = info.header_offset + 30 + name_len + extra_len + 50
+        for at in range(start, min(start + 2000, start - 50 + info.compress_size)):
+            data[at] ^= 0xFF
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / wheel.name
+    out.write_bytes(bytes(data))
+    return out
+
+
+def with_requires(wheel: Path, dest: Path, requires: list[str]) -> Path:
+    """A copy of `wheel` in `dest` whose METADATA declares `requires` instead of its own Requires-Dist lines."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / wheel.name
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info in src.infolist():
+            data = src.read(info)
+            if re.fullmatch(r"[^/]+\.dist-info/METADATA", info.filename):
+                kept = [ln for ln in data.decode().split("\n") if not ln.startswith("Requires-Dist:")]
+                data = "\n".join([kept[0], *(f"Requires-Dist: {r}" for r in requires), *kept[1:]]).encode()
+            zf.writestr(info, data)
+    return out

@@ -28,11 +28,16 @@ from abiguard.model import (
     Verdict,
     canonical_name,
 )
+from abiguard.report.markup import counted
 from abiguard.rules import numpy as numpy_rule
 from abiguard.sources.index import (
     IndexClient,
+    IndexFile,
+    IndexUnreachable,
     PackageIndexError,
+    ProjectNotFound,
     best_wheel,
+    find_links_files,
     load_index_config,
     target_tags,
 )
@@ -40,12 +45,13 @@ from abiguard.sources.lockfile import (
     BUILT_FROM_SOURCE,
     LockedPackage,
     LockedWheel,
+    LockfileContents,
     marker_environment,
     read_lockfile,
     select_entries,
 )
 from abiguard.sources.remote import HttpClient, RemoteError, redact
-from abiguard.sources.wheel import ReadPolicy, WheelReport, inspect_local_wheel, inspect_remote_wheel
+from abiguard.sources.wheel import ReadPolicy, WheelReport, inspect_local_wheel, inspect_remote_wheel, unreadable
 
 
 class LockCheckError(Exception):
@@ -92,6 +98,8 @@ def lock_check(
         site_packages=(), platform=platform, ext_suffixes=(), marker_env={},
     )
     numpy_version = next((e.version for e in entries if canonical_name(e.name) == "numpy"), None)
+    constrained = None if numpy_version or "numpy" in doubled else contents.constraints.get("numpy")
+    numpy_version = numpy_version or constrained
     judged = _version(numpy_version)
     unpinned = numpy_version is None and contents.kind == "requirements" and "numpy" not in doubled
     if "numpy" in doubled:
@@ -104,7 +112,7 @@ def lock_check(
     target = f"Python {python_version} on {platform}"
     cache = Cache.open(enabled=use_cache)
     http = HttpClient()
-    index: IndexClient | None = None
+    finder = _Finder(http, index_url, contents, tags, python_version, target)
     findings: list[DistributionFinding] = []
     bytes_read = bytes_total = 0
     checked = 0  # wheels read: numpy's own is not, and what is built at install cannot be
@@ -121,17 +129,12 @@ def lock_check(
             try:
                 wheel = _pick(entry.wheels, tags)
                 if wheel is None and not entry.wheels and not entry.sdist_url:  # the file names no file
-                    if index is None:
-                        primary = index_url or entry.source or None
-                        extras = [u for u in contents.index_urls if u != primary]  # the file's --extra-index-url
-                        index = IndexClient(load_index_config(primary, extras), http)
-                    wheel = _from_index(index, entry, tags, python_version)
-                    if wheel is not None and not _hash_allowed(entry, wheel):
-                        errors.append(f"{who}: its wheel for {target} ({wheel.filename}) matches none of the "
-                                      "file's hashes: an installer requiring them refuses it")
-                        continue
+                    wheel = finder.wheel(entry)
                 if wheel is None:
-                    if entry.sdist_url or not entry.wheels:
+                    if entry.binary_only:
+                        errors.append(f"{who}: sdist only for {target}, and --only-binary forbids building it: "
+                                      "the installer fails")
+                    elif entry.sdist_url or not entry.wheels:
                         notes.append(f"{who}: sdist only for {target}, built at install: its binaries cannot be "
                                      "checked")
                     else:
@@ -141,12 +144,15 @@ def lock_check(
                     continue  # it exists for the target (a pin to no release is an error above); its own
                     # binaries are numpy itself, judged by no rule
                 report = _inspect(wheel, http, cache if use_cache else None)
+            except _NotAsked:
+                continue
             except (RemoteError, PackageIndexError) as exc:
                 errors.append(f"{who}: {exc}")
                 continue
             except (OSError, zipfile.BadZipFile) as exc:
                 errors.append(f"{who}: cannot read {wheel.filename if wheel else 'its wheel'}: {exc}")
                 continue
+            errors += [f"{who}: {wheel.filename}: {m.path}: {m.facts.reason}" for m in unreadable(report.outcome)]
             checked += 1
             bytes_read += report.bytes_read
             bytes_total += report.wheel_size
@@ -156,7 +162,11 @@ def lock_check(
     finally:
         http.close()
         cache.close()
+    errors += finder.errors()
     unjudged = [d.name for d in findings if any(b.facts.built_for in _USES_NUMPY for b in d.binaries)]
+    if constrained and unjudged:
+        notes.append(f"numpy is not pinned in {path}; its -c constraint numpy=={constrained} is the numpy the "
+                     f"installer takes when a requirement pulls it in, so {', '.join(unjudged)} is judged against it")
     if unpinned and unjudged:
         errors.append(f"numpy is not pinned in {path}, so the installer picks one: {', '.join(unjudged)} "
                       "cannot be judged until numpy is pinned (numpy==VERSION)")
@@ -193,11 +203,11 @@ def _inspect(wheel: LockedWheel, http: HttpClient, cache: Cache | None) -> Wheel
                                 cache)
 
 
-def _hash_allowed(entry: LockedPackage, wheel: LockedWheel) -> bool:
-    """With `--hash` options, the wheel chosen must be one of the files they allow (pip checks the same);
-    without them, or without the index's digest to compare, anything is."""
-    sha256 = [h.partition(":")[2].lower() for h in entry.hashes if h.lower().startswith("sha256:")]
-    return not sha256 or wheel.sha256 is None or wheel.sha256.lower() in sha256
+def _hash_allowed(entry: LockedPackage, sha256: str | None) -> bool:
+    """With `--hash` options, only the files they allow can be installed (pip checks the same); without them,
+    or without the index's digest to compare, any file can."""
+    allowed = [h.partition(":")[2].lower() for h in entry.hashes if h.lower().startswith("sha256:")]
+    return not allowed or sha256 is None or sha256.lower() in allowed
 
 
 def _version(text: str | None) -> Version | None:
@@ -222,20 +232,112 @@ def _pick(wheels: list[LockedWheel], tags: list[Tag]) -> LockedWheel | None:
     return best[1] if best else None
 
 
-def _from_index(index: IndexClient, entry: LockedPackage, tags: list[Tag], python_version: str) -> LockedWheel | None:
-    """Pinned requirements name no file: ask the index for that exact release's wheel for the target.
+class _NotAsked(Exception):
+    """The entry needs the index, which was found unreachable: it is counted in one error, not given its own."""
+
+
+class _Finder:
+    """The wheel of an entry that names no file: from the file's `--find-links` locations (read once) and the
+    index (opened on first use, and reused), or from the locations alone with `--no-index`.
+
+    Once no index answers at all (connection refused, no such host), it is not asked again: each attempt would
+    cost its retries and repeat the same error, so the entries that needed it are listed in one error."""
+
+    def __init__(self, http: HttpClient, index_url: str | None, contents: LockfileContents, tags: list[Tag],
+                 python_version: str, target: str) -> None:
+        self.http = http
+        self.index_url = index_url
+        self.contents = contents  # its own --index-url, --extra-index-url, --find-links and --no-index
+        self.tags = tags
+        self.python_version = python_version
+        self.target = target
+        self._index: IndexClient | None = None
+        self._linked: list[IndexFile] | None = None
+        self.link_errors: list[str] = []
+        self.unreachable: str | None = None
+        self.not_asked: list[str] = []
+
+    def wheel(self, entry: LockedPackage) -> LockedWheel | None:
+        linked = [f for f in self._links() if f.name == canonical_name(entry.name) and _same(f.version, entry)]
+        if self.contents.no_index:
+            if not linked:
+                where = ", ".join(self.contents.find_links) or "none given"
+                raise PackageIndexError(f"no file of it in the --find-links locations ({where}), and --no-index "
+                                        "keeps the installer off the index")
+            return _choose(linked, entry, self.tags, self.python_version, self.target)
+        if self.unreachable is not None and not linked:
+            self.not_asked.append(entry.name)
+            raise _NotAsked
+        return _choose(linked + self._index_files(entry, bool(linked)), entry, self.tags, self.python_version,
+                       self.target)
+
+    def _index_files(self, entry: LockedPackage, optional: bool) -> list[IndexFile]:
+        """The release's files on the index; none, when the index cannot be reached but the entry has files
+        from --find-links (pip skips a location it cannot fetch)."""
+        if self.unreachable is not None:
+            return []
+        if self._index is None:
+            primary = self.index_url or entry.source or None
+            extras = [u for u in self.contents.index_urls if u != primary]
+            self._index = IndexClient(load_index_config(primary, extras), self.http)
+        try:
+            return [f for f in self._index.files(entry.name) if _same(f.version, entry)]
+        except IndexUnreachable as exc:
+            self.unreachable = str(exc)
+            if optional:
+                return []
+            self.not_asked.append(entry.name)
+            raise _NotAsked from None
+        except ProjectNotFound:
+            if optional:
+                return []
+            raise
+
+    def _links(self) -> list[IndexFile]:
+        if self._linked is None:
+            self._linked = []
+            for location in self.contents.find_links:
+                try:
+                    self._linked += find_links_files(location, self.http)
+                except PackageIndexError as exc:
+                    self.link_errors.append(str(exc))
+        return self._linked
+
+    def errors(self) -> list[str]:
+        found = list(self.link_errors)
+        if self.unreachable is not None and self.not_asked:
+            names = ", ".join(self.not_asked[:5]) + (", ..." if len(self.not_asked) > 5 else "")
+            found.append(f"the package index cannot be reached ({self.unreachable}): "
+                         f"{counted(len(self.not_asked), 'entry', 'entries')} that need it not checked ({names})")
+        return found
+
+
+def _same(version: Version, entry: LockedPackage) -> bool:
+    return version == _version(entry.version) or str(version) == entry.version
+
+
+def _choose(release: list[IndexFile], entry: LockedPackage, tags: list[Tag], python_version: str,
+            target: str) -> LockedWheel | None:
+    """The wheel of a pinned release an installer takes, among the files the entry's `--hash` options allow:
+    pip drops the others before it chooses, so a better-tagged wheel with another digest (a build-number
+    rebuild) is not the one installed.
 
     None when the release has only an sdist for the target (the installer builds it); an error when it has
     neither, since then the pin cannot be installed at all."""
-    version = _version(entry.version)
-    files = [f for f in index.files(entry.name)
-             if (f.version == version or str(f.version) == entry.version) and f.python_ok(python_version)]
-    w = best_wheel(files, tags)
+    if not release:
+        raise PackageIndexError(f"no release of {entry.name} matches =={entry.version}")
+    files = [f for f in release if f.python_ok(python_version)]
+    allowed = [f for f in files if _hash_allowed(entry, f.sha256)]
+    w = best_wheel(allowed, tags)
     if w is not None:
         return LockedWheel(w.url, w.filename, w.sha256, w.size)
-    if any(not f.is_wheel for f in files):
+    if any(not f.is_wheel for f in allowed):
         return None
-    raise PackageIndexError(f"{entry.name}=={entry.version} has no wheel for this target on the index")
+    refused = best_wheel(files, tags)
+    if refused is not None:
+        raise PackageIndexError(f"its wheel for {target} ({refused.filename}) matches none of the file's hashes: "
+                                "an installer requiring them refuses it")
+    raise PackageIndexError(f"{entry.name}=={entry.version} has no wheel for this target")
 
 
 _USES_NUMPY = (BuiltFor.NUMPY1, BuiltFor.NUMPY2)

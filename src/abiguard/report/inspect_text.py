@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from packaging.version import Version
 from rich.table import Table
 
+from abiguard.binary.numpy import PRODUCER_MARKERS
 from abiguard.inspect import (
     BinaryItem,
     DirectoryItem,
@@ -58,9 +60,10 @@ def _built(kind: BuiltFor) -> str:
 
 
 def _evidence(facts: BinaryFacts) -> str:
+    """The deciding marker, not merely the earliest: producer markers only say who built it."""
     if not facts.evidence:
         return ""
-    first = facts.evidence[0]
+    first = min(facts.evidence, key=lambda e: (e.marker in PRODUCER_MARKERS, e.offset))
     text = first.text if len(first.text) <= 70 else first.text[:67] + "..."
     return f"{first.marker} {text!r}"
 
@@ -81,9 +84,14 @@ def _binary(item: BinaryItem, out: Out) -> None:
     out.print(_facts_line(item.module or item.path, item.facts))
     if item.module:
         out.print(f"    [dim]{escape(item.path)}[/]")
-    if item.verdict is not None:  # with --numpy: said for every file, as for a wheel, "ok" included
-        why = f": {escape(item.consequence)}" if item.consequence else ""
-        out.print(f"    with numpy {item.numpy}: [{_VERDICT_STYLE[item.verdict]}]{item.verdict.value}[/]{why}")
+    _verdict(item.numpy, item.verdict, out, item.consequence)
+
+
+def _verdict(numpy: Version | None, verdict: Verdict | None, out: Out, why: str | None = None) -> None:
+    """With --numpy: said for every target (file, wheel or directory), "ok" included."""
+    if numpy is not None and verdict is not None:
+        because = f": {escape(why)}" if why else ""
+        out.print(f"    with numpy {numpy}: [{_VERDICT_STYLE[verdict]}]{verdict.value}[/]{because}")
 
 
 def _wheel(item: WheelItem, out: Out, verbose: bool) -> None:
@@ -92,9 +100,10 @@ def _wheel(item: WheelItem, out: Out, verbose: bool) -> None:
     floor = f", needs numpy >= {outcome.min_numpy}" if outcome.min_numpy else ""
     out.print(f"{_built(outcome.built_for)}  [bold]{escape(rep.name)} {escape(rep.version)}[/]{floor}"
               f"  [dim]{escape(rep.filename)}[/]")
-    if item.numpy is not None and item.verdict is not None:
-        verdict = item.verdict
-        out.print(f"    with numpy {item.numpy}: [{_VERDICT_STYLE[verdict]}]{verdict.value}[/]")
+    _verdict(item.numpy, item.verdict, out)
+    if item.installable is False:
+        out.print(f"    [bold red]declares {escape(item.numpy_requirement or '')}[/]: installers will not put it "
+                  f"beside numpy {item.numpy}")
     share = f" ({100 * rep.bytes_read / rep.wheel_size:.1f}%)" if rep.wheel_size else ""
     requests = f" in {counted(rep.requests, 'request')}" if rep.requests else ""
     cached = f", {item.cached_members} from cache" if item.cached_members else ""
@@ -122,6 +131,7 @@ def _directory(item: DirectoryItem, out: Out, verbose: bool) -> None:
     contents = f"{counted(len(item.binaries), 'shared object')}, {counted(len(item.wheels), 'wheel')}"
     contents += f", {len(item.errors)} unreadable" if item.errors else ""
     out.print(f"{_built(item.built_for)}  [bold]{escape(item.target)}[/]  ({contents})")
+    _verdict(item.numpy, item.verdict, out)
     shown = [b for b in item.binaries if verbose or b.facts.built_for is not BuiltFor.NONE]
     for b in shown:
         out.print("    " + _facts_line(b.module or b.path, b.facts))
@@ -150,6 +160,8 @@ def _search(item: SearchItem, out: Out) -> None:
         rep = w.report
         uploaded = str(rep.extra.get("upload_time") or "")[:10]
         compatible = {True: "[green]yes[/]", False: "[red]no[/]", None: "[magenta]?[/]"}[w.compatible]
+        if w.installable is False:
+            compatible += f" [dim](declares {escape(w.numpy_requirement or '')})[/]"
         if rep.outcome.sampled:
             compatible += " [dim](sample)[/]"
         table.add_row(escape(rep.version), uploaded, _built(rep.outcome.built_for), compatible,

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -258,6 +259,7 @@ class IndexFile:
     yanked_reason: str | None = None
     requires_python: str | None = None
     index: str = ""
+    metadata: bool = False  # the index serves its METADATA at `url + ".metadata"` (PEP 658, PEP 714)
 
     @property
     def is_wheel(self) -> bool:
@@ -319,6 +321,7 @@ def parse_file(filename: str, url: str, meta: Mapping[str, Any], index: str) -> 
         yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
         requires_python=meta.get("requires-python") or None,
         index=index,
+        metadata=bool(meta.get("core-metadata") or meta.get("data-dist-info-metadata")),
     )
 
 
@@ -429,10 +432,34 @@ def _parse_html(body: bytes, base: str, index: str) -> list[IndexFile]:
             meta["hashes"] = {"sha256": fragment[len("sha256="):]}
         if "data-yanked" in attrs:
             meta["yanked"] = attrs["data-yanked"] or True
+        value = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata", "false"))  # PEP 714, 658
+        meta["core-metadata"] = value is None or value.lower() != "false"
         parsed = parse_file(filename, path, meta, index)
         if parsed is not None:
             out.append(parsed)
     return out
+
+
+def find_links_files(location: str, http: HttpClient) -> list[IndexFile]:
+    """The wheels and sdists a `--find-links` location offers, as pip reads one: the files of a local directory,
+    or the links of an HTML page (a local file or an http(s) URL). PackageIndexError when it cannot be read."""
+    try:
+        if location.startswith(("http://", "https://")):
+            resp = http.get(location, {"Accept": "text/html"})
+            if resp.status == 404:
+                raise PackageIndexError(f"--find-links {redact(location)}: HTTP 404 Not Found")
+            return _parse_html(resp.body, resp.url, location)
+        path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(location).path)
+                    if location.startswith("file:") else location)
+        if path.is_dir():
+            found = (parse_file(p.name, p.resolve().as_uri(), {}, location) for p in sorted(path.iterdir())
+                     if p.is_file())
+            return [f for f in found if f is not None]
+        return _parse_html(path.read_bytes(), path.resolve().as_uri(), location)
+    except RemoteError as exc:
+        raise PackageIndexError(f"--find-links {redact(location)}: {exc}") from None
+    except OSError as exc:
+        raise PackageIndexError(f"--find-links {location}: cannot read: {exc.strerror or exc}") from None
 
 
 # --- tags and wheel selection ----------------------------------------------------------------------
@@ -454,6 +481,31 @@ def wheel_platform(platform: str) -> str:
         raise ValueError(f"platform {platform!r} is not a wheel platform tag; use one such as "
                          "manylinux_2_28_x86_64, win_amd64, macosx_11_0_arm64")
     return expand_platform(platform)[0]
+
+
+_OS = (  # (words in a platform tag, sys_platform, platform_system, os_name); "darwin" contains "win"
+    (("macos", "darwin"), "darwin", "Darwin", "posix"),
+    (("win",), "win32", "Windows", "nt"),
+    (("linux",), "linux", "Linux", "posix"),
+)
+
+
+# Systems wheels are built for whose marker values are not worked out here: fine for choosing wheels by tag.
+_OTHER_SYSTEMS = ("freebsd", "netbsd", "openbsd", "dragonfly", "sunos", "solaris", "aix", "cygwin", "android",
+                  "ios", "emscripten", "pyodide", "wasi")
+
+
+def platform_system(platform: str) -> tuple[str, str, str] | None:
+    """The operating system a target `platform` names, as markers spell it (sys_platform, platform_system,
+    os_name), or None for one of `_OTHER_SYSTEMS`; ValueError for uv's names (see `wheel_platform`) and for a
+    tag that names no system at all, which would match no wheel and answer 'no wheel for this target'."""
+    lower = wheel_platform(platform)
+    found = next((o for o in _OS if any(w in lower for w in o[0])), None)
+    if found is not None:
+        return found[1], found[2], found[3]
+    if not lower.startswith(_OTHER_SYSTEMS):
+        raise ValueError(f"platform {platform!r} names no known operating system (linux, macos, windows)")
+    return None
 
 
 def expand_platform(platform: str) -> list[str]:
@@ -505,7 +557,7 @@ def target_tags(python_version: str | None = None, platform: str | None = None) 
     version = parse_python_version(python_version) if python_version else sys.version_info[:2]
     if platform:
         try:
-            wheel_platform(platform)
+            platform_system(platform)
         except ValueError as exc:
             raise PackageIndexError(str(exc)) from None
     platforms = expand_platform(platform) if platform else list(ptags.platform_tags())
@@ -577,5 +629,13 @@ def resolve(files: Sequence[IndexFile], requirement: str, supported: Sequence[Ta
         wheel = best_wheel([f for f in allowed if f.python_ok(python_version)], supported)
         if wheel is not None:
             return Release(version, wheel, wheel.yanked)
-    raise NoMatchingWheel(f"no wheel of {req.name}{req.specifier} for {target}"
-                          f" (newest matching release: {matching[-1]})")
+    raise NoMatchingWheel(f"no wheel of {req.name}{req.specifier} for {target}{_why_no_wheel(files, matching, pinned)}")
+
+
+def _why_no_wheel(files: Sequence[IndexFile], matching: list[Version], pinned: set[str]) -> str:
+    """What the matching releases do have: the newest one's name is news only when more than one matched."""
+    if len(matching) > 1 or not pinned:
+        return f" (newest matching release: {matching[-1]})"
+    if not any(f.is_wheel for f in files if f.version == matching[0]):
+        return f" ({matching[0]} has only an sdist)"
+    return f" ({matching[0]} has wheels for other platforms or Pythons only)"

@@ -15,11 +15,12 @@ names no project, becomes a one-line `note`: it is not checked, but it is not an
 
 from __future__ import annotations
 
+import codecs
 import re
 import shlex
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from abiguard.model import canonical_name
-from abiguard.sources.index import wheel_platform
+from abiguard.sources.index import platform_system, wheel_platform
 from abiguard.sources.remote import redact
 
 if sys.version_info >= (3, 11):
@@ -82,6 +83,7 @@ class LockedPackage:
     origin: str | None = None  # not from an index: "git: URL", "directory: PATH", "url: URL", ...
     sdist_url: str | None = None
     requires_python: str | None = None
+    binary_only: bool = False  # `--only-binary`: an sdist is not built, so a release with no wheel fails to install
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ class LockfileContents:
     requires_python: str | None = None
     environments: list[str] = field(default_factory=list)  # markers the lock supports (PEP 751, uv)
     default_groups: list[str] = field(default_factory=list)  # PEP 751 dependency groups installed by default
+    constraints: dict[str, str] = field(default_factory=dict)  # `==` pins of -c files, by canonical name
+    find_links: list[str] = field(default_factory=list)  # `-f` directories, HTML files or URLs, in file order
+    no_index: bool = False  # `--no-index`: only the find-links locations are looked in
 
 
 def read_lockfile(path: Path) -> LockfileContents:
@@ -130,12 +135,13 @@ def entry_lines(path: Path) -> dict[str, int]:
     """The line of `path` where each project (canonical name) is first pinned: a package table's `name = ...`
     in TOML, a requirement line in pip's format (not in the files it includes). For pointing at an entry, as
     code-scanning annotations do; a file that cannot be read has none."""
+    requirements = lockfile_kind(path) == "requirements"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_requirements_text(path) if requirements else path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return {}
     found: dict[str, int] = {}
-    if lockfile_kind(path) == "requirements":
+    if requirements:
         pairs = ((n, _REQUIREMENT_NAME.match(line)) for n, line in _logical_lines(text))
     else:
         pairs = ((n, _TOML_NAME.match(line)) for n, line in enumerate(text.splitlines(), start=1))
@@ -201,11 +207,6 @@ def _holds(marker: str, env: Mapping[str, str | frozenset[str]]) -> bool:
         return True
 
 
-_OS = (  # (words in a platform tag, sys_platform, platform_system, os_name); "darwin" contains "win"
-    (("macos", "darwin"), "darwin", "Darwin", "posix"),
-    (("win",), "win32", "Windows", "nt"),
-    (("linux",), "linux", "Linux", "posix"),
-)
 _MACHINE = (  # (words, linux, macOS, Windows); first match wins, so "x86_64" is tried before "x86"
     (("x86_64", "amd64", "x64"), "x86_64", "x86_64", "AMD64"),
     (("aarch64", "arm64", "universal2"), "aarch64", "arm64", "ARM64"),
@@ -228,11 +229,11 @@ def marker_environment(python_version: str, platform: str, implementation: str =
     if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
         raise ValueError(f"Python version {python_version!r} is not X.Y or X.Y.Z")
     full = ".".join(parts + ["0"] * (3 - len(parts)))
+    system_names = platform_system(platform)
+    if system_names is None:
+        raise ValueError(f"platform {platform!r}: markers can be evaluated for linux, macos and windows only")
+    sys_platform, system, os_name = system_names
     lower = wheel_platform(platform)  # normalized, as the wheel tags are computed from it
-    os_info = next((o for o in _OS if any(w in lower for w in o[0])), None)
-    if os_info is None:
-        raise ValueError(f"platform {platform!r} names no known operating system (linux, macos, windows)")
-    _, sys_platform, system, os_name = os_info
     machine = next((m for m in _MACHINE if any(w in lower for w in m[0])), None)
     if machine is None:
         raise ValueError(f"platform {platform!r} names no known machine (x86_64, aarch64/arm64, i686/x86, ...)")
@@ -616,10 +617,9 @@ def _uv_file(path: Path, table: dict[str, Any], hashes: list[str], registry: str
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _NAMED_URL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")  # `name[extra] @ URL` (PEP 508)
-_IGNORED_OPTIONS = frozenset({  # installer behaviour; says nothing about which files get installed
-    "--no-index", "--pre", "--prefer-binary", "--require-hashes", "--no-deps", "--use-feature",
-    "--trusted-host", "-f", "--find-links", "--only-binary", "--no-binary",
-    "--config-settings", "--global-option", "--install-option",
+_IGNORED_OPTIONS = frozenset({  # installer behaviour that does not change which file of a pinned release is used
+    "--pre", "--prefer-binary", "--require-hashes", "--no-deps", "--use-feature",
+    "--trusted-host", "--config-settings", "--global-option", "--install-option",
 })
 _VALUE_OPTIONS = frozenset({
     "-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url", "-f", "--find-links",
@@ -640,6 +640,10 @@ class _RequirementsReader:
         self.index_urls: list[str] = []
         self.seen: set[Path] = set()
         self.pins: dict[str, str] = {}  # `==` pins of the -c constraint files, by canonical name
+        self.no_binary: set[str] = set()  # canonical names or ":all:", as pip's FormatControl keeps them
+        self.only_binary: set[str] = set()
+        self.find_links: list[str] = []
+        self.no_index = False
         self.loose: list[tuple[int, Requirement, list[str]]] = []  # unpinned: (its error's index, ...)
 
     def read(self) -> LockfileContents:
@@ -655,15 +659,28 @@ class _RequirementsReader:
                 self.entries.append(LockedPackage(name=req.name, version=pinned,
                                                   marker=str(req.marker) if req.marker else None, hashes=hashes))
         self.errors = [e for at, e in enumerate(self.errors) if at not in pinned_by_constraint]
-        entries = self.entries
+        entries = [self._formats(e) for e in self.entries]
         if self.index_url:
-            entries = [_with_source(e, self.index_url) for e in entries]
+            entries = [replace(e, source=self.index_url) for e in entries]
         return LockfileContents(self.path, "requirements", entries, index_urls=self.index_urls, errors=self.errors,
-                                notes=self.notes)
+                                notes=self.notes, constraints=self.pins, find_links=self.find_links,
+                                no_index=self.no_index)
+
+    def _formats(self, entry: LockedPackage) -> LockedPackage:
+        """`--no-binary` makes a pinned release an sdist built at install; `--only-binary` forbids that. A name
+        beats `:all:`, and `--only-binary` beats `--no-binary` for the same name, as in pip's FormatControl."""
+        if entry.wheels or entry.origin:
+            return entry
+        name = canonical_name(entry.name)
+        if name in self.only_binary or (":all:" in self.only_binary and name not in self.no_binary):
+            return replace(entry, binary_only=True)
+        if name in self.no_binary or ":all:" in self.no_binary:
+            return replace(entry, origin=f"sdist: --no-binary {name if name in self.no_binary else ':all:'}")
+        return entry
 
     def _read(self, path: Path) -> None:
         self.seen.add(path.resolve())
-        for lineno, line in _logical_lines(path.read_text(encoding="utf-8-sig")):
+        for lineno, line in _logical_lines(read_requirements_text(path)):
             where = f"{path}:{lineno}"
             if line.startswith("-"):
                 self._option(path, where, line)
@@ -697,6 +714,14 @@ class _RequirementsReader:
                 self._add_index(value)
             elif option == "--extra-index-url":
                 self._add_index(value)
+            elif option in ("--no-binary", "--only-binary"):
+                binary = option == "--only-binary"
+                _format_control(value, self.only_binary if binary else self.no_binary,
+                                self.no_binary if binary else self.only_binary)
+            elif option in ("-f", "--find-links"):
+                self.find_links.append(_find_links_location(path, value))
+            elif option == "--no-index":
+                self.no_index = True
             elif option not in _IGNORED_OPTIONS:
                 self.errors.append(f"{where}: unknown option {option}")
                 return
@@ -786,10 +811,47 @@ class _RequirementsReader:
             self.notes.append(f"{where}: {redact(location)}: {BUILT_FROM_SOURCE}")
 
 
-def _with_source(entry: LockedPackage, source: str) -> LockedPackage:
-    return LockedPackage(name=entry.name, version=entry.version, marker=entry.marker, wheels=entry.wheels,
-                         source=source, hashes=entry.hashes, origin=entry.origin, sdist_url=entry.sdist_url,
-                         requires_python=entry.requires_python)
+_BOMS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def read_requirements_text(path: Path) -> str:
+    """A requirements file's text in the encoding its byte-order mark names, else UTF-8, as pip reads it:
+    PowerShell's `pip freeze > requirements.txt` writes UTF-16."""
+    raw = path.read_bytes()
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            return raw[len(bom):].decode(encoding)
+    return raw.decode("utf-8")
+
+
+def _format_control(value: str, target: set[str], other: set[str]) -> None:
+    """pip's `--no-binary`/`--only-binary` VALUE: names (comma-separated) move from `other` to `target`;
+    `:all:` replaces both sets; `:none:` empties `target`."""
+    names = value.split(",")
+    while ":all:" in names:
+        other.clear()
+        target.clear()
+        target.add(":all:")
+        del names[: names.index(":all:") + 1]
+        if ":none:" not in names:
+            return
+    for name in names:
+        if name == ":none:":
+            target.clear()
+        elif name:
+            other.discard(canonical_name(name))
+            target.add(canonical_name(name))
+
+
+def _find_links_location(path: Path, value: str) -> str:
+    """A `-f` value as pip takes it: a relative path is the requirements file's neighbour if that exists."""
+    if "://" in value:
+        return value
+    beside = path.parent / value
+    return str(beside if beside.exists() else Path(value))
 
 
 def _logical_lines(text: str) -> Iterable[tuple[int, str]]:

@@ -18,6 +18,7 @@ URL's user-info or `~/.netrc`, and the environment's proxies.
 from __future__ import annotations
 
 import base64
+import errno
 import http.client
 import netrc
 import os
@@ -84,6 +85,10 @@ class _Target:
     path: str  # path and query, as sent in the request line
     auth: str | None  # value of the Authorization header
 
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.scheme, self.host, self.port
+
 
 @dataclass
 class Counters:
@@ -112,6 +117,9 @@ class HttpClient:
         self._cafile = cafile
         self._ssl: ssl.SSLContext | None = None
         self._conns: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+        # Hosts that refused every attempt or have no address: asked again, they fail at once (a lockfile of
+        # 100 entries on a dead index would wait out the retries 100 times).
+        self._unreachable: dict[tuple[str, str, int], str] = {}
         self._proxies = urllib.request.getproxies()
         self._netrc: netrc.netrc | bool | None = False  # False: not loaded yet
 
@@ -187,6 +195,10 @@ class HttpClient:
     def _with_retries(
         self, url: str, headers: dict[str, str], max_body: int, expect_range: tuple[int, int] | None
     ) -> Response:
+        host = self._target(url).key
+        if host in self._unreachable:
+            raise RemoteError(f"{self._unreachable[host]} from {redact(url)} (not retried: the host could not be "
+                              "reached earlier in this run)")
         delay = self.backoff
         last = ""
         for attempt in range(self.retries + 1):
@@ -197,6 +209,8 @@ class HttpClient:
                 resp = self._once(url, headers, max_body, expect_range)
             except _Transient as exc:
                 last = str(exc)
+                if exc.unreachable and attempt == self.retries:
+                    self._unreachable[host] = last
                 continue
             if resp.status == 429 or resp.status >= 500:
                 last = f"HTTP {resp.status} {_reason(resp.status)}"
@@ -222,7 +236,7 @@ class HttpClient:
             raw = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             self._drop(target)
-            raise _Transient(_describe(exc)) from None
+            raise _Transient(_describe(exc), _cannot_connect(exc)) from None
         if expect_range is not None and raw.status == 200:
             self._drop(target)  # do not download the whole file by accident
             raise RemoteError(f"server ignored the Range request (answered 200 with the whole file) for"
@@ -313,7 +327,7 @@ class HttpClient:
         return found[0], found[2] or ""
 
     def _connection(self, target: _Target) -> http.client.HTTPConnection:
-        key = (target.scheme, target.host, target.port)
+        key = target.key
         conn = self._conns.get(key)
         if conn is not None:
             return conn
@@ -350,7 +364,7 @@ class HttpClient:
         return self._ssl
 
     def _drop(self, target: _Target) -> None:
-        conn = self._conns.pop((target.scheme, target.host, target.port), None)
+        conn = self._conns.pop(target.key, None)
         if conn is not None:
             conn.close()
 
@@ -365,7 +379,18 @@ class _ProxiedHTTPConnection(http.client.HTTPConnection):
 
 
 class _Transient(Exception):
-    """A failure worth retrying (connection reset, timeout, short body)."""
+    """A failure worth retrying (connection reset, timeout, short body); `unreachable`: no connection could be
+    made at all (refused, no such host, no route)."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def _cannot_connect(exc: BaseException) -> bool:
+    if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,9 +14,11 @@ what order, and when to stop:
 
 from __future__ import annotations
 
+import email.parser
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,6 +100,7 @@ class WheelReport:
     wheel_size: int
     sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # upload_time, yanked ... from the index
+    requires: tuple[str, ...] | None = None  # its METADATA's Requires-Dist, when asked for and readable
 
     @property
     def built_for(self) -> BuiltFor:
@@ -233,6 +236,29 @@ def _version_key(text: str) -> Version:
         return Version("0")
 
 
+_METADATA = re.compile(r"^[^/]+\.dist-info/METADATA$")
+_MAX_METADATA = 16 * 1024 * 1024  # far above any real METADATA; a bound on what a hostile wheel makes us inflate
+
+
+def metadata_member(names: Iterable[str]) -> str | None:
+    """The wheel's `*.dist-info/METADATA` (the top-level one)."""
+    return next((n for n in names if _METADATA.match(n)), None)
+
+
+def requires_dist(metadata: bytes) -> tuple[str, ...]:
+    """The Requires-Dist lines of a METADATA file (RFC 822 headers; the body, its description, is skipped)."""
+    headers = email.parser.BytesHeaderParser().parsebytes(metadata)
+    return tuple(str(v) for v in headers.get_all("Requires-Dist") or ())
+
+
+UNREADABLE = "cannot read from the wheel"  # the reason of a member whose bytes are damaged
+
+
+def unreadable(outcome: WheelOutcome) -> list[MemberResult]:
+    """Members whose bytes could not be read (a damaged wheel): no installer would install it either."""
+    return [m for m in outcome.members if (m.facts.reason or "").startswith(UNREADABLE)]
+
+
 def too_large(member: Member, exc: MemberTooLarge) -> BinaryFacts:
     return BinaryFacts("unknown", BuiltFor.UNKNOWN, reason=f"too large to read remotely ({exc})",
                        size=member.size)
@@ -259,14 +285,25 @@ class LocalWheel:
         try:
             with self._zip.open(member.name) as stream:
                 data = stream.read(self.max_member + 1)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            return BinaryFacts("unknown", BuiltFor.UNKNOWN, reason=f"cannot read from the wheel: {exc}",
-                               size=member.size)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as exc:  # damaged: bad CRC,
+            # corrupt deflate data, a member cut short
+            return BinaryFacts("unknown", BuiltFor.UNKNOWN, reason=f"{UNREADABLE}: {exc}", size=member.size)
         self.bytes_read += member.compressed_size
         if len(data) > self.max_member:
             return too_large(member, MemberTooLarge(member.name, len(data), self.max_member))
         facts = inspect_reader(BytesReader(data))
         return _with_cost(facts, member.compressed_size)
+
+    def requires(self) -> tuple[str, ...] | None:
+        """Requires-Dist from its METADATA; None when it has none or it cannot be read (then nothing is known)."""
+        name = metadata_member(self._zip.namelist())
+        if name is None:
+            return None
+        try:
+            with self._zip.open(name) as stream:
+                return requires_dist(stream.read(_MAX_METADATA))
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
+            return None
 
     def close(self) -> None:
         self._zip.close()
@@ -281,8 +318,10 @@ def inspect_local_wheel(
     policy: ReadPolicy = ReadPolicy(),
     cache: Cache | None = None,
     max_member: int = DEFAULT_MAX_MEMBER,
+    requires: Callable[[WheelOutcome], bool] | None = None,
 ) -> WheelReport:
-    """Inspect a wheel on disk; members are cached by the wheel file's identity and the member name."""
+    """Inspect a wheel on disk; members are cached by the wheel file's identity and the member name.
+    `requires`: whether, given what the binaries say, its declared requirements are worth reading too."""
     path = Path(path)
     name, version = _name_version(path.name)
     st = path.stat()
@@ -296,9 +335,11 @@ def inspect_local_wheel(
         if cache:
             fresh = {keys[r.path]: r.facts for r in outcome.members if not r.cached}
             cache.store_files({k: f for k, f in fresh.items() if _cacheable(f)})
+        declared = wheel.requires() if requires is not None and requires(outcome) else None
     finally:
         wheel.close()
-    return WheelReport(path.name, name, version, str(path), outcome, wheel.bytes_read, 0, st.st_size)
+    return WheelReport(path.name, name, version, str(path), outcome, wheel.bytes_read, 0, st.st_size,
+                       requires=declared)
 
 
 def _cacheable(facts: BinaryFacts) -> bool:
@@ -343,6 +384,21 @@ class RemoteWheel:
             return too_large(member, exc)
         return inspect_reader(reader)
 
+    def requires(self, metadata_url: str | None) -> tuple[str, ...] | None:
+        """Requires-Dist from the METADATA the index serves beside the wheel (PEP 658), else from the wheel's own,
+        read by range: usually inside the tail already read for the directory, since it is written last."""
+        if metadata_url is not None:
+            resp = self.zip.client.get(metadata_url, max_body=_MAX_METADATA)
+            if resp.status == 200:
+                return requires_dist(resp.body)
+        name = metadata_member(self._directory())
+        if name is None:
+            return None
+        try:
+            return requires_dist(self.zip.open_member(self._directory()[name]).data)
+        except MemberTooLarge:
+            return None
+
 
 def inspect_remote_wheel(
     url: str,
@@ -354,8 +410,12 @@ def inspect_remote_wheel(
     cache: Cache | None = None,
     max_member: int = DEFAULT_MAX_MEMBER,
     known: Mapping[str, BinaryFacts] | None = None,
+    requires: Callable[[WheelOutcome], bool] | None = None,
+    metadata_url: str | None = None,
 ) -> WheelReport:
     """Inspect a remote wheel; members are cached by the wheel's sha256 (when the index gives one).
+    `requires`: whether, given what the binaries say, its declared requirements are worth reading too (from
+    `metadata_url` when the index serves them apart): with the directory cached, they cost a request or two.
 
     A wheel whose shared-object list and deciding members are all cached costs no request at all;
     `known` adds facts the caller already has (e.g. from an earlier sampled pass in the same run).
@@ -380,7 +440,8 @@ def inspect_remote_wheel(
     if cache is not None and sha256:
         cache.store_members(sha256, {r.path: r.facts for r in outcome.members
                                      if r.path not in have and _cacheable(r.facts)})
+    declared = wheel.requires(metadata_url) if requires is not None and requires(outcome) else None
     counters = wheel.zip.counters
     wheel_size = wheel.zip.size or (listing.size if listing else 0) or size or 0
     return WheelReport(filename, name, version, redact(url), outcome, counters.bytes_read, counters.requests,
-                       wheel_size, sha256)
+                       wheel_size, sha256, requires=declared)
