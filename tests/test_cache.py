@@ -43,7 +43,7 @@ def test_changed_identity_is_a_miss_and_replaces_old_row(tmp_path: Path) -> None
         newer = FileKey("/a", 1000, 999, 7)
         assert cache.lookup_files([newer]) == {}
         cache.store_files({newer: FACTS})
-        rows = sqlite3.connect(tmp_path / "c.sqlite3").execute("SELECT count(*) FROM files").fetchone()
+        rows = sqlite3.connect(tmp_path / "c.sqlite3").execute("SELECT count(*) FROM files2").fetchone()
         assert rows == (1,)
 
 
@@ -146,4 +146,22 @@ def test_concurrent_writers_do_not_corrupt(tmp_path: Path) -> None:
         assert proc.returncode == 0, err.decode()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert conn.execute("SELECT count(*) FROM files").fetchone() == (4 * 40 * 25,)
+    assert conn.execute("SELECT count(*) FROM files2").fetchone() == (4 * 40 * 25,)
+
+
+def test_a_cache_written_by_an_older_release_is_replaced_not_an_error(tmp_path: Path) -> None:
+    """Schema 1 keyed files without ctime, in a 5-column table: a newer abiguard starts afresh beside it."""
+    path = tmp_path / "c.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("INSERT INTO meta VALUES ('generation', '1/0.1.0/00000000')")
+    conn.execute("CREATE TABLE files (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER, facts TEXT,"
+                 " PRIMARY KEY (path, size, mtime_ns, inode)) WITHOUT ROWID")
+    conn.commit()
+    conn.close()
+    facts = BinaryFacts("elf", BuiltFor.NONE, size=1000)
+    with Cache.open(path) as cache:
+        assert cache.lookup_files([key("/a")]) == {}
+        cache.store_files({key("/a"): facts})
+        assert cache.lookup_files([key("/a")]) == {key("/a"): facts}
+        assert cache.warnings == []

@@ -35,7 +35,7 @@ from abiguard import __version__
 from abiguard.model import BinaryFacts
 from abiguard.paths import cache_dir
 
-SCHEMA_VERSION = 2  # 2: files keyed by ctime too
+SCHEMA_VERSION = 2  # 2: files keyed by ctime too, in `files2`: an older abiguard sharing the file keeps `files`
 _CHUNK = 500  # keys per query; well under SQLite's bound-parameter limit
 _LOCK_RETRIES = 5
 _BUSY_TIMEOUT_S = 5.0
@@ -121,7 +121,7 @@ class Cache:
         # Most rows of an environment share a handful of texts ("none", as ELF): parse each text once.
         parsed: dict[str, BinaryFacts | None] = {}
         for chunk in _chunks(paths):
-            sql = f"SELECT path, size, mtime_ns, inode, ctime_ns, facts FROM files WHERE path IN ({_marks(chunk)})"
+            sql = f"SELECT path, size, mtime_ns, inode, ctime_ns, facts FROM files2 WHERE path IN ({_marks(chunk)})"
             for path, size, mtime_ns, inode, ctime_ns, facts in self._select(sql, chunk):
                 key = FileKey(path, size, mtime_ns, inode, ctime_ns)
                 if key not in by_path.get(path, ()):
@@ -144,8 +144,8 @@ class Cache:
 
         def write(conn: sqlite3.Connection) -> None:
             with conn:
-                conn.executemany("DELETE FROM files WHERE path = ?", [(r[0],) for r in rows])
-                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+                conn.executemany("DELETE FROM files2 WHERE path = ?", [(r[0],) for r in rows])
+                conn.executemany("INSERT OR REPLACE INTO files2 VALUES (?, ?, ?, ?, ?, ?)", rows)
 
         self._run(write)
 
@@ -264,7 +264,7 @@ class Cache:
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
                 self._drop_other_generation(conn)
                 conn.execute(
-                    "CREATE TABLE IF NOT EXISTS files (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
+                    "CREATE TABLE IF NOT EXISTS files2 (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
                     " ctime_ns INTEGER, facts TEXT, PRIMARY KEY (path, size, mtime_ns, inode, ctime_ns)) WITHOUT ROWID"
                 )
                 conn.execute(
@@ -295,7 +295,7 @@ class Cache:
         columns, are not this one's."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         if row is None or row[0] != _generation():
-            for table in ("files", "members", "wheels"):
+            for table in ("files", "files2", "members", "wheels"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _recreate(self, exc: BaseException) -> sqlite3.Connection | None:

@@ -77,6 +77,11 @@ _MAX_ANCHORS = 4096  # beyond this many occurrences in a chunk, a pass per marke
 PRODUCER_MARKERS = ("R8", "R9", "pybind11", "cython", "rust-numpy")
 
 
+def deciding_first(evidence: Iterable[Evidence]) -> list[Evidence]:
+    """The markers that decide the ABI, then those that only say who built the binary; each in file order."""
+    return sorted(evidence, key=lambda e: (e.marker in PRODUCER_MARKERS, e.offset))
+
+
 def _anchor(needle: bytes) -> tuple[bytes | None, int]:
     """The first anchor in `needle` and where it sits, or (None, 0) for a needle without one."""
     for token in _ANCHORS:

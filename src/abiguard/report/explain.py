@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from abiguard.binary.numpy import PRODUCER_MARKERS
+from abiguard.binary.numpy import deciding_first
 from abiguard.model import BinaryFinding, BuiltFor, CheckReport, DeclaredProblem, DistributionFinding, Verdict
 from abiguard.report.markup import counted
 from abiguard.rules.numpy import Bound, numpy_bounds, satisfiable
@@ -32,8 +32,7 @@ def shown(dist: DistributionFinding) -> tuple[BinaryFinding, ...]:
 
 def evidence(b: BinaryFinding, most: int = 3) -> list[str]:
     """The deciding markers first (producer markers only say who built it), as `path has 'text' (R4) at 0x..`."""
-    ordered = sorted(b.facts.evidence, key=lambda e: (e.marker in PRODUCER_MARKERS, e.offset))
-    return [f"{b.path} has {e.text!r} ({e.marker}) at {e.offset:#x}" for e in ordered[:most]]
+    return [f"{b.path} has {e.text!r} ({e.marker}) at {e.offset:#x}" for e in deciding_first(b.facts.evidence)[:most]]
 
 
 def unjudged(dist: DistributionFinding) -> list[BinaryFinding]:

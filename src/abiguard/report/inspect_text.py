@@ -5,7 +5,7 @@ from __future__ import annotations
 from packaging.version import Version
 from rich.table import Table
 
-from abiguard.binary.numpy import PRODUCER_MARKERS
+from abiguard.binary.numpy import deciding_first
 from abiguard.inspect import (
     BinaryItem,
     DirectoryItem,
@@ -63,7 +63,7 @@ def _evidence(facts: BinaryFacts) -> str:
     """The deciding marker, not merely the earliest: producer markers only say who built it."""
     if not facts.evidence:
         return ""
-    first = min(facts.evidence, key=lambda e: (e.marker in PRODUCER_MARKERS, e.offset))
+    first = deciding_first(facts.evidence)[0]
     text = first.text if len(first.text) <= 70 else first.text[:67] + "..."
     return f"{first.marker} {text!r}"
 
