@@ -329,3 +329,12 @@ def test_real_index_listing() -> None:
     assert release.wheel.filename == "pandas-2.0.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
     assert release.wheel.size and release.wheel.sha256 and release.wheel.upload_time
     assert release.wheel.upload_time.year == 2023
+
+
+def test_the_default_index_is_known_without_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed with `uv tool install`, abiguard has no pip to ask: uv names the same default index."""
+    from_pip = default_index_url()
+    monkeypatch.setitem(sys.modules, "pip", None)  # what `import pip` meets where it is not installed
+    monkeypatch.setitem(sys.modules, "pip._internal", None)
+    monkeypatch.setitem(sys.modules, "pip._internal.models.index", None)
+    assert default_index_url() == from_pip

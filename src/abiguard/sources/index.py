@@ -15,6 +15,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import sys
 import urllib.parse
 import urllib.request
@@ -73,16 +74,33 @@ class IndexConfig:
     cafile: str | None = None
 
 
+_UV_DEFAULT = re.compile(r"--default-index\b.*?\(by default: <(https?://[^>\s]+)>\)", re.DOTALL)
+
+
 def default_index_url() -> str:
-    """The index pip uses when nothing is configured, taken from the installed pip."""
+    """The index the installers use when nothing is configured: the installed pip's, else the one uv's own
+    help names (abiguard installed by `uv tool install` or pipx has no pip to ask)."""
     try:
         from pip._internal.models.index import PyPI
+
+        return str(PyPI.simple_url)
     except Exception:  # pip missing or its internals moved
-        raise PackageIndexError(
-            "no package index configured and pip is not importable to tell the default one;"
-            " pass --index-url URL"
-        ) from None
-    return str(PyPI.simple_url)
+        pass
+    import subprocess
+
+    from abiguard.fix.resolver import find_uv
+
+    uv = find_uv()
+    try:
+        said = subprocess.run([uv, "pip", "install", "--help"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL).stdout if uv else ""
+    except (OSError, subprocess.SubprocessError):
+        said = ""
+    found = _UV_DEFAULT.search(said)
+    if found is None:
+        raise PackageIndexError("no package index configured, and neither pip nor uv says which is the default;"
+                                " pass --index-url URL or set PIP_INDEX_URL")
+    return found.group(1)
 
 
 @dataclass
