@@ -436,6 +436,18 @@ def test_real_last_compatible_pandas_for_numpy_1_26_is_one_that_installs_beside_
 
 
 @pytest.mark.network
+def test_a_search_run_again_reads_nothing_but_the_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Facts and declared requirements are cached by the wheel's sha256: `fix` searches for every culprit on
+    every run."""
+    monkeypatch.setenv("ABIGUARD_CACHE_DIR", str(tmp_path))
+    opts = options(last_compatible=True, numpy="1.26", platform="manylinux_2_28_x86_64")
+    first = inspect_targets(["pandas>=3.0.6,<=3.1.0"], opts)
+    again = inspect_targets(["pandas>=3.0.6,<=3.1.0"], opts)
+    assert [i.found for i in (*first.items, *again.items)] == ["3.0.6", "3.0.6"]  # type: ignore[attr-defined]
+    assert first.requests > 5 and (again.requests, again.bytes_read) == (1, 0)
+
+
+@pytest.mark.network
 def test_first_compatible_of_a_package_without_compiled_code_is_its_first_release() -> None:
     """Every release of requests works with any numpy: the answer predates NumPy 2, is found by bisection
     rather than a walk down every old release, and the counts agree with what was read."""

@@ -4,7 +4,8 @@ Three kinds of rows:
 - local binaries, keyed by file identity (path, size, mtime_ns, inode, ctime_ns): a rewritten file gets a new
   key, even one rewritten in place with its size and mtime restored (`cp -p`), and so does a chmod;
 - members of remote wheels, keyed by the wheel's sha256 and the member's name: a wheel never changes;
-- the list of a remote wheel's shared objects, by sha256, so that a fully cached wheel costs no request.
+- the list of a remote wheel's shared objects, by sha256, so that a fully cached wheel costs no request;
+- a remote wheel's declared requirements (Requires-Dist), by sha256.
 
 Design choices, briefly:
 - Opening is lazy: `Cache.open()` touches nothing; the first lookup connects. A command that finds
@@ -35,7 +36,7 @@ from abiguard import __version__
 from abiguard.model import BinaryFacts
 from abiguard.paths import cache_dir
 
-SCHEMA_VERSION = 2  # 2: files keyed by ctime too, in `files2`: an older abiguard sharing the file keeps `files`
+SCHEMA_VERSION = 2  # 2: files keyed by ctime, in `files2` (an older abiguard sharing the file keeps `files`); requires
 _CHUNK = 500  # keys per query; well under SQLite's bound-parameter limit
 _LOCK_RETRIES = 5
 _BUSY_TIMEOUT_S = 5.0
@@ -212,6 +213,30 @@ class Cache:
 
         self._run(write)
 
+    def lookup_requires(self, sha256: str) -> tuple[str, ...] | None:
+        """The Requires-Dist of the wheel with this sha256, as stored by `store_requires`; None when not stored."""
+        if not sha256 or not self._ready():
+            return None
+        rows = self._select("SELECT lines FROM requires WHERE sha256 = ?", [sha256.lower()])
+        try:
+            lines = json.loads(rows[0][0]) if rows else None
+        except (ValueError, TypeError):
+            return None
+        return tuple(str(x) for x in lines) if isinstance(lines, list) else None
+
+    def store_requires(self, sha256: str, lines: tuple[str, ...]) -> None:
+        """Remember a wheel's declared requirements: a search for a compatible release reads them again for
+        every release it looks at."""
+        if not sha256 or not self._ready():
+            return
+        row = (sha256.lower(), json.dumps(list(lines)))
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("INSERT OR REPLACE INTO requires VALUES (?, ?)", row)
+
+        self._run(write)
+
     def close(self) -> None:
         if self._conn is not None:
             with suppress(sqlite3.Error):
@@ -275,6 +300,7 @@ class Cache:
                     "CREATE TABLE IF NOT EXISTS wheels (sha256 TEXT PRIMARY KEY, size INTEGER, members TEXT)"
                     " WITHOUT ROWID"
                 )
+                conn.execute("CREATE TABLE IF NOT EXISTS requires (sha256 TEXT PRIMARY KEY, lines TEXT) WITHOUT ROWID")
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (_generation(),))
         except BaseException:
             conn.close()
@@ -295,7 +321,7 @@ class Cache:
         columns, are not this one's."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         if row is None or row[0] != _generation():
-            for table in ("files", "files2", "members", "wheels"):
+            for table in ("files", "files2", "members", "wheels", "requires"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _recreate(self, exc: BaseException) -> sqlite3.Connection | None:

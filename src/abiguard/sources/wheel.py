@@ -440,7 +440,13 @@ def inspect_remote_wheel(
     if cache is not None and sha256:
         cache.store_members(sha256, {r.path: r.facts for r in outcome.members
                                      if r.path not in have and _cacheable(r.facts)})
-    declared = wheel.requires(metadata_url) if requires is not None and requires(outcome) else None
+    declared = None
+    if requires is not None and requires(outcome):
+        declared = cache.lookup_requires(sha256) if cache is not None and sha256 else None
+        if declared is None:
+            declared = wheel.requires(metadata_url)
+            if declared is not None and cache is not None and sha256:
+                cache.store_requires(sha256, declared)
     counters = wheel.zip.counters
     wheel_size = wheel.zip.size or (listing.size if listing else 0) or size or 0
     return WheelReport(filename, name, version, redact(url), outcome, counters.bytes_read, counters.requests,
