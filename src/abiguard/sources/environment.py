@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -621,36 +621,52 @@ def unowned_shared_objects(
     with the directory's mtime, so an unchanged directory costs one stat (see Memo)."""
     memo = memo or Memo(None)
     found: list[tuple[str, str]] = []
-    sep = os.sep
     for site in env.site_packages:
-        site = site.rstrip(sep) or sep
-        prefix = site if site.endswith(sep) else site + sep
-        made = {top for d in dists if d.site_dir.rstrip(sep) == site for top in d.top_levels}
-        made.update(top for d in hidden or () if d.site_dir.rstrip(sep) == site for top in (*d.top_levels, *d.claims))
-        # A stack: site-packages is listed first, then every unclaimed tree is walked, then the directories
-        # beside installed libraries are listed.
+        site = site.rstrip(os.sep) or os.sep
+        made = {top for d in dists if d.site_dir.rstrip(os.sep) == site for top in d.top_levels}
+        made.update(top for d in hidden or () if d.site_dir.rstrip(os.sep) == site
+                    for top in (*d.top_levels, *d.claims))
+        # site-packages is listed first, then every unclaimed tree is walked (and the top of every installed
+        # package listed), then the directories beside installed libraries are listed
+        prefix = site if site.endswith(os.sep) else site + os.sep
         beside = dict.fromkeys(os.path.dirname(path) for path in sorted(owned) if path.startswith(prefix))
-        pending = [*((folder, False) for folder in beside), (site, False)]
         listed: set[str] = set()
         followed: set[str] = set()
-        while pending:
-            folder, walk = pending.pop()
-            if folder in listed:
-                continue
-            listed.add(folder)
-            listing = _listing(folder, memo)
-            if listing is None:
-                continue
-            subdirs, shared, links = listing
-            here = prefix if folder == site else folder + sep
-            found.extend((site, os.path.relpath(here + name, site).replace(sep, "/"))
-                         for name in shared if here + name not in owned)
-            if walk:
-                pending.extend((d, True) for d in _descend(folder, subdirs, links, followed))
-            elif folder == site:
-                pending.extend((d, thorough or os.path.basename(d) not in made)
-                               for d in _descend(folder, subdirs, links, followed))
+        for _, shared, below in _tree([site], memo, followed, listed, walk=False):
+            found += _unlisted(site, site, shared, owned)
+            for top in below:
+                walk = thorough or os.path.basename(top) not in made
+                found += [f for folder, names, _ in _tree([top], memo, followed, listed, walk)
+                          for f in _unlisted(site, folder, names, owned)]
+        found += [f for folder, names, _ in _tree(beside, memo, followed, listed, walk=False)
+                  for f in _unlisted(site, folder, names, owned)]
     return found
+
+
+def _tree(tops: Iterable[str], memo: Memo, followed: set[str], seen: set[str], walk: bool = True,
+          ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """(directory, its shared objects, its subdirectories) for each of `tops` and, when `walk`, every directory
+    below them; each directory once (`seen`), a linked one as `_descend` allows."""
+    pending = list(tops)[::-1]
+    while pending:
+        folder = pending.pop()
+        if folder in seen:
+            continue
+        seen.add(folder)
+        listing = _listing(folder, memo)
+        if listing is None:
+            continue
+        below = _descend(folder, listing[0], listing[2], followed)
+        yield folder, listing[1], below
+        if walk:
+            pending += below[::-1]
+
+
+def _unlisted(base: str, folder: str, shared: list[str], owned: set[str]) -> list[tuple[str, str]]:
+    """(base, path relative to base) of the shared objects in `folder` that no RECORD lists."""
+    here = folder if folder.endswith(os.sep) else folder + os.sep
+    return [(base, os.path.relpath(here + name, base).replace(os.sep, "/")) for name in shared
+            if here + name not in owned]
 
 
 _FINDER = re.compile(r"^\s*import\s+(__editable___\w+_finder)\b")
@@ -718,28 +734,15 @@ def path_entry_shared_objects(
     walked: set[str] = set()
     followed: set[str] = set()
     for root, package, owner in entries:
-        prefix = root.rstrip(os.sep) + os.sep
         if package:
-            pending = [prefix + package]
-        else:
-            top = _listing(root, memo)
-            if top is None:
-                continue
-            found += [(root, name, owner) for name in top[1] if prefix + name not in owned]
-            pending = [d for d in _descend(root, top[0], top[2], followed)
-                       if stamps.exists(os.path.join(d, "__init__.py"))]
-        while pending:
-            folder = pending.pop()
-            if folder in walked:
-                continue
-            walked.add(folder)
-            listing = _listing(folder, memo)
-            if listing is None:
-                continue
-            here = folder + os.sep
-            found += [(root, os.path.relpath(here + n, root).replace(os.sep, "/"), owner)
-                      for n in listing[1] if here + n not in owned]
-            pending += _descend(folder, listing[0], listing[2], followed)
+            packages = [os.path.join(root, package)]
+        else:  # the directory's own shared objects, then its regular packages
+            packages = []
+            for _, shared, below in _tree([root], memo, followed, walked, walk=False):
+                found += [(root, rel, owner) for _, rel in _unlisted(root, root, shared, owned)]
+                packages = [d for d in below if stamps.exists(os.path.join(d, "__init__.py"))]
+        found += [(root, rel, owner) for folder, names, _ in _tree(packages, memo, followed, walked)
+                  for _, rel in _unlisted(root, folder, names, owned)]
     return found
 
 
