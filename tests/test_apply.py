@@ -289,6 +289,40 @@ def test_rollback_of_an_applied_change_keeps_later_installs(venv: Path, state: P
     assert tree != snapshot_tree(root)
 
 
+def directories(root: Path) -> set[str]:
+    """Every directory under `root`, bytecode caches included: a leftover one imports as a namespace package."""
+    return {os.path.relpath(d, root) for d, _dirs, _files in os.walk(root)}
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_rollback_leaves_no_folder_of_what_it_removed(venv: Path, state: Path, tmp_path: Path, installer: str) -> None:
+    """pip lists each .pyc after its .py in RECORD, and an import writes `__pycache__` under uv too: the folders
+    of a removed distribution, and those an upgrade added to a restored one, must go with their files."""
+    root = venv_root(venv)
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    v1 = wheel(tmp_path / "v1", "abiguard-grow", {"abiguard_grow/__init__.py": b""})
+    v2 = wheel(tmp_path / "v2", "abiguard-grow", {"abiguard_grow/__init__.py": b"",
+                                                  "abiguard_grow/added/__init__.py": b"X = 2\n"}, version="2.0")
+    new = wheel(tmp_path, "abiguard-new", {"abiguard_new/__init__.py": b"", "abiguard_new/sub/__init__.py": b""})
+    subprocess.run([apply_mod.find_uv() or "uv", "pip", "install", "--quiet", "--python", str(venv), str(v1)],
+                   check=True)
+    tree, folders = snapshot_tree(root), directories(root)
+    env = env_of(venv)
+    result = apply_changes(env, [str(v2), str(new)], touched=["abiguard-grow", "abiguard-new"], installer=installer,
+                           state_dir=state)
+    assert result.ok, result.message
+    subprocess.run([str(venv), "-c", "import abiguard_grow.added, abiguard_new.sub"], check=True)
+
+    back = rollback(env, state_dir=state)
+    assert back.ok and back.restored, back.message
+    assert "removed abiguard-new==1.0" in back.message and not back.notes
+    assert sorted(directories(root) - folders) == []
+    assert diff(tree, snapshot_tree(root)) == []
+    gone = subprocess.run([str(venv), "-c", "import abiguard_new"], capture_output=True, text=True)
+    assert "No module named 'abiguard_new'" in gone.stderr
+
+
 # -- failures restore --------------------------------------------------------------------------------
 
 

@@ -418,6 +418,8 @@ def _rollback(args: argparse.Namespace) -> int:
             snapshot=str(result.snapshot) if result.snapshot else None, notes=list(result.notes))))
     else:
         print(result.message)
+        for note in result.notes:
+            print(f"  note: {note}")
     return EXIT_OK if result.ok else EXIT_ERROR
 
 

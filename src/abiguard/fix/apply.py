@@ -879,9 +879,11 @@ def _restore(
                     outcome.notes.append(f"left in place: {rel} (no RECORD lists it)")
 
     # 3. new top-level entries that no installed distribution owns: pip's `~name` uninstall stash, files an
-    #    interrupted install linked before writing its RECORD
+    #    interrupted install linked before writing its RECORD; a directory the removed RECORDs made is only
+    #    judged once step 6 has tidied it (it is usually empty by then)
     owned_tops = {(s, t) for p in protected for s in sites if (t := _top(p, s)) is not None}
     restore_tops = {(s, t) for r in restore for s in sites if (t := _top(target(r), s)) is not None}
+    new_tops: list[str] = []
     for rel_site, names_before in manifest["sites"].items():
         site = _real(target(rel_site))
         if not os.path.isdir(site):
@@ -893,7 +895,7 @@ def _restore(
             if after_infos is None or name == "__pycache__":
                 _remove_tree(path, prefix)
             else:
-                outcome.notes.append(f"left in place: {_rel(path, prefix)} (new; no RECORD lists it)")
+                new_tops.append(path)
 
     # 4. stale bytecode next to sources that come back (same size and mtime would make it look valid)
     for rel in restore - intact:
@@ -931,6 +933,11 @@ def _restore(
     for empty in empty_before:
         if _inside(_real(os.path.dirname(empty)), prefix):
             os.makedirs(empty, exist_ok=True)
+    for path in new_tops:  # bytecode alone would still import as a namespace package
+        if os.path.isdir(path) and not os.path.islink(path) and _only_bytecode(path):
+            _remove_tree(path, prefix)
+        elif os.path.lexists(path):
+            outcome.notes.append(f"left in place: {_rel(path, prefix)} (new; no RECORD lists it)")
 
     # 7. distributions the change altered without naming them cannot come back from the snapshot
     now = {d.key: d.version for d in _scan(sites)}
@@ -976,6 +983,17 @@ def _remove_file(path: str, dirs_to_tidy: set[str]) -> None:
         dirs_to_tidy.add(os.path.dirname(path))
         if path.endswith(".py"):
             _remove_bytecode(path)
+            dirs_to_tidy.add(os.path.join(os.path.dirname(path), "__pycache__"))
+
+
+def _only_bytecode(top: str) -> bool:
+    """Whether a directory holds nothing but `__pycache__` directories and their `.pyc` files."""
+    for root, dirs, names in os.walk(top):
+        if names and (os.path.basename(root) != "__pycache__" or not all(n.endswith(".pyc") for n in names)):
+            return False
+        if any(os.path.islink(os.path.join(root, d)) for d in dirs):
+            return False
+    return True
 
 
 def _remove_bytecode(source: str, spare: Callable[[str], bool] | None = None) -> None:
