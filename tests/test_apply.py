@@ -489,6 +489,62 @@ def test_ctrl_c_during_the_recheck_restores_and_says_so(venv: Path, state: Path)
     assert diff(tree, snapshot_tree(root)) == []
 
 
+def test_a_second_ctrl_c_during_the_restore_says_what_to_do(
+    venv: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first Ctrl-C stops the re-check and starts the restore; a second one stops the restore halfway. The
+    message must say packages may be missing and how to finish, and the rollback it names must do so."""
+    root = venv_root(venv)
+    tree = snapshot_tree(root)
+    env = env_of(venv)
+    real_copy = apply_mod._copy_files
+
+    def pressed_again(pairs: list[tuple[str, str]], *, replace: bool = False) -> None:
+        if not replace:  # the snapshot being taken
+            return real_copy(pairs)
+        real_copy(pairs[: len(pairs) // 2], replace=True)
+        raise KeyboardInterrupt
+
+    def pressed() -> str | None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(apply_mod, "_copy_files", pressed_again)
+    with pytest.raises(apply_mod.Interrupted) as raised:
+        apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", after=pressed, state_dir=state)
+    message = str(raised.value)
+    assert "interrupted during the re-check; the restore was interrupted, so packages may be missing" in message
+    assert f"run `abiguard rollback --python {env.executable}` to finish it" in message
+    snap = last_snapshot(env, state)
+    assert snap is not None and snapshot_state(snap) == "restore-failed"
+    monkeypatch.setattr(apply_mod, "_copy_files", real_copy)
+    back = rollback(env, state_dir=state)
+    assert back.ok and back.restored, back.message
+    assert diff(tree, snapshot_tree(root)) == []
+
+
+def test_ctrl_c_while_the_snapshot_is_written_leaves_no_partial_copy(venv: Path, state: Path) -> None:
+    """A real SIGINT to an abiguard copying numpy and pandas (110 MB) into its snapshot; then a stale partial
+    copy (from an abiguard killed outright) is pruned by the next rollback."""
+    child = start_child(venv, ["numpy==1.26.4"], ["numpy", "pandas"], "uv", state)
+    deadline = time.monotonic() + 60
+    partial: list[Path] = []
+    while not partial and child.poll() is None and time.monotonic() < deadline:
+        partial = list(state.glob("snapshots/*/*.partial/files"))
+        time.sleep(0.001)
+    assert partial, child.communicate()
+    os.kill(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert "KeyboardInterrupt" in err
+    assert not list(state.glob("snapshots/*/*.partial"))
+    assert installed(venv)["numpy"] == "2.0.2"
+
+    stale = partial[0].parent.parent / "20200101T000000.000000Z.partial"
+    (stale / "files").mkdir(parents=True)
+    back = rollback(env_of(venv), state_dir=state)
+    assert back.ok and not back.restored, back.message
+    assert not stale.exists()
+
+
 def test_a_damaged_snapshot_is_refused_before_anything_changes(venv: Path, state: Path) -> None:
     env = env_of(venv)
     result = apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)

@@ -520,7 +520,8 @@ def test_failed_install_is_rolled_back(dirs: dict[str, Path], tmp_path: Path, fl
     _rolled_back_everything(dirs)
 
 
-def _children(pid: int) -> list[str]:
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of each child process of `pid`."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -530,7 +531,7 @@ def _children(pid: int) -> list[str]:
                 ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
             if ppid == pid:
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    found.append(fh.read().replace(b"\0", b" ").decode(errors="replace"))
+                    found.append((int(entry), fh.read().replace(b"\0", b" ").decode(errors="replace")))
         except (OSError, ValueError, IndexError):
             continue
     return found
@@ -556,7 +557,7 @@ def test_sigkill_during_apply_then_rollback(dirs: dict[str, Path], tmp_path: Pat
                 if journals and json.loads(journals[-1].read_text())["state"] == "pending":
                     pending = journals[-1]
             else:
-                installer = next((c for c in _children(proc.pid) if " pip install " in c), None)
+                installer = next((c for _pid, c in _children(proc.pid) if " pip install " in c), None)
                 if installer:
                     os.kill(proc.pid, signal.SIGKILL)
                     break
@@ -580,3 +581,39 @@ def test_sigkill_during_apply_then_rollback(dirs: dict[str, Path], tmp_path: Pat
     assert again.returncode == 0 and "nothing to do" in again.stdout
     _rolled_back_everything(dirs)
 
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to see the installer start")
+def test_sigterm_during_apply_stops_the_installer_and_restores(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """What a CI timeout or a container stop sends, to abiguard alone: the installer (pip, which takes seconds)
+    must not go on by itself, and the environment must come back as it was."""
+    python = fresh_broken_env(tmp_path / "v")
+    records_before, tree_before = records(python), tree(python)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "abiguard", "fix", "--python", str(python), "--apply", "--yes", "--strategy", "upgrade",
+         "--installer", "pip"],
+        env=abiguard_env(dirs), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 300
+    installer: tuple[int, str] | None = None
+    try:
+        while installer is None and proc.poll() is None and time.monotonic() < deadline:
+            installer = next(((pid, c) for pid, c in _children(proc.pid)
+                              if " pip install " in c and "--dry-run" not in c), None)
+            time.sleep(0.005)
+        assert installer is not None, "the installer never started"
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert err.startswith("abiguard: error: interrupted: terminated (SIGTERM)"), err
+    assert "the environment was restored from the snapshot" in err and "Traceback" not in err
+    assert not os.path.exists(f"/proc/{installer[0]}")  # stopped, not left running on its own
+    assert records(python) == records_before
+    assert_same_tree(tree_before, tree(python))
+    assert imports(python, "pandas._libs.tslibs").returncode != 0  # pandas 2.0.3 again, broken as before
+    assert version_in(python, "pandas") == "2.0.3"
+    _rolled_back_everything(dirs)

@@ -40,11 +40,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -90,7 +92,13 @@ class ApplyResult:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a change, after the environment was restored (or not): the message says which."""
+    """Ctrl-C or SIGTERM during a change, after the environment was restored (or not): the message says which.
+
+    `signum` tells the two apart, so that the command can exit as the signal asks (130 or 143)."""
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -165,8 +173,9 @@ def apply_changes(
     snaps = _ensure_dir(snapshots_dir(env, state_dir))
     lock_path = _ensure_dir(resolve_state_dir(state_dir) / "locks") / f"{env_key(env)}.lock"
 
-    with _EnvLock(lock_path, env.prefix, lock_timeout, purpose="apply") as lock:
+    with _sigterm_interrupts(), _EnvLock(lock_path, env.prefix, lock_timeout, purpose="apply") as lock:
         _refuse_if_interrupted(snaps, env)
+        _prune_partial(snaps)
         dists = _scan(sites)
         _check_writable(env, prefix, sites, dists, set(touched_keys))
 
@@ -184,6 +193,12 @@ def apply_changes(
             try:
                 _journal(snap, RESTORING, reason)
                 outcome = _restore(env, snap, manifest, after_infos=None, sweep=True)
+            except KeyboardInterrupt as exc:  # a second Ctrl-C: stop, and say the environment is half restored
+                with contextlib.suppress(Exception, KeyboardInterrupt):  # RESTORING says as much if this fails
+                    _journal(snap, RESTORE_FAILED, f"{reason}; the restore was interrupted")
+                raise Interrupted(
+                    f"{reason}; the restore was interrupted, so packages may be missing: run "
+                    f"`abiguard rollback --python {env.executable}` to finish it", _signum(exc)) from None
             except Exception as exc:
                 _journal(snap, RESTORE_FAILED, f"{reason}; restore failed: {exc}")
                 return ApplyResult(
@@ -214,9 +229,9 @@ def apply_changes(
         except OSError as exc:
             result = undo(f"cannot run {installer}: {exc.strerror or exc}", None, "", 0.0)
             raise ApplyError(result.message) from None
-        except KeyboardInterrupt:  # Ctrl-C: undo, then stop, saying what became of the environment
-            undone = undo("interrupted while the installer ran", None, "", time.monotonic() - t_install)
-            raise Interrupted(undone.message) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (the installer is killed): undo, then stop
+            undone = undo(f"{_stopped(exc)} while the installer ran", None, "", time.monotonic() - t_install)
+            raise Interrupted(undone.message, _signum(exc)) from None
         except BaseException:
             undo("interrupted while the installer ran", None, "", time.monotonic() - t_install)
             raise
@@ -231,9 +246,9 @@ def apply_changes(
                 reason_after = after()
             except Exception as exc:
                 reason_after = f"the re-check raised {type(exc).__name__}: {_one_line(str(exc))}"
-            except KeyboardInterrupt:
-                undone = undo("interrupted during the re-check", proc.returncode, tail, install_seconds)
-                raise Interrupted(undone.message) from None
+            except KeyboardInterrupt as exc:
+                undone = undo(f"{_stopped(exc)} during the re-check", proc.returncode, tail, install_seconds)
+                raise Interrupted(undone.message, _signum(exc)) from None
             except BaseException:
                 undo("interrupted during the re-check", proc.returncode, tail, install_seconds)
                 raise
@@ -263,7 +278,8 @@ def rollback(
     if not snaps.is_dir():
         return nothing
     lock_path = _ensure_dir(root / "locks") / f"{env_key(env)}.lock"
-    with _EnvLock(lock_path, env.prefix, lock_timeout, purpose="rollback"):
+    with _sigterm_interrupts(), _EnvLock(lock_path, env.prefix, lock_timeout, purpose="rollback"):
+        _prune_partial(snaps)
         snap = _last_snapshot(snaps)
         if snap is None:
             return nothing
@@ -288,6 +304,9 @@ def rollback(
         try:
             _journal(snap, RESTORING, "rollback requested")
             outcome = _restore(env, snap, manifest, after_infos=after_infos, sweep=state != APPLIED)
+        except KeyboardInterrupt as exc:  # the journal still says restoring: the next rollback starts over
+            raise Interrupted(f"the rollback was {_stopped(exc)}, so packages may be missing: run "
+                              f"`abiguard rollback --python {env.executable}` again", _signum(exc)) from None
         except Exception as exc:
             _journal(snap, RESTORE_FAILED, f"rollback failed: {exc}")
             raise ApplyError(f"rollback from {snap} failed: {_one_line(str(exc))}") from None
@@ -304,6 +323,36 @@ def rollback(
             ok=not outcome.missing, snapshot=snap, restored=True, message=message, restore_seconds=seconds,
             notes=tuple(outcome.notes),
         )
+
+
+# -- signals -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a CI timeout, a container stop) stops a change the way Ctrl-C does: the installer is killed and
+    the environment restored, instead of abiguard dying while its installer goes on alone. Only the main
+    thread can handle signals; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Interrupted("", signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _signum(exc: BaseException) -> int:
+    return exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+
+
+def _stopped(exc: BaseException) -> str:
+    return "terminated (SIGTERM)" if _signum(exc) == signal.SIGTERM else "interrupted"
 
 
 # -- the installer -----------------------------------------------------------------------------------
@@ -642,6 +691,9 @@ def _take_snapshot(
         shutil.rmtree(partial, ignore_errors=True)
         where = f" ({exc.filename})" if exc.filename else ""
         raise ApplyError(f"cannot write the snapshot under {snaps}: {exc.strerror or exc}{where}") from None
+    except BaseException:  # Ctrl-C: nothing changed yet, and a half-written copy is megabytes of nothing
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 _Owned = dict[str, tuple[set[str], list[str]]]  # a dist-info's path: the files it owns, and those outside the prefix
@@ -742,20 +794,27 @@ def _refuse_if_interrupted(snaps: Path, env: TargetEnvironment) -> None:
 
 def _prune(snaps: Path, keep: int) -> None:
     """Delete all but the newest `keep` finished snapshots, and leftovers of interrupted snapshotting."""
+    _prune_partial(snaps)
     try:
         names = sorted(os.listdir(snaps), reverse=True)
     except OSError:
         return
-    kept = 0
-    for name in names:
+    for kept, name in enumerate(names, 1):
         path = snaps / name
-        if name.endswith(_PARTIAL):
-            shutil.rmtree(path, ignore_errors=True)  # we hold the lock: nobody is writing it
-            continue
-        state = snapshot_state(path)
-        kept += 1
-        if kept > max(keep, 1) and state in (APPLIED, ROLLED_BACK, None):
+        if kept > max(keep, 1) and snapshot_state(path) in (APPLIED, ROLLED_BACK, None):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _prune_partial(snaps: Path) -> None:
+    """Delete what an abiguard killed while it took a snapshot left; the caller holds the lock, so nobody is
+    writing it."""
+    try:
+        names = os.listdir(snaps)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(_PARTIAL):
+            shutil.rmtree(snaps / name, ignore_errors=True)
 
 
 def _journal(snap: Path, state: str, message: str, **extra: Any) -> None:
