@@ -7,9 +7,11 @@ of directories; RECORD files are also compared byte for byte on their own, since
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,12 +70,13 @@ def state(tmp_path: Path) -> Path:
 
 
 def snapshot_tree(root: Path) -> dict[str, Any]:
-    """Every file (bytes, mode, mtime) and directory under `root`, ignoring bytecode caches."""
+    """Every file (bytes, mode, mtime) and directory (mode) under `root`, ignoring bytecode caches."""
     out: dict[str, Any] = {}
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for d in dirs:
-            out[os.path.relpath(os.path.join(dirpath, d), root) + "/"] = "dir"
+            path = os.path.join(dirpath, d)
+            out[os.path.relpath(path, root) + "/"] = ("dir", os.lstat(path).st_mode)
         for f in files:
             p = os.path.join(dirpath, f)
             st = os.lstat(p)
@@ -321,6 +324,51 @@ def test_rollback_leaves_no_folder_of_what_it_removed(venv: Path, state: Path, t
     assert diff(tree, snapshot_tree(root)) == []
     gone = subprocess.run([str(venv), "-c", "import abiguard_new"], capture_output=True, text=True)
     assert "No module named 'abiguard_new'" in gone.stderr
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_rollback_restores_directory_modes(venv: Path, state: Path, installer: str) -> None:
+    """A read-only site-packages and a group-writable setgid package tree come back with their modes, not 755."""
+    root = venv_root(venv)
+    site = site_packages(venv)
+    for folder in [p for p in (site / "numpy").rglob("*") if p.is_dir()]:
+        folder.chmod(0o2775)
+    for folder in [site / "numpy" / "linalg", site / "numpy", site]:  # the parent last: as root, it still writes
+        folder.chmod(0o555)
+    tree = snapshot_tree(root)
+    env = env_of(venv)
+    result = apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer=installer, state_dir=state)
+    assert result.ok, result.message
+    back = rollback(env, state_dir=state)
+    assert back.ok and back.restored, back.message
+    assert diff(tree, snapshot_tree(root)) == []
+    assert (site / "numpy" / "fft").stat().st_mode & 0o7777 == 0o2775
+    assert site.stat().st_mode & 0o7777 == 0o555
+    site.chmod(0o755)  # let pytest clean up
+
+
+def test_rollback_into_a_venv_recreated_with_another_python_is_refused(
+    venv: Path, state: Path, tmp_path: Path
+) -> None:
+    version = "3.10" if sys.version_info[:2] == (3, 11) else "3.11"
+    pyenv = os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python3")
+    found = [shutil.which(f"python{version}"), *glob.glob(pyenv)]
+    other = next((p for p in found if p and subprocess.run(
+        [p, "-c", f"import sys; assert sys.version.startswith('{version}.')"], capture_output=True).returncode == 0),
+        None)
+    if other is None:
+        pytest.skip(f"needs CPython {version} too")
+    env = env_of(venv)
+    result = apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
+    assert result.ok, result.message
+    root = venv_root(venv)
+    subprocess.run([apply_mod.find_uv() or "uv", "venv", "--quiet", "--clear", "--seed", "--python", other, str(root)],
+                   check=True, env=uv_env())
+    tree = snapshot_tree(root)
+    with pytest.raises(ApplyError, match=rf"snapshot .* was taken when .* ran cpython {sys.version_info[0]}\."
+                                         rf"{sys.version_info[1]}, but it runs cpython {version} now"):
+        rollback(env_of(venv), state_dir=state)
+    assert diff(tree, snapshot_tree(root)) == []
 
 
 # -- failures restore --------------------------------------------------------------------------------

@@ -296,6 +296,7 @@ def rollback(
         prefix = _real(env.prefix)
         if os.path.normcase(str(manifest.get("prefix_real"))) != os.path.normcase(prefix):
             raise ApplyError(f"snapshot {snap} belongs to {manifest.get('prefix')}, not to {env.prefix}")
+        _refuse_other_python(env, snap, manifest)
         sites = _site_dirs(env)
         _check_writable(env, prefix, sites, _scan(sites), set(manifest["touched"]))
         after_infos = journal.get("after_dist_infos")  # present once the change had completed
@@ -663,6 +664,7 @@ def _take_snapshot(
             "prefix_real": prefix,
             "python": env.executable,
             "python_version": env.python_version,
+            "implementation": env.implementation,
             "installer": installer,
             "install_args": [_redact(a) for a in args],
             "touched": touched,
@@ -672,6 +674,7 @@ def _take_snapshot(
             "unlisted": unlisted,
             "empty_dirs": empty_dirs,
             "identity": {rel: _identity(path) for path, rel in pairs},
+            "dir_modes": _dir_modes(pairs, prefix),
             "sites": {_rel(s, prefix): sorted(os.listdir(s)) for s in sites if _inside(s, prefix)},
             "installed": installed,
         }
@@ -694,6 +697,18 @@ def _take_snapshot(
     except BaseException:  # Ctrl-C: nothing changed yet, and a half-written copy is megabytes of nothing
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def _dir_modes(pairs: list[tuple[str, str]], prefix: str) -> dict[str, int]:
+    """The mode of every directory holding a copied file, up to the prefix: a restore re-creates some of them,
+    and a read-only or setgid tree must come back as it was."""
+    modes: dict[str, int] = {}
+    for path, _ in pairs:
+        folder = os.path.dirname(path)
+        while folder != prefix and _inside(folder, prefix) and _rel(folder, prefix) not in modes:
+            modes[_rel(folder, prefix)] = stat.S_IMODE(os.lstat(folder).st_mode)
+            folder = os.path.dirname(folder)
+    return modes
 
 
 _Owned = dict[str, tuple[set[str], list[str]]]  # a dist-info's path: the files it owns, and those outside the prefix
@@ -997,14 +1012,34 @@ def _restore(
             _remove_tree(path, prefix)
         elif os.path.lexists(path):
             outcome.notes.append(f"left in place: {_rel(path, prefix)} (new; no RECORD lists it)")
+    for rel, mode in manifest.get("dir_modes", {}).items():  # last: a read-only mode would stop the writes
+        with contextlib.suppress(OSError):
+            st = os.lstat(target(rel))
+            if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+                os.chmod(target(rel), mode)
 
     # 7. distributions the change altered without naming them cannot come back from the snapshot
     now = {d.key: d.version for d in _scan(sites)}
     for item in manifest["installed"]:
         if item["inside_prefix"] and item["key"] not in touched and not os.path.isdir(target(item["dist_info"])):
-            state = f"now {now[item['key']]}" if item["key"] in now else "now absent"
+            state = "now absent" if item["key"] not in now else (
+                f"now {now[item['key']]}" if now[item["key"]] != item["version"] else "now installed elsewhere")
             outcome.missing.append(f"{item['name']}=={item['version']} ({state})")
     return outcome
+
+
+def _refuse_other_python(env: TargetEnvironment, snap: Path, manifest: dict[str, Any]) -> None:
+    """A venv re-created at the same path with another Python: the snapshot's files (cp311 extension modules,
+    lib/python3.11/...) would be planted where nothing can use them."""
+    then = (str(manifest.get("implementation", env.implementation)),
+            ".".join(str(manifest.get("python_version", "")).split(".")[:2]))
+    now = (env.implementation, env.python_tag)
+    if then != now:
+        raise ApplyError(
+            f"snapshot {snap.name} was taken when {env.prefix} ran {then[0]} {then[1]}, but it runs {now[0]} "
+            f"{now[1]} now (re-created?): its files cannot be restored there; nothing was changed "
+            f"(the packages it had are listed in {snap / 'freeze.txt'})"
+        )
 
 
 def _verify_snapshot(snap: Path, manifest: dict[str, Any]) -> None:
