@@ -317,6 +317,24 @@ def test_apply_upgrade_keeps_numpy_and_fixes_pandas(dirs: dict[str, Path], tmp_p
     assert again["ok"] is True and again["restored"] is False and "nothing to do" in again["message"]
 
 
+def test_the_confirmation_goes_to_stderr_not_into_the_json(dirs: dict[str, Path], broken_env: Path) -> None:
+    """On a terminal, `--apply` without `--yes` asks; stdout must stay one JSON document."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        os.write(primary, b"n\n")
+        proc = subprocess.run([sys.executable, "-m", "abiguard", "fix", "--python", str(broken_env), "--apply",
+                               "--format", "json"], stdin=secondary, capture_output=True, text=True,
+                              env=abiguard_env(dirs), timeout=600)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 1, proc.stderr
+    assert f"Apply plan 1 (upgrade) to {broken_env.parent.parent}? [y/N]" in proc.stderr
+    assert json.loads(proc.stdout)["applied"] is None
+
+
 def test_apply_downgrade_moves_numpy_below_2(dirs: dict[str, Path], tmp_path: Path) -> None:
     python = fresh_broken_env(tmp_path / "v")
     proc = run(dirs, "fix", "--python", str(python), "--apply", "--yes", "--strategy", "downgrade")

@@ -370,11 +370,13 @@ def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, insta
             ui.error("--apply changes the environment and there is no terminal to confirm it",
                      "pass --yes to apply without asking")
             return None, EXIT_ERROR
-        try:
-            answer = input(f"Apply plan 1 ({chosen.strategy}) to {env.prefix}? [y/N] ").strip().lower()
-        except EOFError:  # Ctrl-D: no answer is no
-            answer = ""
-            print()
+        # the question goes to stderr: stdout is the report, a JSON document with --format json
+        sys.stderr.write(f"Apply plan 1 ({chosen.strategy}) to {env.prefix}? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:  # Ctrl-D: no answer is no
+            sys.stderr.write("\n")
+        answer = answer.strip().lower()
         if answer not in ("y", "yes"):
             ui.error("not applied")
             return None, EXIT_CONFLICT
