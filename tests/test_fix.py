@@ -250,18 +250,29 @@ def test_text_shows_both_plans_and_the_commands(dirs: dict[str, Path], broken_en
     assert proc.stderr == ""  # no progress without a terminal
 
 
-def test_no_pip_command_is_printed_for_an_environment_without_pip(dirs: dict[str, Path], tmp_path: Path) -> None:
-    """uv makes venvs without pip: `python -m pip install` would fail there, so only the uv command is given."""
+def test_an_environment_without_pip_is_changed_through_abiguards_pip(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """uv makes venvs without pip: `python -m pip install` would fail there, so the printed pip command is
+    abiguard's own pip pointed at the target (`--python`), and it runs as printed; `--apply` uses it too."""
     venv = tmp_path / "nopip"
     subprocess.run([uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, env=uv_env())
     python = venv / "bin" / "python"
     subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), "numpy==2.0.2", "pandas==2.0.3"],
                    check=True, env=uv_env())
-    code, doc, _ = fix_json(dirs, python)
+    code, doc, _ = fix_json(dirs, python, "--strategy", "downgrade")
     assert code == 0 and doc["plans"]
-    assert all(set(plan["commands"]) == {"uv"} for plan in doc["plans"])
-    text = run(dirs, "fix", "--python", str(python)).stdout
-    assert "pip:  (not installed in this environment; use the uv command)" in text and "-m pip install" not in text
+    pip = plan_of(doc, "downgrade")["commands"]["pip"]
+    assert pip == [sys.executable, "-m", "pip", "--python", str(python), "install", "numpy==1.26.4"]
+    text = run(dirs, "fix", "--python", str(python), "--strategy", "downgrade").stdout
+    assert f"pip:  {sys.executable} -m pip --python {python} install numpy==1.26.4" in text
+
+    code, doc, stderr = fix_json(dirs, python, "--installer", "pip", "--strategy", "upgrade", "--apply", "--yes")
+    assert code == 0 and doc["applied"]["ok"] is True, (doc, stderr)
+    assert version_in(python, "pandas") == "2.2.2" and not list(site_packages(python).glob("pip-*.dist-info"))
+    assert run(dirs, "rollback", "--python", str(python)).returncode == 0
+
+    done = subprocess.run(pip, capture_output=True, text=True, env=uv_env())  # the printed command, as printed
+    assert done.returncode == 0, done.stderr
+    assert version_in(python, "numpy") == "1.26.4" and version_in(python, "pandas") == "2.0.3"
 
 
 def test_an_index_that_cannot_be_reached_is_an_error_not_a_missing_release(

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from abiguard import paths
-from abiguard.fix.resolver import find_uv
+from abiguard.fix.resolver import find_uv, pip_command
 from abiguard.model import TargetEnvironment, canonical_name
 
 SCHEMA = 1
@@ -366,9 +366,11 @@ def _installer_command(env: TargetEnvironment, installer: str, args: list[str], 
             raise ApplyError("uv not found: install it (`pip install uv`) or use --installer pip")
         return [uv, "pip", "install", "--python", env.executable, *args]
     if installer == "pip":
-        if not any(d.key == "pip" for d in _scan(sites)):
-            raise ApplyError(f"pip is not installed in {env.prefix}: use --installer uv, or install pip there first")
-        return [env.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+        pip = pip_command(env)
+        if pip is None:
+            raise ApplyError(f"pip is neither installed in {env.prefix} nor importable by abiguard: use --installer "
+                             "uv, or install pip there first")
+        return [*pip, "install", "--disable-pip-version-check", *args]
     raise ApplyError(f"unknown installer {installer!r}: use uv or pip")
 
 

@@ -13,7 +13,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from abiguard.fix.resolver import Change, Resolution, ResolveError, install_command, resolve
+from abiguard.fix.resolver import Change, Resolution, ResolveError, available, install_command, resolve
 from abiguard.model import (
     BuiltFor,
     CheckReport,
@@ -326,9 +326,9 @@ def _verify(
 ) -> Plan:
     """A plan from a resolution: the change set judged statically, with the commands that make it."""
     problems, size = judge_changes(report, installed, resolution.changes, inspector, say)
-    commands = {  # no pip command for an environment without pip (uv makes those): it would not run
+    commands = {
         tool: install_command(env, tool, [f"{c.name}=={c.new}" for c in resolution.changes if c.new], index_url)
-        for tool in ("uv", "pip") if tool == "uv" or "pip" in installed
+        for tool in ("uv", "pip") if available(tool, env)
     }
     for c in resolution.changes:
         why.setdefault(c.name, "required by the resolver for a consistent set")

@@ -7,6 +7,8 @@ new requirements. uv is preferred; pip (`--dry-run --report`) is the fallback.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -152,7 +154,9 @@ def _uv(env: TargetEnvironment, installed: dict[str, str], requirements: Sequenc
 def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str,
          extra: list[str], tmp: str, timeout: float) -> Resolution:
     report = os.path.join(tmp, "report.json")
-    base = _pip_command(env)
+    base = pip_command(env)
+    if base is None:
+        raise ResolveError(f"pip is neither installed in {env.prefix} nor importable by abiguard; use --installer uv")
     cmd = [*base, "install", "--dry-run", "--quiet", "--disable-pip-version-check", "--report", report,
            "-r", names, *extra, *requirements]
     proc = _run(cmd, timeout)
@@ -168,12 +172,20 @@ def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequen
     return Resolution("pip", _diff(removed, added), tuple(cmd))
 
 
-def _pip_command(env: TargetEnvironment) -> list[str]:
-    """The target's own pip when it has one; else ours, pointed at the target with `--python`."""
-    probe = subprocess.run([env.executable, "-I", "-c", "import pip"], capture_output=True)
-    if probe.returncode == 0:
+def pip_command(env: TargetEnvironment) -> list[str] | None:
+    """The target's own pip when it has one; else ours, pointed at the target with `--python` (uv makes venvs
+    without pip); None when neither exists."""
+    if _imports_pip(env.executable):
         return [env.executable, "-m", "pip"]
-    return [sys.executable, "-m", "pip", "--python", env.executable]
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip", "--python", env.executable]
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _imports_pip(python: str) -> bool:
+    """Asked once per command and interpreter: planning would otherwise start the target for every plan."""
+    return subprocess.run([python, "-I", "-c", "import pip"], capture_output=True).returncode == 0
 
 
 def _diff(removed: dict[str, str], added: dict[str, str]) -> tuple[Change, ...]:
@@ -198,4 +210,9 @@ def install_command(
     if installer == "uv":  # by name when the shell finds it so, else where abiguard found it
         uv = "uv" if shutil.which("uv") else (find_uv() or "uv")
         return [uv, "pip", "install", "--python", env.executable, *index, *pins]
-    return [env.executable, "-m", "pip", "install", *index, *pins]
+    return [*(pip_command(env) or [env.executable, "-m", "pip"]), "install", *index, *pins]
+
+
+def available(installer: str, env: TargetEnvironment) -> bool:
+    """Whether `installer` can change `env` from here: a command printed for one that cannot would not run."""
+    return find_uv() is not None if installer == "uv" else pip_command(env) is not None
