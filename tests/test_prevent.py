@@ -280,6 +280,25 @@ def test_install_into_an_already_broken_env_is_not_undone_for_old_conflicts(cli:
     assert version_of(py, "iniconfig") == "2.0.0"
 
 
+def test_install_without_a_usable_index_is_an_error_not_a_refusal(cli: Cli, old_venv: Path, tmp_path: Path) -> None:
+    """abiguard reads wheels only from http(s) indexes: a configuration it cannot use (a file:// index, or none
+    and no pip to tell the default one) means nothing could be asked, which is not "this would break"."""
+    env = {**uv_env(), "PIP_INDEX_URL": (tmp_path / "simple").as_uri(), "ABIGUARD_STATE_DIR": str(tmp_path / "s")}
+    env.pop("CI", None)
+    proc = subprocess.run([sys.executable, "-m", "abiguard", "install", "--python", str(old_venv), "--dry-run", "--",
+                           "six==1.16.0"], capture_output=True, text=True, env=env, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("abiguard: error: the package index cannot answer: no usable http(s) package index")
+    assert "hint: install reads the index given to the installer: abiguard install -- --index-url URL" in proc.stderr
+    assert "would break" not in proc.stdout and "Traceback" not in proc.stderr
+    fix = subprocess.run([sys.executable, "-m", "abiguard", "fix", "--python", str(make_venv(
+        tmp_path / "broken", "numpy==2.0.2", "pandas==2.0.3")), "--strategy", "upgrade", "--no-cache"],
+        capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    assert fix.returncode == 2, fix.stdout + fix.stderr
+    assert "no usable http(s) package index" in fix.stderr and "No safe plan" not in fix.stdout
+
+
 # -- lock-check: real lockfiles written by uv --------------------------------------------------------
 
 

@@ -432,7 +432,7 @@ def _install(args: argparse.Namespace) -> int:
     from abiguard.fix.apply import ApplyError, apply_changes
     from abiguard.fix.inspector import IndexInspector
     from abiguard.fix.resolver import ResolveError, choose_installer
-    from abiguard.prevent.install import alternatives, judge_install, recheck_new, unmodelled_option
+    from abiguard.prevent.install import alternatives, index_url, judge_install, recheck_new, unmodelled_option
     from abiguard.report.markup import console, escape
     from abiguard.sources.index import PackageIndexError
 
@@ -452,14 +452,15 @@ def _install(args: argparse.Namespace) -> int:
     try:
         installer = choose_installer(args.installer)
         current = repair.scan(env, use_cache=not args.no_cache)
-        inspector = IndexInspector(env, use_cache=not args.no_cache)
+        inspector = IndexInspector(env, use_cache=not args.no_cache, index_url=index_url(pip_args))
         verdict = judge_install(current, pip_args, inspector, installer, log)
         safe = [] if verdict.safe else alternatives(current, verdict, inspector, installer, log)
     except ResolveError as exc:
         ui.error(f"the installer cannot resolve this install: {exc}")
         return EXIT_ERROR
     except PackageIndexError as exc:
-        ui.error(f"the package index cannot answer: {exc}")
+        ui.error(f"the package index cannot answer: {exc}",
+                 "install reads the index given to the installer: abiguard install -- --index-url URL ARGS")
         return EXIT_ERROR
     out = console()
     commands = [["abiguard", "install", "--python", env.executable, "--", *a.args] for a in safe]

@@ -63,6 +63,17 @@ def unmodelled_option(args: Sequence[str]) -> str | None:
     return None
 
 
+def index_url(args: Sequence[str]) -> str | None:
+    """The `--index-url` (`-i`) among the installer arguments: the wheels judged must come from where the
+    installer takes them."""
+    for i, arg in enumerate(args):
+        if arg in ("--index-url", "-i") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--index-url="):
+            return arg.partition("=")[2]
+    return None
+
+
 def judge_install(current: Scan, args: Sequence[str], inspector: ReleaseInspector, installer: str,
                   log: Log | None = None) -> Verdict:
     """What exactly `install args` would change (its dry run, not a resolution of the whole environment: a
