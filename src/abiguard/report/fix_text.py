@@ -33,6 +33,8 @@ def render_plans(fix: FixPlan, out: Out) -> None:
                 out.print(f"  {installer}:  [cyan]{escape(shlex.join(command))}[/]")
             elif other in plan.commands:
                 out.print(f"  {installer}:  (not available here; use the {other} command)")
+        for note in plan.notes:
+            out.print(f"  note: {escape(note)}")
         out.print()
     for r in fix.rejected:
         out.print(f"[yellow]not offered[/]: {r.strategy}: {escape(r.reason)}")
