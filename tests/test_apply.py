@@ -320,7 +320,8 @@ def test_rollback_leaves_no_folder_of_what_it_removed(venv: Path, state: Path, t
     back = rollback(env, state_dir=state)
     assert back.ok and back.restored, back.message
     assert "removed abiguard-new==1.0" in back.message and not back.notes
-    assert sorted(directories(root) - folders) == []
+    # (running the venv's python writes bytecode for what its .pth files import, such as _distutils_hack)
+    assert sorted(d for d in directories(root) - folders if "abiguard_" in d) == []
     assert diff(tree, snapshot_tree(root)) == []
     gone = subprocess.run([str(venv), "-c", "import abiguard_new"], capture_output=True, text=True)
     assert "No module named 'abiguard_new'" in gone.stderr

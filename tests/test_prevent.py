@@ -322,6 +322,15 @@ def test_install_of_what_has_no_wheel_on_the_index_is_a_note_not_a_refusal(
     assert f"installed with {installer}" in done.stdout
     assert version_of(py, "pinpandas") == "1.0"
 
+    # what the user put there since is left in place, and the rollback says so
+    (site_packages(py) / "user_data").mkdir()
+    (site_packages(py) / "user_data" / "kept.txt").write_text("mine")
+    back = cli("rollback", "--python", py)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "removed pinpandas==1.0" in back.stdout
+    assert re.search(r"^  note: left in place: \S+/user_data \(new; no RECORD lists it\)$", back.stdout, re.M)
+    assert records(py) == before
+
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
