@@ -7,9 +7,11 @@ of directories; RECORD files are also compared byte for byte on their own, since
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,12 +70,13 @@ def state(tmp_path: Path) -> Path:
 
 
 def snapshot_tree(root: Path) -> dict[str, Any]:
-    """Every file (bytes, mode, mtime) and directory under `root`, ignoring bytecode caches."""
+    """Every file (bytes, mode, mtime) and directory (mode) under `root`, ignoring bytecode caches."""
     out: dict[str, Any] = {}
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for d in dirs:
-            out[os.path.relpath(os.path.join(dirpath, d), root) + "/"] = "dir"
+            path = os.path.join(dirpath, d)
+            out[os.path.relpath(path, root) + "/"] = ("dir", os.lstat(path).st_mode)
         for f in files:
             p = os.path.join(dirpath, f)
             st = os.lstat(p)
@@ -289,6 +292,86 @@ def test_rollback_of_an_applied_change_keeps_later_installs(venv: Path, state: P
     assert tree != snapshot_tree(root)
 
 
+def directories(root: Path) -> set[str]:
+    """Every directory under `root`, bytecode caches included: a leftover one imports as a namespace package."""
+    return {os.path.relpath(d, root) for d, _dirs, _files in os.walk(root)}
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_rollback_leaves_no_folder_of_what_it_removed(venv: Path, state: Path, tmp_path: Path, installer: str) -> None:
+    """pip lists each .pyc after its .py in RECORD, and an import writes `__pycache__` under uv too: the folders
+    of a removed distribution, and those an upgrade added to a restored one, must go with their files."""
+    root = venv_root(venv)
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    v1 = wheel(tmp_path / "v1", "abiguard-grow", {"abiguard_grow/__init__.py": b""})
+    v2 = wheel(tmp_path / "v2", "abiguard-grow", {"abiguard_grow/__init__.py": b"",
+                                                  "abiguard_grow/added/__init__.py": b"X = 2\n"}, version="2.0")
+    new = wheel(tmp_path, "abiguard-new", {"abiguard_new/__init__.py": b"", "abiguard_new/sub/__init__.py": b""})
+    subprocess.run([apply_mod.find_uv() or "uv", "pip", "install", "--quiet", "--python", str(venv), str(v1)],
+                   check=True)
+    tree, folders = snapshot_tree(root), directories(root)
+    env = env_of(venv)
+    result = apply_changes(env, [str(v2), str(new)], touched=["abiguard-grow", "abiguard-new"], installer=installer,
+                           state_dir=state)
+    assert result.ok, result.message
+    subprocess.run([str(venv), "-c", "import abiguard_grow.added, abiguard_new.sub"], check=True)
+
+    back = rollback(env, state_dir=state)
+    assert back.ok and back.restored, back.message
+    assert "removed abiguard-new==1.0" in back.message and not back.notes
+    # (running the venv's python writes bytecode for what its .pth files import, such as _distutils_hack)
+    assert sorted(d for d in directories(root) - folders if "abiguard_" in d) == []
+    assert diff(tree, snapshot_tree(root)) == []
+    gone = subprocess.run([str(venv), "-c", "import abiguard_new"], capture_output=True, text=True)
+    assert "No module named 'abiguard_new'" in gone.stderr
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_rollback_restores_directory_modes(venv: Path, state: Path, installer: str) -> None:
+    """A read-only site-packages and a group-writable setgid package tree come back with their modes, not 755."""
+    root = venv_root(venv)
+    site = site_packages(venv)
+    for folder in [p for p in (site / "numpy").rglob("*") if p.is_dir()]:
+        folder.chmod(0o2775)
+    for folder in [site / "numpy" / "linalg", site / "numpy", site]:  # the parent last: as root, it still writes
+        folder.chmod(0o555)
+    tree = snapshot_tree(root)
+    env = env_of(venv)
+    result = apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer=installer, state_dir=state)
+    assert result.ok, result.message
+    back = rollback(env, state_dir=state)
+    assert back.ok and back.restored, back.message
+    assert diff(tree, snapshot_tree(root)) == []
+    assert (site / "numpy" / "fft").stat().st_mode & 0o7777 == 0o2775
+    assert site.stat().st_mode & 0o7777 == 0o555
+    site.chmod(0o755)  # let pytest clean up
+
+
+def test_rollback_into_a_venv_recreated_with_another_python_is_refused(
+    venv: Path, state: Path, tmp_path: Path
+) -> None:
+    version = "3.10" if sys.version_info[:2] == (3, 11) else "3.11"
+    pyenv = os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python3")
+    found = [shutil.which(f"python{version}"), *glob.glob(pyenv)]
+    other = next((p for p in found if p and subprocess.run(
+        [p, "-c", f"import sys; assert sys.version.startswith('{version}.')"], capture_output=True).returncode == 0),
+        None)
+    if other is None:
+        pytest.skip(f"needs CPython {version} too")
+    env = env_of(venv)
+    result = apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
+    assert result.ok, result.message
+    root = venv_root(venv)
+    subprocess.run([apply_mod.find_uv() or "uv", "venv", "--quiet", "--clear", "--seed", "--python", other, str(root)],
+                   check=True, env=uv_env())
+    tree = snapshot_tree(root)
+    with pytest.raises(ApplyError, match=rf"snapshot .* was taken when .* ran cpython {sys.version_info[0]}\."
+                                         rf"{sys.version_info[1]}, but it runs cpython {version} now"):
+        rollback(env_of(venv), state_dir=state)
+    assert diff(tree, snapshot_tree(root)) == []
+
+
 # -- failures restore --------------------------------------------------------------------------------
 
 
@@ -455,6 +538,62 @@ def test_ctrl_c_during_the_recheck_restores_and_says_so(venv: Path, state: Path)
     assert diff(tree, snapshot_tree(root)) == []
 
 
+def test_a_second_ctrl_c_during_the_restore_says_what_to_do(
+    venv: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first Ctrl-C stops the re-check and starts the restore; a second one stops the restore halfway. The
+    message must say packages may be missing and how to finish, and the rollback it names must do so."""
+    root = venv_root(venv)
+    tree = snapshot_tree(root)
+    env = env_of(venv)
+    real_copy = apply_mod._copy_files
+
+    def pressed_again(pairs: list[tuple[str, str]], *, replace: bool = False) -> None:
+        if not replace:  # the snapshot being taken
+            return real_copy(pairs)
+        real_copy(pairs[: len(pairs) // 2], replace=True)
+        raise KeyboardInterrupt
+
+    def pressed() -> str | None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(apply_mod, "_copy_files", pressed_again)
+    with pytest.raises(apply_mod.Interrupted) as raised:
+        apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", after=pressed, state_dir=state)
+    message = str(raised.value)
+    assert "interrupted during the re-check; the restore was interrupted, so packages may be missing" in message
+    assert f"run `abiguard rollback --python {env.executable}` to finish it" in message
+    snap = last_snapshot(env, state)
+    assert snap is not None and snapshot_state(snap) == "restore-failed"
+    monkeypatch.setattr(apply_mod, "_copy_files", real_copy)
+    back = rollback(env, state_dir=state)
+    assert back.ok and back.restored, back.message
+    assert diff(tree, snapshot_tree(root)) == []
+
+
+def test_ctrl_c_while_the_snapshot_is_written_leaves_no_partial_copy(venv: Path, state: Path) -> None:
+    """A real SIGINT to an abiguard copying numpy and pandas (110 MB) into its snapshot; then a stale partial
+    copy (from an abiguard killed outright) is pruned by the next rollback."""
+    child = start_child(venv, ["numpy==1.26.4"], ["numpy", "pandas"], "uv", state)
+    deadline = time.monotonic() + 60
+    partial: list[Path] = []
+    while not partial and child.poll() is None and time.monotonic() < deadline:
+        partial = list(state.glob("snapshots/*/*.partial/files"))
+        time.sleep(0.001)
+    assert partial, child.communicate()
+    os.kill(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert "KeyboardInterrupt" in err
+    assert not list(state.glob("snapshots/*/*.partial"))
+    assert installed(venv)["numpy"] == "2.0.2"
+
+    stale = partial[0].parent.parent / "20200101T000000.000000Z.partial"
+    (stale / "files").mkdir(parents=True)
+    back = rollback(env_of(venv), state_dir=state)
+    assert back.ok and not back.restored, back.message
+    assert not stale.exists()
+
+
 def test_a_damaged_snapshot_is_refused_before_anything_changes(venv: Path, state: Path) -> None:
     env = env_of(venv)
     result = apply_changes(env, ["numpy==1.26.4"], touched=["numpy"], installer="uv", state_dir=state)
@@ -568,13 +707,27 @@ def test_rollback_without_snapshot_has_nothing_to_do(venv: Path, state: Path) ->
     assert result.message.startswith("nothing to roll back: abiguard took no snapshot of")
 
 
+def test_pip_without_pip_in_the_target_is_abiguards_own(tmp_path: Path, state: Path) -> None:
+    """uv makes venvs without pip; abiguard's pip installs into them with `--python`, and the rollback undoes it."""
+    bare = tmp_path / "bare"
+    subprocess.run([apply_mod.find_uv() or "uv", "venv", "--quiet", "--python", sys.executable, str(bare)],
+                   check=True, env=uv_env())
+    python = bare / "bin" / "python"
+    tree = snapshot_tree(bare)
+    extra = wheel(tmp_path, "abiguard-extra", {"abiguard_extra.py": b"X = 1\n"})
+    env = env_of(python)
+    result = apply_changes(env, [str(extra)], touched=["abiguard-extra"], installer="pip", state_dir=state)
+    assert result.ok, result.message
+    assert installed(python) == {"abiguard-extra": "1.0"}
+    assert rollback(env, state_dir=state).ok
+    assert diff(tree, snapshot_tree(bare)) == []
+
+
 def test_missing_installers_are_clear_errors(tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bare = tmp_path / "bare"
     subprocess.run([apply_mod.find_uv() or "uv", "venv", "--quiet", "--python", sys.executable, str(bare)],
                    check=True, env=uv_env())
     env = env_of(bare / "bin" / "python")
-    with pytest.raises(ApplyError, match=r"pip is not installed in .*: use --installer uv"):
-        apply_changes(env, ["numpy"], touched=["numpy"], installer="pip", state_dir=state)
     monkeypatch.setattr(apply_mod, "find_uv", lambda: None)
     with pytest.raises(ApplyError, match="uv not found"):
         apply_changes(env, ["numpy"], touched=["numpy"], installer="uv", state_dir=state)

@@ -250,18 +250,29 @@ def test_text_shows_both_plans_and_the_commands(dirs: dict[str, Path], broken_en
     assert proc.stderr == ""  # no progress without a terminal
 
 
-def test_no_pip_command_is_printed_for_an_environment_without_pip(dirs: dict[str, Path], tmp_path: Path) -> None:
-    """uv makes venvs without pip: `python -m pip install` would fail there, so only the uv command is given."""
+def test_an_environment_without_pip_is_changed_through_abiguards_pip(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """uv makes venvs without pip: `python -m pip install` would fail there, so the printed pip command is
+    abiguard's own pip pointed at the target (`--python`), and it runs as printed; `--apply` uses it too."""
     venv = tmp_path / "nopip"
     subprocess.run([uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, env=uv_env())
     python = venv / "bin" / "python"
     subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), "numpy==2.0.2", "pandas==2.0.3"],
                    check=True, env=uv_env())
-    code, doc, _ = fix_json(dirs, python)
+    code, doc, _ = fix_json(dirs, python, "--strategy", "downgrade")
     assert code == 0 and doc["plans"]
-    assert all(set(plan["commands"]) == {"uv"} for plan in doc["plans"])
-    text = run(dirs, "fix", "--python", str(python)).stdout
-    assert "pip:  (not installed in this environment; use the uv command)" in text and "-m pip install" not in text
+    pip = plan_of(doc, "downgrade")["commands"]["pip"]
+    assert pip == [sys.executable, "-m", "pip", "--python", str(python), "install", "numpy==1.26.4"]
+    text = run(dirs, "fix", "--python", str(python), "--strategy", "downgrade").stdout
+    assert f"pip:  {sys.executable} -m pip --python {python} install numpy==1.26.4" in text
+
+    code, doc, stderr = fix_json(dirs, python, "--installer", "pip", "--strategy", "upgrade", "--apply", "--yes")
+    assert code == 0 and doc["applied"]["ok"] is True, (doc, stderr)
+    assert version_in(python, "pandas") == "2.2.2" and not list(site_packages(python).glob("pip-*.dist-info"))
+    assert run(dirs, "rollback", "--python", str(python)).returncode == 0
+
+    done = subprocess.run(pip, capture_output=True, text=True, env=uv_env())  # the printed command, as printed
+    assert done.returncode == 0, done.stderr
+    assert version_in(python, "numpy") == "1.26.4" and version_in(python, "pandas") == "2.0.3"
 
 
 def test_an_index_that_cannot_be_reached_is_an_error_not_a_missing_release(
@@ -315,6 +326,24 @@ def test_apply_upgrade_keeps_numpy_and_fixes_pandas(dirs: dict[str, Path], tmp_p
     assert_same_tree(before, tree(python))
     again = json.loads(run(dirs, "rollback", "--python", str(python), "--format", "json").stdout)
     assert again["ok"] is True and again["restored"] is False and "nothing to do" in again["message"]
+
+
+def test_the_confirmation_goes_to_stderr_not_into_the_json(dirs: dict[str, Path], broken_env: Path) -> None:
+    """On a terminal, `--apply` without `--yes` asks; stdout must stay one JSON document."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        os.write(primary, b"n\n")
+        proc = subprocess.run([sys.executable, "-m", "abiguard", "fix", "--python", str(broken_env), "--apply",
+                               "--format", "json"], stdin=secondary, capture_output=True, text=True,
+                              env=abiguard_env(dirs), timeout=600)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 1, proc.stderr
+    assert f"Apply plan 1 (upgrade) to {broken_env.parent.parent}? [y/N]" in proc.stderr
+    assert json.loads(proc.stdout)["applied"] is None
 
 
 def test_apply_downgrade_moves_numpy_below_2(dirs: dict[str, Path], tmp_path: Path) -> None:
@@ -520,7 +549,8 @@ def test_failed_install_is_rolled_back(dirs: dict[str, Path], tmp_path: Path, fl
     _rolled_back_everything(dirs)
 
 
-def _children(pid: int) -> list[str]:
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of each child process of `pid`."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -530,7 +560,7 @@ def _children(pid: int) -> list[str]:
                 ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
             if ppid == pid:
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    found.append(fh.read().replace(b"\0", b" ").decode(errors="replace"))
+                    found.append((int(entry), fh.read().replace(b"\0", b" ").decode(errors="replace")))
         except (OSError, ValueError, IndexError):
             continue
     return found
@@ -556,7 +586,7 @@ def test_sigkill_during_apply_then_rollback(dirs: dict[str, Path], tmp_path: Pat
                 if journals and json.loads(journals[-1].read_text())["state"] == "pending":
                     pending = journals[-1]
             else:
-                installer = next((c for c in _children(proc.pid) if " pip install " in c), None)
+                installer = next((c for _pid, c in _children(proc.pid) if " pip install " in c), None)
                 if installer:
                     os.kill(proc.pid, signal.SIGKILL)
                     break
@@ -580,3 +610,39 @@ def test_sigkill_during_apply_then_rollback(dirs: dict[str, Path], tmp_path: Pat
     assert again.returncode == 0 and "nothing to do" in again.stdout
     _rolled_back_everything(dirs)
 
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to see the installer start")
+def test_sigterm_during_apply_stops_the_installer_and_restores(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """What a CI timeout or a container stop sends, to abiguard alone: the installer (pip, which takes seconds)
+    must not go on by itself, and the environment must come back as it was."""
+    python = fresh_broken_env(tmp_path / "v")
+    records_before, tree_before = records(python), tree(python)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "abiguard", "fix", "--python", str(python), "--apply", "--yes", "--strategy", "upgrade",
+         "--installer", "pip"],
+        env=abiguard_env(dirs), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 300
+    installer: tuple[int, str] | None = None
+    try:
+        while installer is None and proc.poll() is None and time.monotonic() < deadline:
+            installer = next(((pid, c) for pid, c in _children(proc.pid)
+                              if " pip install " in c and "--dry-run" not in c), None)
+            time.sleep(0.005)
+        assert installer is not None, "the installer never started"
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert err.startswith("abiguard: error: interrupted: terminated (SIGTERM)"), err
+    assert "the environment was restored from the snapshot" in err and "Traceback" not in err
+    assert not os.path.exists(f"/proc/{installer[0]}")  # stopped, not left running on its own
+    assert records(python) == records_before
+    assert_same_tree(tree_before, tree(python))
+    assert imports(python, "pandas._libs.tslibs").returncode != 0  # pandas 2.0.3 again, broken as before
+    assert version_in(python, "pandas") == "2.0.3"
+    _rolled_back_everything(dirs)

@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
+from tests.support.build import numpy_extension
 from tests.support.sarif import artifact_path, assert_valid_sarif
 from tests.support.venvs import make_venv, site_packages, uv, uv_env
-from tests.support.wheels import corrupt_shared_objects, fetch_wheel
+from tests.support.wheels import build_wheel, corrupt_shared_objects, fetch_wheel
 from tests.test_remote import nobody_listens
 
 if sys.version_info >= (3, 11):
@@ -133,7 +134,8 @@ def test_install_refuses_numpy2_and_its_alternative_works(cli: Cli, old_venv: Pa
     alt = doc["alternative"]
     assert sorted(alt["args"]) == ["numpy>=2", "pandas==2.2.2"]  # 2.2.2: the first pandas built for NumPy 2
     assert alt["command"] == text_command
-    assert alt["command"][:5] == ["abiguard", "install", "--python", os.path.abspath(py), "--"]
+    # abiguard runs here as `python -m abiguard`, not from PATH: the command says how to run this very one
+    assert alt["command"][:7] == [sys.executable, "-m", "abiguard", "install", "--python", os.path.abspath(py), "--"]
     by_name = {c["name"]: c for c in alt["changes"]}
     assert by_name["pandas"]["kind"] == "upgrade" and by_name["pandas"]["to"] == "2.2.2"  # not the newest
     assert Version(by_name["numpy"]["to"]) >= Version("2")
@@ -150,8 +152,7 @@ def test_install_refuses_numpy2_and_its_alternative_works(cli: Cli, old_venv: Pa
     assert version_of(py, "numpy") == "1.26.4"
 
     # the proposed command, run as printed: installs, and the result checks clean and imports
-    assert text_command[:2] == ["abiguard", "install"]
-    done = cli(*text_command[1:])  # `abiguard` is `python -m abiguard` here
+    done = cli(*text_command[3:])  # what `cli` runs: the same `python -m abiguard`
     assert done.returncode == 0, done.stdout + done.stderr
     assert "installed with uv" in done.stdout
     assert Version(version_of(py, "numpy")) >= Version("2")
@@ -184,7 +185,7 @@ def test_install_that_breaks_a_numpy2_floor_offers_an_older_release(cli: Cli, tm
         "h5py": ("downgrade", "3.13.0"), "numpy": ("downgrade", "1.26.4")}
     assert records(py) == before
 
-    done = cli(*alt["command"][1:])
+    done = cli(*alt["command"][3:])
     assert done.returncode == 0, done.stdout + done.stderr
     assert version_of(py, "h5py") == "3.13.0" and version_of(py, "numpy") == "1.26.4"
     imported = subprocess.run([str(py), "-c", "import h5py"], capture_output=True, text=True)
@@ -265,6 +266,8 @@ def test_install_refusal_with_pip(cli: Cli, old_venv: Path) -> None:
     assert any(c["name"] == "numpy" and c["from"] == "1.26.4" for c in doc["changes"])
     assert doc["alternative"] is not None
     assert any(a.startswith("pandas==") for a in doc["alternative"]["args"])
+    command = doc["alternative"]["command"]  # pasted, it installs with pip too
+    assert command[command.index("--installer"):][:2] == ["--installer", "pip"]
     assert records(py) == before
 
 
@@ -278,6 +281,84 @@ def test_install_into_an_already_broken_env_is_not_undone_for_old_conflicts(cli:
     doc = document(proc)
     assert doc["problems"] == {} and doc["action"] == "installed" and doc["applied"]["ok"] is True
     assert version_of(py, "iniconfig") == "2.0.0"
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_install_of_what_has_no_wheel_on_the_index_is_a_note_not_a_refusal(
+    cli: Cli, tmp_path: Path, installer: str
+) -> None:
+    """An sdist-only release (docopt), a local directory and an editable are built at install: nothing to read
+    before it, so a note (the installed result is re-checked); a local wheel is read from disk, and one built
+    for NumPy 1.x next to numpy 2 is still refused."""
+    py = make_venv(tmp_path / "venv", "numpy==2.0.2")
+    project = tmp_path / "pkgs" / "pinpandas"
+    (project / "pinpandas").mkdir(parents=True)
+    (project / "pinpandas" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=61"]\n'
+                                             'build-backend = "setuptools.build_meta"\n'
+                                             '[project]\nname = "pinpandas"\nversion = "1.0"\n')
+    pure = build_wheel(tmp_path / "wheels", "pinpure", "1.0", {"pinpure/__init__.py": b""}, [])
+    ext = numpy_extension("pinold_core", "1.26.4", tmp_path / "build")
+    old = build_wheel(tmp_path / "wheels", "pinold", "1.0", {f"pinold/{ext.name}": ext.read_bytes()}, ["numpy"])
+    before = records(py)
+    for args, built in ((["docopt==0.6.2"], installer == "pip"), ([str(pure)], False), ([str(project)], True),
+                        (["-e", str(project)], True)):
+        proc = cli("install", "--python", py, "--installer", installer, "--dry-run", "--format", "json", "--", *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        doc = document(proc)
+        assert doc["action"] == "dry-run" and doc["problems"] == {}, doc
+        name = canonical(doc["changes"][0]["name"])
+        assert [c["built"] for c in doc["changes"] if c["name"] == name] == [built]
+        assert bool(doc["notes"]) == (name != "pinpure"), doc["notes"]
+        assert all("re-checked" in n for n in doc["notes"])
+    refused = cli("install", "--python", py, "--installer", installer, "--dry-run", "--", str(old))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "pinold: pinold 1.0 is built for NumPy 1.x but numpy would be 2.0.2" in refused.stdout
+    assert records(py) == before
+
+    done = cli("install", "--python", py, "--installer", installer, "--", "-e", str(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "install   pinpandas" in done.stdout and "(built at install)" in done.stdout
+    assert f"installed with {installer}" in done.stdout
+    assert version_of(py, "pinpandas") == "1.0"
+
+    # what the user put there since is left in place, and the rollback says so
+    (site_packages(py) / "user_data").mkdir()
+    (site_packages(py) / "user_data" / "kept.txt").write_text("mine")
+    back = cli("rollback", "--python", py)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "removed pinpandas==1.0" in back.stdout
+    assert re.search(r"^  note: left in place: \S+/user_data \(new; no RECORD lists it\)$", back.stdout, re.M)
+    assert records(py) == before
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_install_without_a_usable_index_is_an_error_not_a_refusal(cli: Cli, old_venv: Path, tmp_path: Path) -> None:
+    """abiguard reads wheels only from http(s) indexes: a configuration it cannot use (a file:// index, or none
+    and no pip to tell the default one) means nothing could be asked, which is not "this would break"."""
+    env = {**uv_env(), "PIP_INDEX_URL": (tmp_path / "simple").as_uri(), "ABIGUARD_STATE_DIR": str(tmp_path / "s")}
+    env.pop("CI", None)
+    proc = subprocess.run([sys.executable, "-m", "abiguard", "install", "--python", str(old_venv), "--dry-run", "--",
+                           "six==1.16.0"], capture_output=True, text=True, env=env, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("abiguard: error: the package index cannot answer: no usable http(s) package index")
+    assert "hint: install reads the index given to the installer: abiguard install -- --index-url URL" in proc.stderr
+    assert "would break" not in proc.stdout and "Traceback" not in proc.stderr
+    fix = subprocess.run([sys.executable, "-m", "abiguard", "fix", "--python", str(make_venv(
+        tmp_path / "broken", "numpy==2.0.2", "pandas==2.0.3")), "--strategy", "upgrade", "--no-cache"],
+        capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    assert fix.returncode == 2, fix.stdout + fix.stderr
+    assert "no usable http(s) package index" in fix.stderr and "No safe plan" not in fix.stdout
+
+
+def test_install_with_a_missing_requirements_file_says_only_that(cli: Cli, old_venv: Path, tmp_path: Path) -> None:
+    proc = cli("install", "--python", old_venv, "--", "-r", tmp_path / "nonexist.txt")
+    assert proc.returncode == 2
+    assert "File not found" in one_line_error(proc) and "installed.txt" not in proc.stderr
 
 
 # -- lock-check: real lockfiles written by uv --------------------------------------------------------

@@ -370,11 +370,13 @@ def _apply(args: argparse.Namespace, env: TargetEnvironment, chosen: Plan, insta
             ui.error("--apply changes the environment and there is no terminal to confirm it",
                      "pass --yes to apply without asking")
             return None, EXIT_ERROR
-        try:
-            answer = input(f"Apply plan 1 ({chosen.strategy}) to {env.prefix}? [y/N] ").strip().lower()
-        except EOFError:  # Ctrl-D: no answer is no
-            answer = ""
-            print()
+        # the question goes to stderr: stdout is the report, a JSON document with --format json
+        sys.stderr.write(f"Apply plan 1 ({chosen.strategy}) to {env.prefix}? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:  # Ctrl-D: no answer is no
+            sys.stderr.write("\n")
+        answer = answer.strip().lower()
         if answer not in ("y", "yes"):
             ui.error("not applied")
             return None, EXIT_CONFLICT
@@ -418,6 +420,8 @@ def _rollback(args: argparse.Namespace) -> int:
             snapshot=str(result.snapshot) if result.snapshot else None, notes=list(result.notes))))
     else:
         print(result.message)
+        for note in result.notes:
+            print(f"  note: {note}")
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
@@ -428,7 +432,14 @@ def _install(args: argparse.Namespace) -> int:
     from abiguard.fix.apply import ApplyError, apply_changes
     from abiguard.fix.inspector import IndexInspector
     from abiguard.fix.resolver import ResolveError, choose_installer
-    from abiguard.prevent.install import alternatives, judge_install, recheck_new, unmodelled_option
+    from abiguard.prevent.install import (
+        abiguard_command,
+        alternatives,
+        index_url,
+        judge_install,
+        recheck_new,
+        unmodelled_option,
+    )
     from abiguard.report.markup import console, escape
     from abiguard.sources.index import PackageIndexError
 
@@ -448,28 +459,33 @@ def _install(args: argparse.Namespace) -> int:
     try:
         installer = choose_installer(args.installer)
         current = repair.scan(env, use_cache=not args.no_cache)
-        inspector = IndexInspector(env, use_cache=not args.no_cache)
+        inspector = IndexInspector(env, use_cache=not args.no_cache, index_url=index_url(pip_args))
         verdict = judge_install(current, pip_args, inspector, installer, log)
         safe = [] if verdict.safe else alternatives(current, verdict, inspector, installer, log)
     except ResolveError as exc:
         ui.error(f"the installer cannot resolve this install: {exc}")
         return EXIT_ERROR
     except PackageIndexError as exc:
-        ui.error(f"the package index cannot answer: {exc}")
+        ui.error(f"the package index cannot answer: {exc}",
+                 "install reads the index given to the installer: abiguard install -- --index-url URL ARGS")
         return EXIT_ERROR
     out = console()
-    commands = [["abiguard", "install", "--python", env.executable, "--", *a.args] for a in safe]
+    chosen = ["--installer", args.installer] if args.installer else []  # so that the pasted command uses it too
+    commands = [[*abiguard_command(), "install", "--python", env.executable, *chosen, "--", *a.args] for a in safe]
     ways = [{"args": list(a.args), "changes": [c.to_json() for c in a.changes], "command": command}
             for a, command in zip(safe, commands, strict=True)]
     doc: dict[str, object] = {
         "environment": {"python": env.python_version, "executable": env.executable},
         "installer": installer, "args": pip_args,
         "changes": [c.to_json() for c in verdict.changes], "problems": verdict.problems,
+        "notes": list(verdict.notes),
         "alternative": ways[0] if ways else None, "alternatives": ways,
     }
     if text:
         for c in verdict.changes:
             out.print(_change_line(c))
+        for note in verdict.notes:
+            out.print(f"  note: {escape(note)}")
     refused = not verdict.safe and (not args.force or args.dry_run)  # a dry run has nothing to force
     if not verdict.safe and text:
         out.print()
@@ -522,7 +538,8 @@ def _change_line(c: Change) -> str:
     from abiguard.report.markup import escape
 
     arrow = " -> " if c.old and c.new else ""
-    return escape(f"  {c.kind:9} {c.name} {c.old or ''}{arrow}{c.new or ''}")
+    words = [c.name, f"{c.old or ''}{arrow}{c.new or ''}", "(built at install)" if c.built else ""]
+    return escape(f"  {c.kind:9} " + " ".join(w for w in words if w))
 
 
 def _lock_check(args: argparse.Namespace) -> int:

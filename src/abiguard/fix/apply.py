@@ -40,11 +40,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -52,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from abiguard import paths
-from abiguard.fix.resolver import find_uv
+from abiguard.fix.resolver import find_uv, pip_command
 from abiguard.model import TargetEnvironment, canonical_name
 
 SCHEMA = 1
@@ -90,7 +92,13 @@ class ApplyResult:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a change, after the environment was restored (or not): the message says which."""
+    """Ctrl-C or SIGTERM during a change, after the environment was restored (or not): the message says which.
+
+    `signum` tells the two apart, so that the command can exit as the signal asks (130 or 143)."""
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -165,8 +173,9 @@ def apply_changes(
     snaps = _ensure_dir(snapshots_dir(env, state_dir))
     lock_path = _ensure_dir(resolve_state_dir(state_dir) / "locks") / f"{env_key(env)}.lock"
 
-    with _EnvLock(lock_path, env.prefix, lock_timeout, purpose="apply") as lock:
+    with _sigterm_interrupts(), _EnvLock(lock_path, env.prefix, lock_timeout, purpose="apply") as lock:
         _refuse_if_interrupted(snaps, env)
+        _prune_partial(snaps)
         dists = _scan(sites)
         _check_writable(env, prefix, sites, dists, set(touched_keys))
 
@@ -184,6 +193,12 @@ def apply_changes(
             try:
                 _journal(snap, RESTORING, reason)
                 outcome = _restore(env, snap, manifest, after_infos=None, sweep=True)
+            except KeyboardInterrupt as exc:  # a second Ctrl-C: stop, and say the environment is half restored
+                with contextlib.suppress(Exception, KeyboardInterrupt):  # RESTORING says as much if this fails
+                    _journal(snap, RESTORE_FAILED, f"{reason}; the restore was interrupted")
+                raise Interrupted(
+                    f"{reason}; the restore was interrupted, so packages may be missing: run "
+                    f"`abiguard rollback --python {env.executable}` to finish it", _signum(exc)) from None
             except Exception as exc:
                 _journal(snap, RESTORE_FAILED, f"{reason}; restore failed: {exc}")
                 return ApplyResult(
@@ -214,9 +229,9 @@ def apply_changes(
         except OSError as exc:
             result = undo(f"cannot run {installer}: {exc.strerror or exc}", None, "", 0.0)
             raise ApplyError(result.message) from None
-        except KeyboardInterrupt:  # Ctrl-C: undo, then stop, saying what became of the environment
-            undone = undo("interrupted while the installer ran", None, "", time.monotonic() - t_install)
-            raise Interrupted(undone.message) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (the installer is killed): undo, then stop
+            undone = undo(f"{_stopped(exc)} while the installer ran", None, "", time.monotonic() - t_install)
+            raise Interrupted(undone.message, _signum(exc)) from None
         except BaseException:
             undo("interrupted while the installer ran", None, "", time.monotonic() - t_install)
             raise
@@ -231,9 +246,9 @@ def apply_changes(
                 reason_after = after()
             except Exception as exc:
                 reason_after = f"the re-check raised {type(exc).__name__}: {_one_line(str(exc))}"
-            except KeyboardInterrupt:
-                undone = undo("interrupted during the re-check", proc.returncode, tail, install_seconds)
-                raise Interrupted(undone.message) from None
+            except KeyboardInterrupt as exc:
+                undone = undo(f"{_stopped(exc)} during the re-check", proc.returncode, tail, install_seconds)
+                raise Interrupted(undone.message, _signum(exc)) from None
             except BaseException:
                 undo("interrupted during the re-check", proc.returncode, tail, install_seconds)
                 raise
@@ -263,7 +278,8 @@ def rollback(
     if not snaps.is_dir():
         return nothing
     lock_path = _ensure_dir(root / "locks") / f"{env_key(env)}.lock"
-    with _EnvLock(lock_path, env.prefix, lock_timeout, purpose="rollback"):
+    with _sigterm_interrupts(), _EnvLock(lock_path, env.prefix, lock_timeout, purpose="rollback"):
+        _prune_partial(snaps)
         snap = _last_snapshot(snaps)
         if snap is None:
             return nothing
@@ -280,6 +296,7 @@ def rollback(
         prefix = _real(env.prefix)
         if os.path.normcase(str(manifest.get("prefix_real"))) != os.path.normcase(prefix):
             raise ApplyError(f"snapshot {snap} belongs to {manifest.get('prefix')}, not to {env.prefix}")
+        _refuse_other_python(env, snap, manifest)
         sites = _site_dirs(env)
         _check_writable(env, prefix, sites, _scan(sites), set(manifest["touched"]))
         after_infos = journal.get("after_dist_infos")  # present once the change had completed
@@ -288,6 +305,9 @@ def rollback(
         try:
             _journal(snap, RESTORING, "rollback requested")
             outcome = _restore(env, snap, manifest, after_infos=after_infos, sweep=state != APPLIED)
+        except KeyboardInterrupt as exc:  # the journal still says restoring: the next rollback starts over
+            raise Interrupted(f"the rollback was {_stopped(exc)}, so packages may be missing: run "
+                              f"`abiguard rollback --python {env.executable}` again", _signum(exc)) from None
         except Exception as exc:
             _journal(snap, RESTORE_FAILED, f"rollback failed: {exc}")
             raise ApplyError(f"rollback from {snap} failed: {_one_line(str(exc))}") from None
@@ -306,6 +326,36 @@ def rollback(
         )
 
 
+# -- signals -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a CI timeout, a container stop) stops a change the way Ctrl-C does: the installer is killed and
+    the environment restored, instead of abiguard dying while its installer goes on alone. Only the main
+    thread can handle signals; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Interrupted("", signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _signum(exc: BaseException) -> int:
+    return exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+
+
+def _stopped(exc: BaseException) -> str:
+    return "terminated (SIGTERM)" if _signum(exc) == signal.SIGTERM else "interrupted"
+
+
 # -- the installer -----------------------------------------------------------------------------------
 
 
@@ -316,9 +366,11 @@ def _installer_command(env: TargetEnvironment, installer: str, args: list[str], 
             raise ApplyError("uv not found: install it (`pip install uv`) or use --installer pip")
         return [uv, "pip", "install", "--python", env.executable, *args]
     if installer == "pip":
-        if not any(d.key == "pip" for d in _scan(sites)):
-            raise ApplyError(f"pip is not installed in {env.prefix}: use --installer uv, or install pip there first")
-        return [env.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+        pip = pip_command(env)
+        if pip is None:
+            raise ApplyError(f"pip is neither installed in {env.prefix} nor importable by abiguard: use --installer "
+                             "uv, or install pip there first")
+        return [*pip, "install", "--disable-pip-version-check", *args]
     raise ApplyError(f"unknown installer {installer!r}: use uv or pip")
 
 
@@ -614,6 +666,7 @@ def _take_snapshot(
             "prefix_real": prefix,
             "python": env.executable,
             "python_version": env.python_version,
+            "implementation": env.implementation,
             "installer": installer,
             "install_args": [_redact(a) for a in args],
             "touched": touched,
@@ -623,6 +676,7 @@ def _take_snapshot(
             "unlisted": unlisted,
             "empty_dirs": empty_dirs,
             "identity": {rel: _identity(path) for path, rel in pairs},
+            "dir_modes": _dir_modes(pairs, prefix),
             "sites": {_rel(s, prefix): sorted(os.listdir(s)) for s in sites if _inside(s, prefix)},
             "installed": installed,
         }
@@ -642,6 +696,21 @@ def _take_snapshot(
         shutil.rmtree(partial, ignore_errors=True)
         where = f" ({exc.filename})" if exc.filename else ""
         raise ApplyError(f"cannot write the snapshot under {snaps}: {exc.strerror or exc}{where}") from None
+    except BaseException:  # Ctrl-C: nothing changed yet, and a half-written copy is megabytes of nothing
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _dir_modes(pairs: list[tuple[str, str]], prefix: str) -> dict[str, int]:
+    """The mode of every directory holding a copied file, up to the prefix: a restore re-creates some of them,
+    and a read-only or setgid tree must come back as it was."""
+    modes: dict[str, int] = {}
+    for path, _ in pairs:
+        folder = os.path.dirname(path)
+        while folder != prefix and _inside(folder, prefix) and _rel(folder, prefix) not in modes:
+            modes[_rel(folder, prefix)] = stat.S_IMODE(os.lstat(folder).st_mode)
+            folder = os.path.dirname(folder)
+    return modes
 
 
 _Owned = dict[str, tuple[set[str], list[str]]]  # a dist-info's path: the files it owns, and those outside the prefix
@@ -742,20 +811,27 @@ def _refuse_if_interrupted(snaps: Path, env: TargetEnvironment) -> None:
 
 def _prune(snaps: Path, keep: int) -> None:
     """Delete all but the newest `keep` finished snapshots, and leftovers of interrupted snapshotting."""
+    _prune_partial(snaps)
     try:
         names = sorted(os.listdir(snaps), reverse=True)
     except OSError:
         return
-    kept = 0
-    for name in names:
+    for kept, name in enumerate(names, 1):
         path = snaps / name
-        if name.endswith(_PARTIAL):
-            shutil.rmtree(path, ignore_errors=True)  # we hold the lock: nobody is writing it
-            continue
-        state = snapshot_state(path)
-        kept += 1
-        if kept > max(keep, 1) and state in (APPLIED, ROLLED_BACK, None):
+        if kept > max(keep, 1) and snapshot_state(path) in (APPLIED, ROLLED_BACK, None):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _prune_partial(snaps: Path) -> None:
+    """Delete what an abiguard killed while it took a snapshot left; the caller holds the lock, so nobody is
+    writing it."""
+    try:
+        names = os.listdir(snaps)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(_PARTIAL):
+            shutil.rmtree(snaps / name, ignore_errors=True)
 
 
 def _journal(snap: Path, state: str, message: str, **extra: Any) -> None:
@@ -879,9 +955,11 @@ def _restore(
                     outcome.notes.append(f"left in place: {rel} (no RECORD lists it)")
 
     # 3. new top-level entries that no installed distribution owns: pip's `~name` uninstall stash, files an
-    #    interrupted install linked before writing its RECORD
+    #    interrupted install linked before writing its RECORD; a directory the removed RECORDs made is only
+    #    judged once step 6 has tidied it (it is usually empty by then)
     owned_tops = {(s, t) for p in protected for s in sites if (t := _top(p, s)) is not None}
     restore_tops = {(s, t) for r in restore for s in sites if (t := _top(target(r), s)) is not None}
+    new_tops: list[str] = []
     for rel_site, names_before in manifest["sites"].items():
         site = _real(target(rel_site))
         if not os.path.isdir(site):
@@ -893,7 +971,7 @@ def _restore(
             if after_infos is None or name == "__pycache__":
                 _remove_tree(path, prefix)
             else:
-                outcome.notes.append(f"left in place: {_rel(path, prefix)} (new; no RECORD lists it)")
+                new_tops.append(path)
 
     # 4. stale bytecode next to sources that come back (same size and mtime would make it look valid)
     for rel in restore - intact:
@@ -931,14 +1009,39 @@ def _restore(
     for empty in empty_before:
         if _inside(_real(os.path.dirname(empty)), prefix):
             os.makedirs(empty, exist_ok=True)
+    for path in new_tops:  # bytecode alone would still import as a namespace package
+        if os.path.isdir(path) and not os.path.islink(path) and _only_bytecode(path):
+            _remove_tree(path, prefix)
+        elif os.path.lexists(path):
+            outcome.notes.append(f"left in place: {_rel(path, prefix)} (new; no RECORD lists it)")
+    for rel, mode in manifest.get("dir_modes", {}).items():  # last: a read-only mode would stop the writes
+        with contextlib.suppress(OSError):
+            st = os.lstat(target(rel))
+            if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+                os.chmod(target(rel), mode)
 
     # 7. distributions the change altered without naming them cannot come back from the snapshot
     now = {d.key: d.version for d in _scan(sites)}
     for item in manifest["installed"]:
         if item["inside_prefix"] and item["key"] not in touched and not os.path.isdir(target(item["dist_info"])):
-            state = f"now {now[item['key']]}" if item["key"] in now else "now absent"
+            state = "now absent" if item["key"] not in now else (
+                f"now {now[item['key']]}" if now[item["key"]] != item["version"] else "now installed elsewhere")
             outcome.missing.append(f"{item['name']}=={item['version']} ({state})")
     return outcome
+
+
+def _refuse_other_python(env: TargetEnvironment, snap: Path, manifest: dict[str, Any]) -> None:
+    """A venv re-created at the same path with another Python: the snapshot's files (cp311 extension modules,
+    lib/python3.11/...) would be planted where nothing can use them."""
+    then = (str(manifest.get("implementation", env.implementation)),
+            ".".join(str(manifest.get("python_version", "")).split(".")[:2]))
+    now = (env.implementation, env.python_tag)
+    if then != now:
+        raise ApplyError(
+            f"snapshot {snap.name} was taken when {env.prefix} ran {then[0]} {then[1]}, but it runs {now[0]} "
+            f"{now[1]} now (re-created?): its files cannot be restored there; nothing was changed "
+            f"(the packages it had are listed in {snap / 'freeze.txt'})"
+        )
 
 
 def _verify_snapshot(snap: Path, manifest: dict[str, Any]) -> None:
@@ -976,6 +1079,17 @@ def _remove_file(path: str, dirs_to_tidy: set[str]) -> None:
         dirs_to_tidy.add(os.path.dirname(path))
         if path.endswith(".py"):
             _remove_bytecode(path)
+            dirs_to_tidy.add(os.path.join(os.path.dirname(path), "__pycache__"))
+
+
+def _only_bytecode(top: str) -> bool:
+    """Whether a directory holds nothing but `__pycache__` directories and their `.pyc` files."""
+    for root, dirs, names in os.walk(top):
+        if names and (os.path.basename(root) != "__pycache__" or not all(n.endswith(".pyc") for n in names)):
+            return False
+        if any(os.path.islink(os.path.join(root, d)) for d in dirs):
+            return False
+    return True
 
 
 def _remove_bytecode(source: str, spare: Callable[[str], bool] | None = None) -> None:

@@ -9,7 +9,7 @@ from abiguard.fix.planner import ReleaseFacts
 from abiguard.inspect import ErrorItem, InspectOptions, Item, SearchItem, WheelItem, inspect_targets
 from abiguard.model import BuiltFor, TargetEnvironment
 from abiguard.sources.environment import platform_tag
-from abiguard.sources.index import IndexUnreachable
+from abiguard.sources.index import IndexUnreachable, load_index_config
 
 
 class IndexInspector:
@@ -34,7 +34,7 @@ class IndexInspector:
         if key not in self._releases:
             report = inspect_targets([f"{name}=={version}"], self._options(sample=0))
             self.notes.extend(n for n in report.notes if n not in self.notes)
-            item = _answered(report.items[0] if report.items else None)
+            item = _answered(report.items[0] if report.items else None, self._base.index_url)
             if isinstance(item, WheelItem):
                 out = item.report.outcome
                 self._releases[key] = ReleaseFacts(out.built_for, out.min_numpy, item.report.wheel_size)
@@ -55,12 +55,16 @@ class IndexInspector:
             mode = {"last_compatible": True} if newest else {"first_compatible": True}
             report = inspect_targets([requirement], self._options(numpy=str(numpy), **mode))
             self.notes.extend(n for n in report.notes if n not in self.notes)
-            item = _answered(report.items[0] if report.items else None)
+            item = _answered(report.items[0] if report.items else None, self._base.index_url)
             self._found[key] = item.found if isinstance(item, SearchItem) else None
         return self._found[key]
 
 
-def _answered(item: Item | None) -> Item | None:
-    if isinstance(item, ErrorItem) and item.unreachable:
-        raise IndexUnreachable(item.message)
+def _answered(item: Item | None, index_url: str | None) -> Item | None:
+    """The item when it is the index's answer about one project (no such release, no wheel for the target);
+    raises when the index could not be asked at all: unreachable, or none configured that abiguard can use."""
+    if isinstance(item, ErrorItem):
+        if item.unreachable:
+            raise IndexUnreachable(item.message)
+        load_index_config(index_url)  # raises PackageIndexError for the configuration, as the inspection did
     return item

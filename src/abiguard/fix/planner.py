@@ -7,13 +7,13 @@ import functools
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from abiguard.fix.resolver import Change, Resolution, ResolveError, install_command, resolve
+from abiguard.fix.resolver import Change, Resolution, ResolveError, available, install_command, resolve
 from abiguard.model import (
     BuiltFor,
     CheckReport,
@@ -58,6 +58,7 @@ class Plan:
     commands: dict[str, list[str]]
     why: dict[str, str] = field(default_factory=dict)
     download_size: int = 0
+    notes: tuple[str, ...] = ()  # what could not be judged before the install (the apply re-checks it)
 
     @property
     def blast_radius(self) -> tuple[int, int, int, int, int]:
@@ -79,6 +80,7 @@ class Plan:
             "verified_static": self.verified_static,
             "problems": list(self.problems),
             "download_size": self.download_size,
+            "notes": list(self.notes),
         }
 
 
@@ -325,15 +327,21 @@ def _verify(
     index_url: str | None = None,
 ) -> Plan:
     """A plan from a resolution: the change set judged statically, with the commands that make it."""
-    problems, size = judge_changes(report, installed, resolution.changes, inspector, say)
-    commands = {  # no pip command for an environment without pip (uv makes those): it would not run
+    problems, size, notes = judge_changes(report, installed, resolution.changes, inspector, say)
+    commands = {
         tool: install_command(env, tool, [f"{c.name}=={c.new}" for c in resolution.changes if c.new], index_url)
-        for tool in ("uv", "pip") if tool == "uv" or "pip" in installed
+        for tool in ("uv", "pip") if available(tool, env)
     }
     for c in resolution.changes:
         why.setdefault(c.name, "required by the resolver for a consistent set")
     return Plan(strategy, tuple(requirements), tuple(constraints), resolution.changes, not problems,
-                tuple(problems.values()), commands, why, size)
+                tuple(problems.values()), commands, why, size, tuple(notes))
+
+
+class Judged(NamedTuple):
+    problems: dict[str, str]  # by canonical distribution name
+    download_size: int  # of the new wheels
+    notes: list[str]  # what cannot be read before the install: judged by the re-check after it instead
 
 
 def judge_changes(
@@ -342,28 +350,39 @@ def judge_changes(
     changes: Iterable[Change],
     inspector: ReleaseInspector,
     say: Log | None = None,
-) -> tuple[dict[str, str], int]:
-    """Judge the environment a change set would leave: new wheels read remotely, the rest from the scan.
+) -> Judged:
+    """Judge the environment a change set would leave: new wheels read remotely (or from disk), the rest from
+    the scan.
 
-    Returns the problems by canonical distribution name, and the download size of the new wheels."""
+    What has no wheel to read yet (built at install, or a release whose wheel cannot be judged) is a note, not
+    a problem: `check` calls such a build unknown, not broken, and the install is re-checked once it is built."""
     changes = list(changes)
     after = dict(installed)
     for c in changes:
-        if c.new is None:
-            after.pop(c.name, None)
-        else:
+        if c.new is not None:
             after[c.name] = c.new
+        elif not c.built:
+            after.pop(c.name, None)
     numpy = Version(after["numpy"]) if "numpy" in after else None
     changed = {c.name for c in changes}
     problems: dict[str, str] = {}
+    notes: list[str] = []
     size = 0
     for c in changes:
+        if c.built:
+            notes.append(f"{c.name}: built from source at install, so its binaries cannot be read before it; "
+                         "the installed result is re-checked")
+            continue
         if c.new is None or c.name == "numpy":
             continue
         if say is not None:
-            say(f"inspecting {c.name} {c.new} on the index")
-        facts = inspector.release(c.name, c.new)
+            say(f"inspecting {c.name} {c.new} {'from ' + c.wheel if c.wheel else 'on the index'}")
+        facts = local_wheel(c.wheel, report.environment) if c.wheel else inspector.release(c.name, c.new)
         size += facts.wheel_size or 0
+        if facts.built_for is BuiltFor.UNKNOWN:
+            notes.append(f"{c.name} {c.new}: {facts.note or 'its wheel could not be judged'}; the installed result "
+                         "is re-checked")
+            continue
         problem = _judge_release(c.name, c.new, facts, numpy)
         if problem:
             problems[c.name] = problem
@@ -378,7 +397,19 @@ def judge_changes(
             if problem:
                 problems[key] = problem
                 break
-    return problems, size
+    return Judged(problems, size, notes)
+
+
+def local_wheel(path: str, env: TargetEnvironment) -> ReleaseFacts:
+    """Facts of a wheel file an install names, read from disk: no index has it."""
+    from abiguard.inspect import InspectOptions, WheelItem, inspect_targets
+    from abiguard.sources.environment import platform_tag
+
+    report = inspect_targets([path], InspectOptions(python_version=env.python_tag, platform=platform_tag(env)))
+    item = report.items[0] if report.items else None
+    if isinstance(item, WheelItem):
+        return ReleaseFacts(item.report.outcome.built_for, item.report.outcome.min_numpy, item.report.wheel_size)
+    return ReleaseFacts(BuiltFor.UNKNOWN, None, None, getattr(item, "message", "the wheel could not be read"))
 
 
 def _judge_release(name: str, version: str, facts: ReleaseFacts, numpy: Version | None) -> str | None:
@@ -390,6 +421,4 @@ def _judge_release(name: str, version: str, facts: ReleaseFacts, numpy: Version 
         return f"{name} {version} is built for NumPy 1.x but numpy would be {numpy}"
     if facts.built_for is BuiltFor.NUMPY2 and facts.min_numpy and abi(numpy) < Version(facts.min_numpy):
         return f"{name} {version} needs numpy >= {facts.min_numpy} but numpy would be {numpy}"
-    if facts.built_for is BuiltFor.UNKNOWN:
-        return f"{name} {version}: {facts.note or 'its wheel could not be judged'}"
     return None

@@ -7,12 +7,16 @@ new requirements. uv is preferred; pip (`--dry-run --report`) is the fallback.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,20 +31,22 @@ class ResolveError(Exception):
 class Change:
     name: str
     old: str | None  # None: newly installed
-    new: str | None  # None: removed
+    new: str | None  # None: removed, or built at install and not yet known (uv says no version then)
+    built: bool = False  # built from source at install (an sdist, a directory, an editable, a VCS URL)
+    wheel: str | None = None  # a local wheel file it comes from: read from disk, not from the index
 
     @property
     def kind(self) -> str:
         if self.old is None:
             return "install"
         if self.new is None:
-            return "remove"
+            return "rebuild" if self.built else "remove"
         from packaging.version import Version
 
         return "upgrade" if Version(self.new) > Version(self.old) else "downgrade"
 
-    def to_json(self) -> dict[str, str | None]:
-        return {"name": self.name, "from": self.old, "to": self.new, "kind": self.kind}
+    def to_json(self) -> dict[str, str | bool | None]:
+        return {"name": self.name, "from": self.old, "to": self.new, "kind": self.kind, "built": self.built}
 
 
 @dataclass(frozen=True)
@@ -95,18 +101,20 @@ def resolve(
     `index_url` replaces the installer's configured index, as `--index-url` does.
     """
     with tempfile.TemporaryDirectory(prefix="abiguard-resolve-") as tmp:
-        names = os.path.join(tmp, "installed.txt")
-        with open(names, "w") as fh:
-            fh.write("\n".join(sorted(installed) if whole_environment else []) + "\n")
         extra = ["--index-url", index_url] if index_url else []
+        if whole_environment and installed:  # an empty file makes uv warn about it before the real error
+            names = os.path.join(tmp, "installed.txt")
+            with open(names, "w") as fh:
+                fh.write("\n".join(sorted(installed)) + "\n")
+            extra += ["-r", names]
         if constraints:  # an empty constraints file makes uv print a warning into the resolver's message
             cons = os.path.join(tmp, "constraints.txt")
             with open(cons, "w") as fh:
                 fh.write("\n".join(constraints) + "\n")
             extra += ["-c", cons]
         if installer == "uv":
-            return _uv(env, installed, requirements, names, extra, timeout)
-        return _pip(env, installed, requirements, names, extra, tmp, timeout)
+            return _uv(env, requirements, extra, timeout)
+        return _pip(env, installed, requirements, extra, tmp, timeout)
 
 
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -123,13 +131,12 @@ def _failure(proc: subprocess.CompletedProcess[str]) -> ResolveError:
     return ResolveError("\n".join(lines[-12:]) or f"resolver exited with {proc.returncode}")
 
 
-def _uv(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str,
-        extra: list[str], timeout: float) -> Resolution:
+def _uv(env: TargetEnvironment, requirements: Sequence[str], extra: list[str], timeout: float) -> Resolution:
     uv = find_uv()
     if uv is None:
         raise ResolveError("uv is not available")
     cmd = [uv, "pip", "install", "--python", env.executable, "--dry-run", "--output-format", "json",
-           "-r", names, *extra, *requirements]
+           *extra, *requirements]
     proc = _run(cmd, timeout)
     if proc.returncode != 0:
         raise _failure(proc)
@@ -138,51 +145,89 @@ def _uv(env: TargetEnvironment, installed: dict[str, str], requirements: Sequenc
     except ValueError:
         raise ResolveError("uv printed no JSON plan (is this uv version supported? abiguard needs uv >= 0.9)") from None
     removed: dict[str, str] = {}
-    added: dict[str, str] = {}
+    added: dict[str, str | None] = {}
     for item in data.get("changes", []):
         key = canonical_name(item["name"])
-        if item.get("action") == "uninstalled":
+        if item.get("action") == "uninstalled" and item.get("version"):
             removed[key] = item["version"]
         elif item.get("action") in ("installed", "reinstalled"):
-            added[key] = item["version"]
-    changes = _diff(removed, added)
-    return Resolution("uv", changes, tuple(cmd))
+            added[key] = item.get("version")  # none for a directory or an editable: built at install
+    built = {name for name, version in added.items() if version is None}
+    return Resolution("uv", _diff(removed, added, built, _local_wheels(requirements)), tuple(cmd))
 
 
-def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], names: str,
-         extra: list[str], tmp: str, timeout: float) -> Resolution:
+def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequence[str], extra: list[str],
+         tmp: str, timeout: float) -> Resolution:
     report = os.path.join(tmp, "report.json")
-    base = _pip_command(env)
+    base = pip_command(env)
+    if base is None:
+        raise ResolveError(f"pip is neither installed in {env.prefix} nor importable by abiguard; use --installer uv")
     cmd = [*base, "install", "--dry-run", "--quiet", "--disable-pip-version-check", "--report", report,
-           "-r", names, *extra, *requirements]
+           *extra, *requirements]
     proc = _run(cmd, timeout)
     if proc.returncode != 0:
         raise _failure(proc)
     with open(report) as fh:
         data = json.load(fh)
-    added = {
-        canonical_name(item["metadata"]["name"]): item["metadata"]["version"]
-        for item in data.get("install", [])
-    }
+    added: dict[str, str | None] = {}
+    built: set[str] = set()
+    wheels: dict[str, str] = {}
+    for item in data.get("install", []):
+        key = canonical_name(item["metadata"]["name"])
+        added[key] = item["metadata"]["version"]
+        url = str(item.get("download_info", {}).get("url", ""))
+        if not urllib.parse.urlsplit(url).path.endswith(".whl"):  # an sdist, a directory, a VCS checkout
+            built.add(key)
+        elif url.startswith("file:"):
+            wheels[key] = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
     removed = {name: installed[name] for name in added if name in installed}
-    return Resolution("pip", _diff(removed, added), tuple(cmd))
+    return Resolution("pip", _diff(removed, added, built, wheels), tuple(cmd))
 
 
-def _pip_command(env: TargetEnvironment) -> list[str]:
-    """The target's own pip when it has one; else ours, pointed at the target with `--python`."""
-    probe = subprocess.run([env.executable, "-I", "-c", "import pip"], capture_output=True)
-    if probe.returncode == 0:
+def pip_command(env: TargetEnvironment) -> list[str] | None:
+    """The target's own pip when it has one; else ours, pointed at the target with `--python` (uv makes venvs
+    without pip); None when neither exists."""
+    if _imports_pip(env.executable):
         return [env.executable, "-m", "pip"]
-    return [sys.executable, "-m", "pip", "--python", env.executable]
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip", "--python", env.executable]
+    return None
 
 
-def _diff(removed: dict[str, str], added: dict[str, str]) -> tuple[Change, ...]:
+@functools.lru_cache(maxsize=16)
+def _imports_pip(python: str) -> bool:
+    """Asked once per command and interpreter: planning would otherwise start the target for every plan."""
+    return subprocess.run([python, "-I", "-c", "import pip"], capture_output=True).returncode == 0
+
+
+def _diff(removed: dict[str, str], added: dict[str, str | None], built: set[str],
+          wheels: dict[str, str]) -> tuple[Change, ...]:
     changes = []
     for name in sorted(set(removed) | set(added)):
         old, new = removed.get(name), added.get(name)
-        if old != new:
-            changes.append(Change(name, old, new))
+        if old != new or name in built:
+            changes.append(Change(name, old, new, name in built, wheels.get(name)))
     return tuple(changes)
+
+
+def _local_wheels(requirements: Sequence[str]) -> dict[str, str]:
+    """Wheel files the installer arguments name (`./x.whl`, `name @ file:///x.whl`), by canonical name: uv's
+    plan says which version it installs, not from where."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    found: dict[str, str] = {}
+    for arg in requirements:
+        where = arg.partition(" @ ")[2].strip() or arg
+        if where.startswith("file:"):
+            where = urllib.request.url2pathname(urllib.parse.urlsplit(where).path)
+        if not where.lower().endswith(".whl") or not os.path.isfile(where):
+            continue
+        try:
+            name = parse_wheel_filename(os.path.basename(where))[0]
+        except InvalidWheelFilename:
+            continue
+        found[canonical_name(name)] = os.path.abspath(where)
+    return found
 
 
 def install_command(
@@ -198,4 +243,9 @@ def install_command(
     if installer == "uv":  # by name when the shell finds it so, else where abiguard found it
         uv = "uv" if shutil.which("uv") else (find_uv() or "uv")
         return [uv, "pip", "install", "--python", env.executable, *index, *pins]
-    return [env.executable, "-m", "pip", "install", *index, *pins]
+    return [*(pip_command(env) or [env.executable, "-m", "pip"]), "install", *index, *pins]
+
+
+def available(installer: str, env: TargetEnvironment) -> bool:
+    """Whether `installer` can change `env` from here: a command printed for one that cannot would not run."""
+    return find_uv() is not None if installer == "uv" else pip_command(env) is not None

@@ -31,6 +31,7 @@ class Verdict:
     args: tuple[str, ...]
     changes: tuple[Change, ...]
     problems: dict[str, str]
+    notes: tuple[str, ...] = ()  # what cannot be read before the install (built at install): re-checked after it
 
     @property
     def safe(self) -> bool:
@@ -63,15 +64,40 @@ def unmodelled_option(args: Sequence[str]) -> str | None:
     return None
 
 
+def index_url(args: Sequence[str]) -> str | None:
+    """The `--index-url` (`-i`) among the installer arguments: the wheels judged must come from where the
+    installer takes them."""
+    for i, arg in enumerate(args):
+        if arg in ("--index-url", "-i") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--index-url="):
+            return arg.partition("=")[2]
+    return None
+
+
+def abiguard_command() -> list[str]:
+    """This abiguard, spelled to run when pasted: by name when the shell finds this very one, else by path, else
+    as a module of the interpreter running it (`python -m abiguard`, or a PATH without it)."""
+    import os
+    import shutil
+    import sys
+
+    me = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(me).startswith("abiguard") and os.access(me, os.X_OK) and os.path.isfile(me):
+        found = shutil.which("abiguard")
+        return ["abiguard"] if found and os.path.realpath(found) == me else [me]
+    return [sys.executable, "-m", "abiguard"]
+
+
 def judge_install(current: Scan, args: Sequence[str], inspector: ReleaseInspector, installer: str,
                   log: Log | None = None) -> Verdict:
     """What exactly `install args` would change (its dry run, not a resolution of the whole environment: a
     plain `-U numpy` upgrades numpy alone and may break what depends on it) and what that would break."""
     resolution = resolve(current.env, current.installed, list(args), installer=installer, whole_environment=False)
-    before, _ = judge_changes(current.report, current.installed, (), inspector)
-    after, _ = judge_changes(current.report, current.installed, resolution.changes, inspector, log)
-    new = {name: why for name, why in after.items() if name not in before}
-    return Verdict(tuple(args), resolution.changes, new)
+    before = judge_changes(current.report, current.installed, (), inspector).problems
+    after = judge_changes(current.report, current.installed, resolution.changes, inspector, log)
+    new = {name: why for name, why in after.problems.items() if name not in before}
+    return Verdict(tuple(args), resolution.changes, new, tuple(after.notes))
 
 
 def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, installer: str,

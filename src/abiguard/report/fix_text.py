@@ -27,12 +27,14 @@ def render_plans(fix: FixPlan, out: Out) -> None:
         for c in plan.changes:
             table.add_row(c.name, c.old or "-", c.new or "(removed)", plan.why.get(c.name, ""))
         out.print(table)
-        for installer in ("uv", "pip"):
+        for installer, other in (("uv", "pip"), ("pip", "uv")):
             command = plan.commands.get(installer)
-            if command is None:
-                out.print(f"  {installer}:  (not installed in this environment; use the uv command)")
-            else:
+            if command is not None:
                 out.print(f"  {installer}:  [cyan]{escape(shlex.join(command))}[/]")
+            elif other in plan.commands:
+                out.print(f"  {installer}:  (not available here; use the {other} command)")
+        for note in plan.notes:
+            out.print(f"  note: {escape(note)}")
         out.print()
     for r in fix.rejected:
         out.print(f"[yellow]not offered[/]: {r.strategy}: {escape(r.reason)}")
