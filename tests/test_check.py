@@ -656,6 +656,17 @@ def test_help_explains_each_command_and_its_exit_codes() -> None:
         assert max(len(line) for line in proc.stdout.splitlines()) <= 100
 
 
+def test_an_unknown_option_is_named_with_the_help_of_its_command() -> None:
+    proc = run("install", "--bogus", "--", "six")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "abiguard: error: unrecognized arguments: --bogus (installer options go after --)",
+        "  hint: see `abiguard install --help`",
+    ]
+    proc = run("check", "--frobnicate")
+    assert proc.returncode == 2 and "hint: see `abiguard check --help`" in proc.stderr
+
+
 def test_a_stale_virtual_env_is_an_error_not_another_environment(tmp_path: Path) -> None:
     proc = run("check", env={"VIRTUAL_ENV": str(tmp_path / "deleted")})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -658,10 +658,21 @@ def _run_check(args: argparse.Namespace) -> int:
     return EXIT_CONFLICT if report.has_conflicts else EXIT_OK
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, so that the hint names its --help
+        command = _subparsers(parser).get(getattr(args, "command", None) or "", parser)
+        hint = " (installer options go after --)" if args.command == "install" else ""
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     args.argv = argv  # what `recall` keys a check's answer on
     if not getattr(args, "func", None):
         parser.print_help()
@@ -670,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt as exc:
         ui.error(f"interrupted: {exc}" if str(exc) else "interrupted")
-        return 130
+        return 128 + int(getattr(exc, "signum", 2))  # 130 for Ctrl-C, 143 for SIGTERM (fix.apply.Interrupted)
     except BrokenPipeError as exc:
         return ui.output_lost(exc)
     except OSError as exc:
