@@ -118,8 +118,12 @@ def test_default_comes_from_pip(tmp_path: Path) -> None:
     assert config.urls[0].startswith("https://")
 
 
-def test_no_pip_and_no_index_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_pip_no_uv_and_no_index_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uv is a dependency, so it cannot be uninstalled here: its absence is stood in for."""
+    import abiguard.fix.resolver
+
     monkeypatch.setitem(sys.modules, "pip._internal.models.index", None)  # makes the import fail
+    monkeypatch.setattr(abiguard.fix.resolver, "find_uv", lambda: None)
     with pytest.raises(PackageIndexError, match="pass --index-url"):
         load_index_config(None, (), env_for(tmp_path), False)
     assert load_index_config("https://idx.example/simple", (), env_for(tmp_path), False).urls
