@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -455,7 +456,7 @@ def iter_distributions(
         except OSError:
             continue
         named = [canonical_name(_named(e)) for e in entries]
-        twice = {n for n in named if named.count(n) > 1} if len(set(named)) < len(named) else set()
+        twice = {n for n, count in Counter(named).items() if count > 1}
         contested: dict[str, list[InstalledDistribution]] = {}
         for entry, name in zip(entries, named, strict=True):
             found = _distribution(site, entry, memo, problems)
@@ -555,15 +556,9 @@ def _files_matching(site: str, dist: InstalledDistribution, most: int = 8) -> in
 
 def _egg_requires(path: str) -> list[str]:
     """`requires.txt` as Requires-Dist lines: `[extra]` and `[extra:marker]` sections become markers."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-    except OSError:
-        return []
     out: list[str] = []
     section = ""
-    for raw in text.splitlines():
-        line = raw.strip()
+    for line in _text_lines(path):
         if not line or line.startswith("#"):
             continue
         if line.startswith("[") and line.endswith("]"):
@@ -576,11 +571,7 @@ def _egg_requires(path: str) -> list[str]:
 
 
 def _egg_top_levels(info: str) -> list[str]:
-    try:
-        with open(os.path.join(info, "top_level.txt"), encoding="utf-8", errors="replace") as fh:
-            return [n for n in (line.strip() for line in fh) if n and "/" not in n and n not in (".", "..")]
-    except OSError:
-        return []
+    return [n for n in _text_lines(os.path.join(info, "top_level.txt")) if n and "/" not in n and n not in (".", "..")]
 
 
 @functools.lru_cache(maxsize=8)
@@ -701,6 +692,8 @@ def path_entries(env: TargetEnvironment, dists: list[InstalledDistribution]) -> 
 
 
 def _text_lines(path: str) -> list[str]:
+    """The stripped lines of a small text file, [] when it cannot be read; stat'ed first, so that a kept answer
+    that rests on it is not given again once it changes."""
     try:
         stamps.stat(path)  # a kept answer rests on it
         with open(path, encoding="utf-8", errors="replace") as fh:
