@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_no_cache(cons)
     _add_format(cons, ("text", "json"))
     cons.set_defaults(func=_constraints)
+    for command in sub.choices.values():  # each command's own errors name its --help
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -658,19 +660,12 @@ def _run_check(args: argparse.Namespace) -> int:
     return EXIT_CONFLICT if report.has_conflicts else EXIT_OK
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, so that the hint names its --help
-        command = _subparsers(parser).get(getattr(args, "command", None) or "", parser)
+        command: argparse.ArgumentParser = getattr(args, "command_parser", parser)
         hint = " (installer options go after --)" if args.command == "install" else ""
         command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     args.argv = argv  # what `recall` keys a check's answer on
