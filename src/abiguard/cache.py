@@ -36,7 +36,9 @@ from abiguard import __version__
 from abiguard.model import BinaryFacts
 from abiguard.paths import cache_dir
 
-SCHEMA_VERSION = 2  # 2: files keyed by ctime, in `files2` (an older abiguard sharing the file keeps `files`); requires
+# 2: files keyed by ctime too, in `files2` (an older abiguard sharing the file meets no column it does not know);
+# declared requirements of wheels
+SCHEMA_VERSION = 2
 _CHUNK = 500  # keys per query; well under SQLite's bound-parameter limit
 _LOCK_RETRIES = 5
 _BUSY_TIMEOUT_S = 5.0
