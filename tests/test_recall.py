@@ -67,7 +67,7 @@ def envs(base_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     less than RACY_NS ago is not kept), so that each test starts from a state whose answer can be kept."""
     root = tmp_path_factory.mktemp("copies")
     names = ("unchanged", "library", "rewritten", "metadata", "pyvenv", "removed", "columns", "tty", "damaged",
-             "warning", "no-cache")
+             "warning", "no-cache", "egg-info")
     made = {}
     for name in names:
         shutil.copytree(base_env.parent.parent, root / name, symlinks=True)
@@ -141,6 +141,25 @@ def test_a_change_it_rested_on_makes_a_full_check(envs: Callable[[str], Path], c
     _code, out, recalled = check(python)
     assert not recalled
     assert expected in out
+
+
+def test_an_egg_info_claiming_another_tree_makes_a_full_check(envs: Callable[[str], Path]) -> None:
+    """What an egg-info's top_level.txt claims decides whose shared objects are whose: an edit of it in place
+    (its directory's mtime unchanged) must not be answered from before."""
+    python = envs("egg-info")
+    site = site_packages(python)
+    (info,) = site.glob("oldext-1.0.dist-info")
+    egg = site / "oldext-1.0.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_bytes((info / "METADATA").read_bytes())
+    (egg / "top_level.txt").write_text("elsewhere\n")
+    shutil.rmtree(info)
+    time.sleep(SETTLE_S)
+    _code, before = kept_then_recalled(python)
+    assert "Shared objects that no installed distribution owns" in before
+    _write_into(egg / "top_level.txt", b"oldext\n")
+    _code, after, recalled = check(python)
+    assert not recalled and "broken  oldext 1.0" in after
 
 
 def test_output_settings_are_part_of_the_question(envs: Callable[[str], Path]) -> None:
