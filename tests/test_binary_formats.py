@@ -289,6 +289,20 @@ def test_producer_marker_in_a_chunk_without_numpy_text() -> None:
     assert plain.bytes_read < len(rodata) + 4096
 
 
+def test_chunk_passing_the_gates_without_a_numpy_marker_is_searched_for_producers_only_when_needed() -> None:
+    """"API" is common in any extension: a chunk with it but no NumPy marker gets no producer passes of its own
+    (they are most of the search), yet its producer still names the builder once a later chunk uses NumPy."""
+    head = b"\0cython_runtime\0the Python C-API\0"
+    hits = fam.Hits()
+    assert not fam.search(hits, 0, head)
+    assert "cython" not in hits
+    rodata = head + b"." * (3 << 20) + C1
+    elf = make_elf([(".rodata", PROGBITS, SHF_ALLOC, rodata)])
+    facts = inspect_bytes(elf)
+    assert (facts.built_for, facts.producer) == (BuiltFor.NUMPY1, Producer.CYTHON)
+    assert [e.offset for e in facts.evidence if e.marker == "cython"] == [elf.index(b"cython_runtime\0")]
+
+
 # ------------------------------------------------------------------------------------------ malformed input
 
 def assert_unknown(facts: BinaryFacts, *words: str) -> None:

@@ -125,15 +125,14 @@ class Hits:
 def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> bool:
     """Record the markers in `data` (read at file offset `base`) that start before `stop`.
 
-    Returns False, having searched nothing more, when `data` holds no NumPy-related text at all: then only
-    the producer markers (R8 among them) could be there, and those matter only if another chunk mentions
-    NumPy (see `search_producers` and `wants_producers`).
+    Returns False, having searched for no producer marker (R8 among them), while neither `data` nor a chunk
+    searched before it holds a NumPy marker: producers matter only if some chunk does (see `search_producers`
+    and `wants_producers`), and most chunks of a Python extension pass the gates ("API" is common) without one.
     """
     stop = len(data) if stop is None else stop
     anchors = {token: _occurrences(data, token) for token in _GATE}
     if all(found == [] for found in anchors.values()):  # None means many
         return False
-    search_producers(hits, base, data, stop, anchors)
     for marker, needle in _FIXED_ANCHORED:
         _search_fixed(hits, marker, needle, data, base, stop, anchors)
     for match in _matches(R2, data, stop, anchors):
@@ -143,6 +142,9 @@ def search(hits: Hits, base: int, data: bytes, stop: int | None = None) -> bool:
             hits.found["R2"] = Evidence("R2", base + match.start(), match.group(0).decode("latin-1"))
     for marker, pattern in _PATTERNS:
         _search_re(hits, marker, pattern, data, base, stop, anchors)
+    if not _numpy_related(hits):
+        return False
+    search_producers(hits, base, data, stop, anchors)
     return True
 
 
@@ -168,9 +170,12 @@ def wants_producers(hits: Hits) -> bool:
     Only when something NumPy-related was found (else the verdict is "none" whatever the producer) and the
     producer markers found so far do not already settle the producer.
     """
-    numpy_related = set(hits.found) - {"R9", "cython", "pybind11", "rust-numpy"}
     settled = "pybind11" in hits or "rust-numpy" in hits or "R8" in hits or "R3" in hits
-    return bool(numpy_related) and not settled
+    return _numpy_related(hits) and not settled
+
+
+def _numpy_related(hits: Hits) -> bool:
+    return any(marker not in PRODUCER_MARKERS for marker in hits.found)
 
 
 def _occurrences(data: bytes, token: bytes) -> list[int] | None:
