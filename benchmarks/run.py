@@ -15,6 +15,10 @@ check-rebuilt       the same, its kept answer deleted before each run (its own c
 check-unread        the same, also its listing memo and probe answer deleted (its own cache dir): every step
                     of check-uncached but reading the binaries, whose facts come from the warm facts cache.
                     Informative: it bounds how fast check-uncached could be with a scanner that cost nothing
+python-floor        ``python -I benchmarks/floor.py run``: read the bytes check-uncached searches and every RECORD, in
+                    forked workers, with ONE bytes.find pass and no decision. Informative: the least a CPython
+                    scan of this environment can cost, so what bounds check-uncached (skipped, with a line
+                    saying so, when the Python running this script cannot import abiguard)
 pip-check           ``ENVPY -m pip check``
 uv-pip-check        ``uv pip check --python ENVPY``
 pipdeptree          ``pipdeptree --python ENVPY --warn fail`` (from a tool venv under the root)
@@ -66,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_env  # a sibling script, not a package
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+FLOOR = Path(__file__).resolve().parent / "floor.py"
 
 # (name, numerator, denominator, target, "<=" or ">=")
 RATIOS: tuple[tuple[str, str, str, float, str], ...] = (
@@ -76,6 +81,8 @@ RATIOS: tuple[tuple[str, str, str, float, str], ...] = (
 # Informative ratios, without a target: (name, numerator, denominator).
 BOUNDS: tuple[tuple[str, str, str], ...] = (
     ("check-unread / pip-check", "check-unread", "pip-check"),
+    ("python-floor / pip-check", "python-floor", "pip-check"),
+    ("check-uncached / python-floor", "check-uncached", "python-floor"),
 )
 BYTES_TARGET = 0.35
 PEAK_MB_TARGET = 200.0
@@ -164,6 +171,19 @@ def measure(commands: list[Command], repeats: int, scratch: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # tools
+
+
+def floor_command(envpy: Path, scratch: Path) -> list[Command]:
+    """The python-floor command, its byte ranges worked out first (untimed) by this Python's abiguard."""
+    spec = scratch / "floor.json"
+    done = subprocess.run([sys.executable, str(FLOOR), "ranges", str(envpy), str(spec)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"python-floor skipped: {sys.executable} cannot list the byte ranges ({last})", file=sys.stderr)
+        return []
+    print(done.stderr.strip(), file=sys.stderr)
+    return [Command("python-floor", [sys.executable, "-I", str(FLOOR), "run", str(spec)])]
 
 
 def abiguard_argv(given: str | None) -> list[str]:
@@ -443,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                     before=lambda: drop_answers(rebuilt_env["ABIGUARD_CACHE_DIR"])),
             Command("check-unread", check, env=unread_env, ok_codes=(0, 1),
                     before=lambda: drop_answers(unread_env["ABIGUARD_CACHE_DIR"], "listing", "probe")),
+            *floor_command(envpy, scratch),
             Command("pip-check", [str(envpy), "-m", "pip", "check"], ok_codes=(0, 1)),
             Command("uv-pip-check", [uv, "pip", "check", "--python", str(envpy)], ok_codes=(0, 1)),
             Command("pipdeptree", [str(pipdeptree), "--python", str(envpy), "--warn", "fail"], ok_codes=(0, 1)),
@@ -557,6 +578,11 @@ def print_table(result: dict[str, Any], large: build_env.EnvSummary) -> None:
     for name, r in result["ratios"].items():
         value = "n/a" if r["value"] is None else f"{r['value']:.3f}"
         print(f"{name:<40} {value:>9} {r['target']:>9}  {r['status']}")
+    uncached = result["ratios"]["check-uncached / pip-check"]
+    floor = result["ratios"]["python-floor / pip-check"]["value"]
+    if uncached["status"] == "MISSED" and floor is not None:
+        print(f"\nbound: reading the same bytes with one search pass and no decision (python-floor) already takes "
+              f"{floor:.2f} x pip check; check-uncached takes {uncached['value']:.2f} x")
     if result["abiguard_source_changed_during_run"]:
         print("\nWARNING: abiguard's sources changed while it was measured; the figures mix versions.")
 

@@ -243,7 +243,15 @@ def test_no_cache_verify_and_a_path_search_neither_keep_nor_recall(
 def test_files_changed_moments_ago_are_not_trusted(tmp_path: Path, base_env: Path) -> None:
     """Within one tick of the file system's clock a second change keeps the stamp: not kept (racy)."""
     python = make_venv(tmp_path / "fresh", "numpy==2.0.2")
-    assert not check(python)[2]
+    metadata = next((tmp_path / "fresh").glob("lib*/python*/site-packages/numpy-*.dist-info/METADATA"))
+    for _attempt in range(3):  # a loaded machine can take longer than the racy window to run a check
+        os.chmod(metadata, metadata.stat().st_mode)  # changes its ctime: a change moments ago
+        changed = time.time()
+        check(python)
+        if time.time() - changed < 1.0:  # some file systems stamp whole seconds: that must never be trusted
+            break
+    else:
+        pytest.skip("no check finished within the racy window of a change on this loaded machine")
     assert not check(python)[2]  # so the first run kept nothing
     time.sleep(SETTLE_S)
     check(python)
