@@ -48,8 +48,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def check_json(python: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     proc = run("check", "--python", str(python), "--format", "json", *extra)
-    assert proc.returncode in (0, 1), proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    doc = json.loads(proc.stdout)
+    # errors (a damaged install, an unreadable dist-info) are never a pass; conflicts win over them
+    assert proc.returncode == (1 if doc["summary"]["conflicts"] else 2 if doc["errors"] else 0), proc.returncode
+    return proc.returncode, doc
 
 
 def dist(doc: dict[str, Any], name: str) -> dict[str, Any]:
@@ -302,6 +305,25 @@ def test_malformed_binaries_are_unknown_and_the_rest_is_reported(tmp_path: Path)
     assert dist(doc, "numpy")["verdict"] == "ok"
 
 
+def test_fifos_named_like_a_library_or_a_record_are_errors_not_a_hang(tmp_path: Path) -> None:
+    """Opening a FIFO waits for a writer: a check must not hang on one (it did, with no output)."""
+    python = make_venv(tmp_path / "v", "numpy==1.26.4")
+    site = site_packages(python)
+    os.mkfifo(site / "numpy" / "stray.cpython-311-x86_64-linux-gnu.so")
+    info = site / "fifo_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fifo-pkg\nVersion: 1.0\n\n")
+    os.mkfifo(info / "RECORD")
+    proc = subprocess.run([sys.executable, "-m", "abiguard", "check", "--python", str(python), "--format", "json",
+                           "--no-cache"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    doc = json.loads(proc.stdout)
+    (stray,) = [b for b in doc["unowned"] if b["path"] == "numpy/stray.cpython-311-x86_64-linux-gnu.so"]
+    assert (stray["verdict"], stray["reason"]) == ("unknown", "cannot open: not a regular file")
+    (error,) = doc["errors"]
+    assert error.startswith(f"{info}: RECORD cannot be read (not a regular file)"), error
+
+
 def test_plain_shared_library_is_attributed_to_its_distribution(tmp_path: Path) -> None:
     lib = numpy_extension("helper", "1.26.4", tmp_path / "build")
     wheel = build_wheel(tmp_path, "arrowish", "1.0", {
@@ -440,7 +462,8 @@ def test_shared_objects_a_record_lists_but_that_are_gone_are_an_error(tmp_path: 
     site = site_packages(python)
     core = next((site / "numpy").rglob("_multiarray_umath*.so"))
     core.unlink()
-    _, doc = check_json(python)
+    code, doc = check_json(python)
+    assert code == 2  # nothing is broken by its ABI, but numpy is damaged: not a pass
     (error,) = doc["errors"]
     assert error.startswith("numpy 1.26.4: 1 shared object its RECORD lists is not on disk")
     assert core.relative_to(site).as_posix() in error

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_CONFLICT, EXIT_ERROR = 0, 1, 2
 
-_EPILOG = ("exit codes: 0 no conflicts, 1 conflicts found, 2 error (bad arguments, unusable interpreter, "
-           "output that could not be written)")
+_EPILOG = ("exit codes: 0 no conflicts, 1 conflicts found (also when some errors were found too), 2 error (bad "
+           "arguments, unusable interpreter, a damaged install or a distribution that could not be read, output "
+           "that could not be written), 130 interrupted")
 
 
 def _seconds(text: str) -> float:
@@ -567,6 +568,11 @@ def _lock_check(args: argparse.Namespace) -> int:
 
         lines = entry_lines(path)
     _render_check(report, args.format, args.verbose, lines)
+    return _check_code(report)
+
+
+def _check_code(report: CheckReport) -> int:
+    """Conflicts (1) win; else anything that could not be checked, or a damaged install, is not a pass (2)."""
     if report.has_conflicts:
         return EXIT_CONFLICT
     return EXIT_ERROR if report.errors else EXIT_OK
@@ -657,7 +663,7 @@ def _run_check(args: argparse.Namespace) -> int:
             ui.error(str(exc))
             return EXIT_ERROR
     _render_check(report, args.format, args.verbose)
-    return EXIT_CONFLICT if report.has_conflicts else EXIT_OK
+    return _check_code(report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

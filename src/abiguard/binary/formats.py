@@ -13,7 +13,9 @@ callers can turn it into an "unknown" verdict with the message as the reason.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -69,11 +71,24 @@ class BytesReader:
 _pread: Callable[[int, int, int], bytes] | None = getattr(os, "pread", None)
 
 
+def open_regular(path: str) -> int:
+    """A read-only descriptor of `path`, or OSError unless it is a regular file: opening a FIFO that carries a
+    library's (or a RECORD's) name would wait forever for a writer, and a device never ends."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class FileReader:
     """Reads ranges of a local file with pread and counts the bytes it read."""
 
     def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._fd = open_regular(path)
         try:
             self.size = os.fstat(self._fd).st_size
         except OSError:

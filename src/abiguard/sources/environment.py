@@ -22,6 +22,7 @@ from typing import Any
 
 from abiguard import stamps
 from abiguard.binary import SHARED_OBJECT_SUFFIXES, is_shared_object_name
+from abiguard.binary.formats import open_regular
 from abiguard.model import TargetEnvironment, canonical_name
 
 
@@ -307,7 +308,7 @@ def _read_metadata(path: str) -> tuple[str, str, list[str]]:
     """Name, Version and Requires-Dist from a METADATA file, reading only its header block."""
     name = version = ""
     requires: list[str] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(open_regular(path), encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if line in ("\n", "\r\n"):
                 break
@@ -337,7 +338,7 @@ def _read_record(path: str, memo: Memo, egg_info: str | None = None) -> tuple[li
     if isinstance(known, list) and len(known) == 2 and all(isinstance(k, list) for k in known):
         return list(known[0]), list(known[1])
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular(path), "rb") as fh:
             text = fh.read().decode()
     except OSError as exc:
         raise _unusable(exc) from None
@@ -537,7 +538,7 @@ def _files_matching(site: str, dist: InstalledDistribution, most: int = 8) -> in
     import hashlib
 
     try:
-        with open(os.path.join(dist.dist_info, "RECORD"), encoding="utf-8", newline="") as fh:
+        with open(open_regular(os.path.join(dist.dist_info, "RECORD")), encoding="utf-8", newline="") as fh:
             rows = [r for r in csv.reader(fh) if len(r) >= 3 and r[1].startswith("sha256=") and r[2].isdigit()]
     except (OSError, UnicodeDecodeError, csv.Error):
         return 0
@@ -546,7 +547,7 @@ def _files_matching(site: str, dist: InstalledDistribution, most: int = 8) -> in
     matching = 0
     for path, digest, _ in rows:
         try:
-            with open(record_path(site, path), "rb") as fh:
+            with open(open_regular(record_path(site, path)), "rb") as fh:
                 found = base64.urlsafe_b64encode(hashlib.sha256(fh.read()).digest()).rstrip(b"=").decode()
         except OSError:
             continue
@@ -696,7 +697,7 @@ def _text_lines(path: str) -> list[str]:
     that rests on it is not given again once it changes."""
     try:
         stamps.stat(path)  # a kept answer rests on it
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open(open_regular(path), encoding="utf-8", errors="replace") as fh:
             return [line.strip() for line in fh]
     except OSError:
         return []
