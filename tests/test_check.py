@@ -728,3 +728,27 @@ def test_output_that_cannot_be_written_is_an_error_never_a_pass(broken_env: Path
     assert no_out.returncode == 2 and no_out.stderr.startswith("abiguard: error: standard output is closed")
     no_err = subprocess.run(f"{command} 2>&-", shell=True, stdout=subprocess.PIPE, text=True, timeout=300)
     assert no_err.returncode == 1 and "broken  pandas 2.0.3" in no_err.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize(("args", "full"), [(["--help"], "stdout"), (["check", "--help"], "stdout"),
+                                            (["--version"], "stdout"), (["--bogus"], "stderr"),
+                                            (["check", "--python", "/nonexistent"], "stderr")])
+def test_help_and_errors_that_cannot_be_written_exit_2(args: list[str], full: str, unbuffered: str) -> None:
+    """--help into a full disk is not a pass either, and an error message that standard error cannot take
+    still exits 2 (not Python's 1 for a traceback, nor 120 for a failed flush at exit), buffered or not."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    with open("/dev/full", "w") as sink:
+        streams = {"stdout": sink, "stderr": subprocess.DEVNULL} if full == "stdout" else {
+            "stdout": subprocess.DEVNULL, "stderr": sink}
+        proc = subprocess.run([sys.executable, "-m", "abiguard", *args], env=env, timeout=60, **streams)
+    assert proc.returncode == 2
+
+
+def test_no_command_is_a_usage_error_on_standard_error() -> None:
+    proc = run()
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("usage: abiguard") and "check" in proc.stderr

@@ -6,7 +6,6 @@ Exit codes: 0 clean / done, 1 conflicts found (or no safe plan, or install refus
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import io
 import os
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from abiguard import __version__, ui
 
 if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
     from abiguard.fix.apply import ApplyResult
     from abiguard.fix.planner import Plan
     from abiguard.fix.resolver import Change
@@ -57,9 +58,6 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 
 # writing the report failed: a full disk or quota, a file too large, an I/O error
-_WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
 class _Formatter(argparse.HelpFormatter):
     """argparse's formatter, told the width once: by default every argument added asks shutil for the
     terminal's, and importing shutil is a fifth of a cached check's start-up."""
@@ -85,6 +83,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         ui.error(message, f"see `{self.prog} --help`")
         raise SystemExit(EXIT_ERROR)
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        """As argparse's, but a help text that could not be written is not swallowed: it is never exit 0."""
+        if message:
+            (file or sys.stderr).write(message)
 
 
 _REPORT_FORMATS = ("text", "json", "sarif", "markdown")
@@ -675,17 +678,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = " (installer options go after --)" if args.command == "install" else ""
         command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     args.argv = argv  # what `recall` keys a check's answer on
-    if not getattr(args, "func", None):
-        parser.print_help()
+    if not getattr(args, "func", None):  # no command: a usage error, said where errors go
+        parser.print_help(sys.stderr)
         return EXIT_ERROR
     try:
         return int(args.func(args))
     except KeyboardInterrupt as exc:
         ui.error(f"interrupted: {exc}" if str(exc) else "interrupted")
         return 128 + int(getattr(exc, "signum", 2))  # 130 for Ctrl-C, 143 for SIGTERM (fix.apply.Interrupted)
-    except BrokenPipeError as exc:
-        return ui.output_lost(exc)
     except OSError as exc:
-        if exc.filename is not None or exc.errno not in _WRITE_ERRORS:
+        if not ui.lost_write(exc):
             raise
         return ui.output_lost(exc)

@@ -49,18 +49,21 @@ def main() -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown escaped, not a crash
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    if argv[:1] == ["check"]:
-        try:
-            code = answer(argv)
-        except OSError as exc:  # only writing can raise: `answer` turns a failed read into None
-            from abiguard.ui import output_lost
+    from abiguard import ui
 
-            return output_lost(exc)
-        if code is not None:
-            return code
-    from abiguard.cli import main as run
+    try:
+        code = answer(argv) if argv[:1] == ["check"] else None  # only writing can raise: a failed read is None
+        if code is None:
+            from abiguard.cli import main as run
 
-    return run(argv)
+            code = run(argv)
+    except SystemExit as exc:  # argparse: --help and --version (0), a usage error (2)
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    except OSError as exc:  # an error message that standard error could not take, for one
+        if not ui.lost_write(exc):
+            raise
+        code = ui.output_lost(exc)
+    return ui.finish(code)
 
 
 def answer(argv: Sequence[str]) -> int | None:
