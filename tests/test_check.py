@@ -21,7 +21,7 @@ import pytest
 from abiguard.binary import is_shared_object_name
 from tests.support.build import numpy_extension
 from tests.support.sarif import artifact_path, assert_valid_sarif
-from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
+from tests.support.venvs import cached_venv, make_venv, site_packages, system_site_venv, user_site, uv, uv_env
 from tests.support.wheels import build_wheel
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
@@ -492,29 +492,11 @@ def test_a_library_rewritten_in_place_with_its_size_and_mtime_kept_is_read_again
     assert code == 1 and [b["verdict"] for b in doc["unowned"]] == ["broken"]
 
 
-def _system_site_venv(path: Path, *requirements: str) -> Path:
-    subprocess.run([uv(), "venv", "--quiet", "--system-site-packages", "--python", sys.executable, str(path)],
-                   check=True, env=uv_env())
-    python = path / "bin" / "python"
-    if requirements:
-        subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), *requirements], check=True,
-                       env=uv_env())
-    return python
-
-
-def _user_site(base: Path, *requirements: str) -> tuple[dict[str, str], Path]:
-    """A user site-packages under PYTHONUSERBASE=base, filled as `pip install --user` would."""
-    site = base / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
-    subprocess.run([uv(), "pip", "install", "--quiet", "--python", sys.executable, "--target", str(site), "--no-deps",
-                    *requirements], check=True, env=uv_env())
-    return {"PYTHONUSERBASE": str(base)}, site
-
-
 def test_user_site_packages_are_checked_where_python_imports_them(tmp_path: Path) -> None:
     """`pip install --user pandas==2.0.3` next to a venv's numpy 2 breaks `import pandas`: the user's
     site-packages is on the path of a system-site venv (and of a plain interpreter), so it is checked."""
-    python = _system_site_venv(tmp_path / "v", "numpy==2.0.2", "pytz", "python-dateutil", "tzdata")
-    env, site = _user_site(tmp_path / "userbase", "pandas==2.0.3")
+    python = system_site_venv(tmp_path / "v", "numpy==2.0.2", "pytz", "python-dateutil", "tzdata")
+    env, site = user_site(tmp_path / "userbase", "pandas==2.0.3")
     imported = subprocess.run([str(python), "-c", "import pandas"], capture_output=True, text=True,
                               env={**uv_env(), **env})
     assert imported.returncode != 0 and "numpy" in imported.stderr  # what the user sees
@@ -535,8 +517,8 @@ def test_distributions_a_venv_hides_are_neither_judged_nor_unowned(tmp_path: Pat
     """A system-site venv with pandas 2.2.2 and numpy 2 in front of an older pandas 2.0.3 and numpy 1.26.4
     further down the path: Python imports the venv's, so nothing is broken, and the hidden copies' files are
     not 'unowned' either."""
-    python = _system_site_venv(tmp_path / "v", "numpy==2.0.2", "pandas==2.2.2")
-    env, _ = _user_site(tmp_path / "userbase", "pandas==2.0.3", "numpy==1.26.4")
+    python = system_site_venv(tmp_path / "v", "numpy==2.0.2", "pandas==2.2.2")
+    env, _ = user_site(tmp_path / "userbase", "pandas==2.0.3", "numpy==1.26.4")
     imported = subprocess.run([str(python), "-c", "import pandas, numpy; print(pandas.__version__, numpy.__version__)"],
                               capture_output=True, text=True, env={**uv_env(), **env})
     assert imported.stdout.split() == ["2.2.2", "2.0.2"], imported.stderr

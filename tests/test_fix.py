@@ -31,7 +31,7 @@ from packaging.version import Version
 
 from abiguard.sources.index import default_index_url
 from tests.support.build import numpy_extension
-from tests.support.venvs import cached_venv, make_venv, site_packages, uv, uv_env
+from tests.support.venvs import cached_venv, make_venv, site_packages, system_site_venv, user_site, uv, uv_env
 from tests.support.wheels import build_wheel
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
@@ -191,6 +191,30 @@ def test_plans_downgrade_and_upgrade_and_change_nothing(dirs: dict[str, Path], b
 
     assert records(broken_env) == records_before
     assert_same_tree(tree_before, tree(broken_env))
+
+
+def test_a_venv_that_imports_from_its_base_and_the_user_site_is_planned_with_pip(
+    dirs: dict[str, Path], tmp_path: Path,
+) -> None:
+    """uv counts as installed only what lies under the venv: its plans reinstalled the base's hundred
+    distributions into it. pip sees them, so the plan is the one or two changes the fix needs."""
+    python = system_site_venv(tmp_path / "v", "numpy==2.0.2")
+    user, _ = user_site(tmp_path / "userbase", "pandas==2.0.3", "python-dateutil", "pytz", "tzdata", "six")
+    env = {**abiguard_env(dirs), **user}
+    proc = subprocess.run([sys.executable, "-m", "abiguard", "fix", "--python", str(python), "--format", "json"],
+                          capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["installer"] == "pip"
+    assert changes(plan_of(doc, "upgrade"))["pandas"][0] == "2.0.3"
+    assert changes(plan_of(doc, "downgrade"))["numpy"] == ("2.0.2", "1.26.4")
+    for plan in doc["plans"]:
+        assert len(plan["changes"]) <= 2, plan["changes"]  # the fix, and a pin the resolver may move
+        assert all(c["from"] is not None for c in plan["changes"]), plan["changes"]  # nothing installed again
+        assert "uv" not in plan["commands"]
+    told_uv = subprocess.run([sys.executable, "-m", "abiguard", "fix", "--python", str(python), "--installer", "uv"],
+                             capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert told_uv.returncode == 2 and "use --installer pip" in told_uv.stderr
 
 
 def test_upgrade_goes_as_far_as_an_installed_dependent_needs(dirs: dict[str, Path], tmp_path: Path) -> None:

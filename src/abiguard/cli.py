@@ -331,8 +331,8 @@ def _fix(args: argparse.Namespace) -> int:
     text = args.format == "text"
     log = ui.status if text and ui.interactive() else None
     try:
-        installer = choose_installer(args.installer)
         current = repair.scan(env, use_cache=not args.no_cache)
+        installer = choose_installer(args.installer, env)
         fixplan = repair.plan(current, strategy=args.strategy, installer=installer, use_cache=not args.no_cache,
                               index_url=args.index_url, log=log)
     except ResolveError as exc:
@@ -463,8 +463,8 @@ def _install(args: argparse.Namespace) -> int:
     text = args.format == "text"
     log = ui.status if text and ui.interactive() else None
     try:
-        installer = choose_installer(args.installer)
         current = repair.scan(env, use_cache=not args.no_cache)
+        installer = choose_installer(args.installer, env)
         inspector = IndexInspector(env, use_cache=not args.no_cache, index_url=index_url(pip_args))
         verdict = judge_install(current, pip_args, inspector, installer, log)
         safe = [] if verdict.safe else alternatives(current, verdict, inspector, installer, log)

@@ -60,3 +60,22 @@ def site_packages(python: Path) -> Path:
     out = subprocess.run([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                          check=True, capture_output=True, text=True)
     return Path(out.stdout.strip())
+
+
+def system_site_venv(path: Path, *requirements: str) -> Path:
+    """A venv that also imports from the base interpreter's site-packages (`--system-site-packages`)."""
+    subprocess.run([uv(), "venv", "--quiet", "--system-site-packages", "--python", sys.executable, str(path)],
+                   check=True, env=uv_env())
+    python = path / "bin" / "python"
+    if requirements:
+        subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), *requirements], check=True,
+                       env=uv_env())
+    return python
+
+
+def user_site(base: Path, *requirements: str) -> tuple[dict[str, str], Path]:
+    """A user site-packages under PYTHONUSERBASE=base, filled as `pip install --user` would."""
+    site = base / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", sys.executable, "--target", str(site), "--no-deps",
+                    *requirements], check=True, env=uv_env())
+    return {"PYTHONUSERBASE": str(base)}, site

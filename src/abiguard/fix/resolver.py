@@ -72,14 +72,28 @@ def find_uv() -> str | None:
         return None
 
 
-def choose_installer(requested: str | None) -> str:
+def choose_installer(requested: str | None, env: TargetEnvironment | None = None) -> str:
+    """uv when it is there and sees everything installed (`uv_blind_to`), else pip."""
     if requested == "pip":
         return "pip"
-    if find_uv() is not None:
+    blind = uv_blind_to(env) if env is not None else []
+    if blind and requested == "uv":
+        raise ResolveError(f"uv does not see what is installed in {', '.join(blind)} and would install it all again "
+                           "into the environment; use --installer pip")
+    if not blind and find_uv() is not None:
         return "uv"
     if requested == "uv":
         raise ResolveError("uv was requested but is not available; install it or use --installer pip")
     return "pip"
+
+
+def uv_blind_to(env: TargetEnvironment) -> list[str]:
+    """The site-packages directories of `env` outside its prefix: a system-site venv's base, the user's.
+
+    uv counts as installed only what lies under the environment's prefix: the distributions there would all
+    be installed again into the environment (a hundred changes for a one-line fix). pip sees them."""
+    prefix = os.path.realpath(env.prefix)
+    return [site for site in env.site_packages if os.path.commonpath([prefix, os.path.realpath(site)]) != prefix]
 
 
 def resolve(
@@ -248,4 +262,4 @@ def install_command(
 
 def available(installer: str, env: TargetEnvironment) -> bool:
     """Whether `installer` can change `env` from here: a command printed for one that cannot would not run."""
-    return find_uv() is not None if installer == "uv" else pip_command(env) is not None
+    return find_uv() is not None and not uv_blind_to(env) if installer == "uv" else pip_command(env) is not None
