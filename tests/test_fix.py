@@ -217,6 +217,18 @@ def test_a_venv_that_imports_from_its_base_and_the_user_site_is_planned_with_pip
     assert told_uv.returncode == 2 and "use --installer pip" in told_uv.stderr
 
 
+def test_a_broken_library_no_distribution_owns_is_fixed_by_moving_numpy(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """A `setup.py develop` or a hand copy is invisible to installers, but numpy can still move for it."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2")
+    numpy_extension("handmade", "1.26.4", site_packages(python))
+    code, doc, _ = fix_json(dirs, python)
+    assert code == 0 and doc["nothing_to_do"] is False
+    assert changes(plan_of(doc, "downgrade"))["numpy"][0] == "2.0.2"
+    assert Version(changes(plan_of(doc, "downgrade"))["numpy"][1] or "0") < Version("2")
+    text = run(dirs, "fix", "--python", str(python)).stdout
+    assert "1 shared object that no distribution owns needs a fix under numpy 2.0.2: handmade" in text, text
+
+
 def test_upgrade_goes_as_far_as_an_installed_dependent_needs(dirs: dict[str, Path], tmp_path: Path) -> None:
     """pandas 2.2.2 is the first release built for NumPy 2, but an installed package needs pandas >= 2.2.3: the
     plan takes the first release both accept, not the newest pandas nor a downgrade of the dependent."""

@@ -101,7 +101,7 @@ class FixPlan:
 
     @property
     def nothing_to_do(self) -> bool:
-        return not any(d.verdict in (Verdict.BROKEN, Verdict.AT_RISK) for d in self.report.distributions)
+        return not _needs_fix(self.report)
 
 
 Log = Callable[[str], None]
@@ -122,9 +122,9 @@ def plan_fix(
     `index_url` (the user's `--index-url`) is given to the resolver and written into the plans' commands."""
     say = log or (lambda _msg: None)
     env = report.environment
-    culprits = [d for d in report.distributions if d.verdict in (Verdict.BROKEN, Verdict.AT_RISK)]
-    if not culprits:
+    if not _needs_fix(report):
         return FixPlan(report, (), ())
+    culprits = [d for d in report.distributions if d.verdict in (Verdict.BROKEN, Verdict.AT_RISK)]
     plans: list[Plan] = []
     rejected: list[Rejected] = []
     strategies: list[tuple[str, Callable[[], tuple[list[str], list[str], dict[str, str]]]]] = []
@@ -155,6 +155,13 @@ def plan_fix(
             rejected.append(mixed)
     plans.sort(key=lambda p: p.blast_radius)
     return FixPlan(report, tuple(plans), tuple(rejected))
+
+
+def _needs_fix(report: CheckReport) -> bool:
+    """A broken or at-risk binary, owned or not: one no installer knows of (a `setup.py develop`, a hand copy)
+    can still be fixed by moving numpy."""
+    bad = (Verdict.BROKEN, Verdict.AT_RISK)
+    return any(d.verdict in bad for d in report.distributions) or any(b.verdict in bad for b in report.unowned)
 
 
 class _NoPlan(Exception):

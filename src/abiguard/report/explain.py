@@ -58,8 +58,9 @@ def why(dist: DistributionFinding, report: CheckReport) -> str | None:
         return (f"{dist.name} {dist.version} declares no numpy requirement, so no installer relates the two; "
                 "the ABI bound exists only in its binaries")
     if report.numpy is None:
-        return (f"{dist.name} {dist.version} requires {req!r}, but numpy was removed (uninstalling does not ask "
-                "what needs it); pip check reports this one, see declared requirements")
+        return (f"{dist.name} {dist.version} requires {req!r}, but numpy is not installed (`pip uninstall` and "
+                "`pip install --no-deps` do not ask what needs it); pip check reports this one, see declared "
+                "requirements")
     if not Requirement(req).specifier.contains(report.numpy, prereleases=True):
         return f"{dist.name} {dist.version} requires {req!r}, which pip check enforces; see declared requirements"
     need = floor(dist)

@@ -7,15 +7,24 @@ import shlex
 from rich.table import Table
 
 from abiguard.fix.planner import FixPlan
-from abiguard.report.markup import Out, counted, escape
+from abiguard.report.explain import BAD
+from abiguard.report.markup import Out, counted, escape, listed
 
 
 def render_plans(fix: FixPlan, out: Out) -> None:
     report = fix.report
+    under = f"under numpy {report.numpy}" if report.numpy is not None else "with numpy not installed"
     culprits = [d for d in report.distributions if d.affected]
-    names = ", ".join(f"{d.name} {d.version}" for d in culprits)
-    needs = counted(len(culprits), "distribution needs", "distributions need")
-    out.print(f"[bold]{needs} a fix[/] under numpy {report.numpy}: {escape(names)}")
+    if culprits:
+        names = ", ".join(f"{d.name} {d.version}" for d in culprits)
+        needs = counted(len(culprits), "distribution needs", "distributions need")
+        out.print(f"[bold]{needs} a fix[/] {under}: {escape(names)}")
+    unowned = [b.path for b in report.unowned if b.verdict in BAD]
+    if unowned:
+        needs = counted(len(unowned), "shared object that no distribution owns needs",
+                        "shared objects that no distribution owns need")
+        out.print(f"[bold]{needs} a fix[/] {under}: {escape(listed(unowned, 3))}; only moving numpy fixes "
+                  f"{'it' if len(unowned) == 1 else 'them'} (or rebuilding against this numpy)")
     out.print()
     for rank, plan in enumerate(fix.plans, 1):
         label = " (recommended)" if rank == 1 else ""
