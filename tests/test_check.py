@@ -239,7 +239,8 @@ def test_a_build_needing_a_newer_numpy_is_explained_and_its_unreadable_libraries
     assert "no upper bound" not in out
     # numpy >= 2.0 would break the NumPy-1.x modules that the damaged distributions beside it left unowned
     assert "way out: go back to an older release of floorpkg built for numpy 1.26.4" in out
-    assert "way out: moving numpy cannot help: no numpy fits every binary installed (numpy<2 for unowned dmg_" in out
+    assert ("way out: moving numpy cannot help: no numpy fits every binary and numpy requirement installed (numpy<2 "
+            "for unowned dmg_") in out
     assert 'pip install "numpy' not in out
     # The broken verdict must not hide the libraries that could not be read: the first, then a count.
     (line,) = [li for li in proc.stdout.splitlines() if "not judged:" in li]
@@ -272,6 +273,18 @@ def test_a_damaged_dist_info_is_one_error_and_its_libraries_are_still_judged(loc
     text = run("check", "--python", str(local_wheels_env)).stdout
     assert sum(line.startswith("error: ") for line in text.splitlines()) == len(damaged)
     assert sum(line.startswith("note: ") for line in text.splitlines()) == 1
+
+
+def test_a_way_out_never_moves_numpy_below_what_a_judged_distribution_declares(tmp_path: Path) -> None:
+    """pandas 3.1 declares numpy>=2.0.2 and h5py 3.9 is built for NumPy 1.x: `pip install "numpy<2"` would fix
+    h5py and break pandas (pip asked to move numpy alone does not look at pandas)."""
+    python = make_venv(tmp_path / "v", "numpy==2.2.6", "pandas==3.1.0", "h5py==3.9.0")
+    out = run("check", "--python", str(python)).stdout
+    block = out[out.index("broken  h5py 3.9.0"):].split("\n\n")[0]
+    assert 'pip install "numpy' not in block, block
+    assert ("moving numpy cannot help: no numpy fits every binary and numpy requirement installed (numpy<2 for "
+            "h5py 3.9.0: ") in out, out
+    assert "numpy>=2.0.2 for pandas 3.1.0 declares numpy>=2.0.2" in out, out
 
 
 def test_missing_interpreter_is_exit_2_with_one_line(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from abiguard.binary.numpy import deciding_first
 from abiguard.model import BinaryFinding, BuiltFor, CheckReport, DeclaredProblem, DistributionFinding, Verdict
 from abiguard.report.markup import counted
-from abiguard.rules.numpy import Bound, numpy_bounds, satisfiable
+from abiguard.rules.numpy import Bound, satisfiable, way_out_bounds
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -86,8 +86,8 @@ def floor(dist: DistributionFinding) -> Version | None:
 
 def ways_out(dist: DistributionFinding, report: CheckReport) -> list[str]:
     """The ways out of a break, as commands (installed) or pins (lockfile); none for other verdicts. Moving
-    numpy moves it within every bound the installed binaries put on it (`rules.numpy.numpy_bounds`), and is
-    not offered where no numpy meets them all."""
+    numpy moves it within every bound the installed binaries and declared numpy requirements put on it
+    (`rules.numpy.way_out_bounds`), and is not offered where no numpy meets them all."""
     if dist.verdict not in BAD:
         return []
     is_locked = locked(report)
@@ -96,7 +96,8 @@ def ways_out(dist: DistributionFinding, report: CheckReport) -> list[str]:
     install = f'pin "{spec}"' if is_locked else f'pip install "{spec}"'
     if report.numpy is None:
         if not satisfiable(bounds):
-            return [f"no numpy fits every binary installed ({_reasons(bounds)}): run `abiguard fix`"]
+            return [f"no numpy fits every binary and numpy requirement installed ({_reasons(bounds)}): run "
+                    "`abiguard fix`"]
         return [f'add "{spec}" to the lockfile' if is_locked else install]
     need = floor(dist)
     if any(b.facts.built_for is BuiltFor.NUMPY1 for b in dist.affected):
@@ -114,7 +115,8 @@ def ways_out(dist: DistributionFinding, report: CheckReport) -> list[str]:
     else:
         return []
     if not satisfiable(bounds):
-        return [other, f"moving numpy cannot help: no numpy fits every binary installed ({_reasons(bounds)})"]
+        return [other, "moving numpy cannot help: no numpy fits every binary and numpy requirement installed "
+                f"({_reasons(bounds)})"]
     return [f"{install}{keep}", f"or {other}"]
 
 
@@ -122,10 +124,10 @@ _last_bounds: list[tuple[CheckReport, list[Bound]]] = []
 
 
 def _bounds(report: CheckReport) -> list[Bound]:
-    """`numpy_bounds` of the report being rendered, computed once for all its distributions (it reads every
+    """`way_out_bounds` of the report being rendered, computed once for all its distributions (it reads every
     binary: 1.3 ms on 2,000 of them, for each broken distribution of a large environment)."""
     if not _last_bounds or _last_bounds[0][0] is not report:
-        _last_bounds[:] = [(report, numpy_bounds(report))]
+        _last_bounds[:] = [(report, way_out_bounds(report))]
     return _last_bounds[0][1]
 
 

@@ -100,6 +100,34 @@ def numpy_bounds(report: CheckReport) -> list[Bound]:
     return bounds
 
 
+def way_out_bounds(report: CheckReport) -> list[Bound]:
+    """`numpy_bounds`, with its floor raised to the highest numpy a judged distribution declares it needs: a way
+    out that moves numpy below a declared floor trades one break for another (pandas 3.1 needs numpy>=2.0.2,
+    and no installer asked to move numpy alone looks at it)."""
+    bounds = numpy_bounds(report)
+    declared = [Bound(f">={floor}", (f"{d.name} {d.version} declares {d.numpy_requirement}",))
+                for d in report.distributions if (floor := _declared_floor(d.numpy_requirement)) is not None]
+    floors = [b for b in (*bounds, *declared) if b.floor is not None]
+    if not declared or not floors:
+        return bounds
+    top = max(floors, key=lambda b: b.floor or NUMPY2)
+    return [b for b in bounds if b.floor is None] + [top]
+
+
+def _declared_floor(requirement: str | None) -> Version | None:
+    """The lowest numpy a `numpy>=X,<Y` requirement admits, when it names one (>=, >, ~=, ==)."""
+    if not requirement:
+        return None
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        specs = SpecifierSet(requirement.removeprefix("numpy"))
+    except InvalidSpecifier:
+        return None
+    floors = [Version(s.version) for s in specs if s.operator in (">=", ">", "~=", "==") and "*" not in s.version]
+    return max(floors, default=None)
+
+
 def _built_for_numpy1(old: list[BinaryFinding]) -> str:
     risky = sum(1 for b in old if misbehaves_silently(b.facts))
     what = f"{len(old)} shared object{'s' if len(old) != 1 else ''} built for NumPy 1.x"
