@@ -295,6 +295,26 @@ def test_missing_interpreter_is_exit_2_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "no Python interpreter" in lines[0]
 
 
+def test_what_is_wrong_with_a_python_or_a_lockfile_is_said_precisely(tmp_path: Path) -> None:
+    """A bare name that is no command on PATH but a file here is that file; a venv whose interpreter link is
+    dangling says so; a lockfile argument that is a directory says so."""
+    fake = tmp_path / "fakepy"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    venv = tmp_path / "dv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(tmp_path / "gone")
+    said = {}
+    for args in (["check", "--python", "fakepy"], ["check", "--python", "dv"], ["lock-check", "."]):
+        proc = subprocess.run([sys.executable, "-m", "abiguard", *args], capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stdout == "", proc
+        said[args[-1]] = proc.stderr
+    assert said["fakepy"] == f"abiguard: error: {fake} failed to describe itself: exit status 3, no output\n"
+    assert said["dv"].startswith(f"abiguard: error: dv/bin/python is a broken link (to {tmp_path / 'gone'})")
+    assert said["."] == "abiguard: error: no lockfile at .: it is a directory\n"
+
+
 def test_malformed_binaries_are_unknown_and_the_rest_is_reported(tmp_path: Path) -> None:
     python = make_venv(tmp_path / "v", "numpy==2.0.2")
     site = site_packages(python)

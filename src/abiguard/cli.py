@@ -555,7 +555,8 @@ def _lock_check(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     if not path.is_file():
-        ui.error(f"no lockfile at {path}")
+        what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        ui.error(f"no lockfile at {path}: it {what}")
         return EXIT_ERROR
     show = args.format == "text" and ui.interactive()
     try:

@@ -138,6 +138,9 @@ def resolve_python(python: str | None) -> str:
             candidate = os.path.join(python, rel)
             if stamps.exists(candidate):
                 return candidate
+            if os.path.islink(candidate):
+                raise EnvironmentError_(f"{candidate} is a broken link (to {os.readlink(candidate)}): the interpreter "
+                                        "this venv was made from is gone; recreate the venv")
         raise EnvironmentError_(f"{python} is a directory without bin/python: not a virtual environment")
     if os.sep not in python:
         from shutil import which
@@ -146,6 +149,8 @@ def resolve_python(python: str | None) -> str:
         found = which(python)
         if found:
             return found
+        if stamps.exists(python):  # not a command on PATH, but a file here: what was meant
+            return os.path.abspath(python)
     if not stamps.exists(python):
         raise EnvironmentError_(f"no Python interpreter at {python}")
     return python
