@@ -328,6 +328,8 @@ def test_malformed_binaries_are_unknown_and_the_rest_is_reported(tmp_path: Path)
     (site / "garbage_macho.dylib").write_bytes(b"\xcf\xfa\xed\xfe" + os.urandom(4000))
     code, doc = check_json(python)
     assert code == 1
+    paths = [b["path"] for b in doc["unowned"]]
+    assert paths == sorted(paths)  # in a reader's order, not the directory's
     by_path = {b["path"]: b for b in doc["unowned"]}
     assert by_path[good.name]["verdict"] == "broken"
     for name in (f"truncated{suffix}", f"empty{suffix}", f"garbage{suffix}", "garbage_pe.pyd",
@@ -502,6 +504,8 @@ def test_shared_objects_a_record_lists_but_that_are_gone_are_an_error(tmp_path: 
     assert core.relative_to(site).as_posix() in error
     text = run("check", "--python", str(python)).stdout
     assert f"error: {error}" in text and "No NumPy ABI conflicts among what could be read; 1 error above." in text
+    markdown = run("check", "--python", str(python), "--format", "markdown").stdout
+    assert "1 error below." in markdown and markdown.index("1 error below.") < markdown.index("### Errors")
 
 
 def test_a_library_rewritten_in_place_with_its_size_and_mtime_kept_is_read_again(tmp_path: Path) -> None:

@@ -147,6 +147,7 @@ def check_environment(
         else:
             findings.setdefault(b.dist.key, []).append(finding)
 
+    unowned.sort(key=lambda b: (b.root or "", b.path))  # in the report's order, not the walk's
     distributions = []
     for d in dists:
         if d.key not in findings:

@@ -192,12 +192,13 @@ def summary(report: CheckReport) -> str:
     return f"{counted(len(report.distributions), 'distribution')} with compiled code: {', '.join(parts)}{tail}"
 
 
-def verdict_line(report: CheckReport) -> str:
+def verdict_line(report: CheckReport, errors_are: str = "above") -> str:
     """The last word: no conflicts, or none among what could be read; "" when there are conflicts."""
     if report.has_conflicts:
         return ""
     if report.errors:
-        return f"No NumPy ABI conflicts among what could be read; {counted(len(report.errors), 'error')} above."
+        return (f"No NumPy ABI conflicts among what could be read; {counted(len(report.errors), 'error')} "
+                f"{errors_are}.")
     return "No NumPy ABI conflicts found."
 
 

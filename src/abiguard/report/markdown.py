@@ -16,7 +16,7 @@ def render_markdown(report: CheckReport) -> str:
         lines += [f"Nothing was checked: {_code(report.environment.executable)} lists no wheel to read for this "
                   "target.", ""]
     else:
-        last = explain.verdict_line(report)
+        last = explain.verdict_line(report, errors_are="below")
         lines += [f"**{_text(explain.summary(report))}**" + (f"  \n{_text(last)}" if last else ""), ""]
     shown = [d for d in report.distributions if d.verdict is not Verdict.OK]
     if shown:
@@ -55,8 +55,9 @@ def _details(dist: DistributionFinding, report: CheckReport) -> list[str]:
     items += [f"evidence: {_text(e)}" for e in explain.evidence(affected[0])]
     unknown = explain.unjudged(dist)
     if unknown:
+        more = f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""
         items.append(f"also {counted(len(unknown), 'shared object')} not judged: "
-                     f"{_code(unknown[0].path)}: {_text(explain.consequence(unknown[0]))}")
+                     f"{_code(unknown[0].path)}: {_text(explain.consequence(unknown[0]))}{more}")
     why = explain.why(dist, report) if dist.verdict in explain.BAD else None
     if why is not None:
         items.append(f"why pip allowed it: {_text(why)}")
