@@ -101,16 +101,19 @@ def numpy_bounds(report: CheckReport) -> list[Bound]:
 
 
 def way_out_bounds(report: CheckReport) -> list[Bound]:
-    """`numpy_bounds`, with its floor raised to the highest numpy a judged distribution declares it needs: a way
-    out that moves numpy below a declared floor trades one break for another (pandas 3.1 needs numpy>=2.0.2,
-    and no installer asked to move numpy alone looks at it)."""
+    """`numpy_bounds`, plus the floor a judged distribution declares when it leaves no numpy below 2: a way out
+    to `numpy<2` would then trade one break for another (pandas 3.1 declares numpy>=2.0.2, and no installer
+    asked to move numpy alone looks at it). Lower declared floors change nothing: installers take the newest
+    numpy the bounds allow."""
     bounds = numpy_bounds(report)
-    declared = [Bound(f">={floor}", (f"{d.name} {d.version} declares {d.numpy_requirement}",))
-                for d in report.distributions if (floor := _declared_floor(d.numpy_requirement)) is not None]
-    floors = [b for b in (*bounds, *declared) if b.floor is not None]
-    if not declared or not floors:
+    if not any(b.specifier == "<2" for b in bounds):
         return bounds
-    top = max(floors, key=lambda b: b.floor or NUMPY2)
+    declared = [Bound(f">={floor}", (f"{d.name} {d.version} declares {d.numpy_requirement}",))
+                for d in report.distributions
+                if (floor := _declared_floor(d.numpy_requirement)) is not None and floor >= NUMPY2]
+    if not declared:
+        return bounds
+    top = max((b for b in (*bounds, *declared) if b.floor is not None), key=lambda b: b.floor or NUMPY2)
     return [b for b in bounds if b.floor is None] + [top]
 
 
