@@ -229,6 +229,21 @@ def test_a_broken_library_no_distribution_owns_is_fixed_by_moving_numpy(dirs: di
     assert "1 shared object that no distribution owns needs a fix under numpy 2.0.2: handmade" in text, text
 
 
+def test_a_plan_that_moves_a_working_distribution_back_ranks_after_one_that_moves_only_the_broken(
+    dirs: dict[str, Path], tmp_path: Path,
+) -> None:
+    """pandas 3.1 declares numpy>=2.0.2, so a numpy downgrade also takes pandas back to 3.0: fewer changes, but
+    it moves back what works, and the plan says why it moves pandas."""
+    python = make_venv(tmp_path / "v", "numpy==2.2.6", "pandas==3.1.0", "h5py==3.9.0", "bottleneck==1.3.7",
+                       "numexpr==2.8.7")
+    _, doc, _ = fix_json(dirs, python)
+    down = plan_of(doc, "downgrade")
+    assert changes(down)["pandas"][0] == "3.1.0" and len(down["changes"]) < len(plan_of(doc, "upgrade")["changes"])
+    (pandas,) = [c for c in down["changes"] if c["name"] == "pandas"]
+    assert pandas["why"] == "pandas 3.1.0 declares numpy>=2.0.2, which numpy 1.26.4 does not meet"
+    assert doc["plans"][0]["strategy"] == "upgrade"
+
+
 def test_upgrade_goes_as_far_as_an_installed_dependent_needs(dirs: dict[str, Path], tmp_path: Path) -> None:
     """pandas 2.2.2 is the first release built for NumPy 2, but an installed package needs pandas >= 2.2.3: the
     plan takes the first release both accept, not the newest pandas nor a downgrade of the dependent."""

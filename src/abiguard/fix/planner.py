@@ -153,8 +153,15 @@ def plan_fix(
             plans.append(mixed)
         else:
             rejected.append(mixed)
-    plans.sort(key=lambda p: p.blast_radius)
+    moved = {"numpy", *(canonical_name(d.name) for d in culprits)}
+    plans.sort(key=lambda p: (p.blast_radius[0], _collateral_downgrades(p, moved), *p.blast_radius[1:]))
     return FixPlan(report, tuple(plans), tuple(rejected))
+
+
+def _collateral_downgrades(plan: Plan, moved: set[str]) -> int:
+    """Working distributions the plan moves back (pandas 3.1 to 3.0 for a numpy downgrade): a fix that only moves
+    what is broken (and numpy) ranks first, even with more changes."""
+    return sum(1 for c in plan.changes if c.kind in ("downgrade", "remove") and canonical_name(c.name) not in moved)
 
 
 def _needs_fix(report: CheckReport) -> bool:
@@ -209,7 +216,7 @@ def _downgrade_request(report: CheckReport) -> tuple[list[str], list[str], dict[
     if floors:
         floor, who = max(floors)
         spec.append(f">={floor}")
-        why.append(f"{who} needs numpy >= {floor}")
+        why.append(f"{who}'s build needs numpy >= {floor}")
     if not spec:
         raise _NoPlan("changing numpy cannot help: the broken binaries do not depend on the numpy version")
     if needs_v1 and floors and max(floors)[0] >= NUMPY2:
@@ -320,6 +327,15 @@ def _mixed(
     return plan if plan.verified_static else Rejected("mixed", "; ".join(plan.problems))
 
 
+def _admits(requirement: str, numpy: str) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(requirement).specifier.contains(numpy, prereleases=True)
+    except InvalidRequirement:
+        return True
+
+
 def _verify(
     strategy: str,
     requirements: list[str],
@@ -339,7 +355,12 @@ def _verify(
         tool: install_command(env, tool, [f"{c.name}=={c.new}" for c in resolution.changes if c.new], index_url)
         for tool in ("uv", "pip") if available(tool, env)
     }
+    numpy = next((c.new for c in resolution.changes if canonical_name(c.name) == "numpy" and c.new), None)
+    declared = {canonical_name(d.name): d.numpy_requirement for d in report.distributions if d.numpy_requirement}
     for c in resolution.changes:
+        req = declared.get(canonical_name(c.name))
+        if numpy is not None and req is not None and c.old is not None and not _admits(req, numpy):
+            why.setdefault(c.name, f"{c.name} {c.old} declares {req}, which numpy {numpy} does not meet")
         why.setdefault(c.name, "required by the resolver for a consistent set")
     return Plan(strategy, tuple(requirements), tuple(constraints), resolution.changes, not problems,
                 tuple(problems.values()), commands, why, size, tuple(notes))
