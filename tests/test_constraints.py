@@ -44,6 +44,15 @@ def test_numpy1_builds_give_an_upper_bound_that_uv_honours(tmp_path: Path) -> No
     assert doc["environment"]["numpy_installed"] == "1.26.4"
 
 
+def test_a_bound_the_installed_numpy_breaks_says_so(tmp_path: Path) -> None:
+    python = cached_venv("np2-pandas203", "numpy==2.0.2", "pandas==2.0.3")
+    text = constraints(python, tmp_path)
+    assert "# the installed numpy 2.0.2 does not meet this: the environment is broken now" in text
+    assert [ln for ln in text.splitlines() if not ln.startswith("#")] == ["numpy<2"]
+    healthy = constraints(cached_venv("np126-pandas203", "numpy==1.26.4", "pandas==2.0.3"), tmp_path)
+    assert "does not meet this" not in healthy
+
+
 def test_numpy2_builds_give_a_floor(tmp_path: Path) -> None:
     python = cached_venv("np2-pandas223", "numpy==2.0.2", "pandas==2.2.3")
     lines = [ln for ln in constraints(python, tmp_path).splitlines() if ln and not ln.startswith("#")]

@@ -56,5 +56,15 @@ def render(report: CheckReport) -> str:
         return "\n".join(lines) + "\n"
     for b in found.bounds:
         lines += [f"#   numpy{b.specifier}: {r}" for r in b.reasons]
+    installed = report.numpy_installed
+    if installed is not None and not _admits(found.line, installed):
+        lines.append(f"# the installed numpy {installed} does not meet this: the environment is broken now, and "
+                     "`abiguard fix` plans the repair")
     lines.append(found.line)
     return "\n".join(lines) + "\n"
+
+
+def _admits(line: str, version: str) -> bool:
+    from packaging.requirements import Requirement
+
+    return Requirement(line).specifier.contains(version, prereleases=True)
