@@ -220,6 +220,22 @@ def test_install_offers_every_way_out_that_is_safe(cli: Cli, tmp_path: Path) -> 
     assert records(py) == before
 
 
+def test_install_raises_numpy_and_moves_the_numpy1_builds_along_when_only_that_is_safe(
+    cli: Cli, old_venv: Path,
+) -> None:
+    """`h5py>=3.14` needs numpy >= 2 (no older h5py is allowed), and numpy 2 breaks pandas 2.0.3: the way out
+    is the three moves at once, which each alone missed ("No safe alternative found")."""
+    before = records(old_venv)
+    doc = document(cli("install", "--python", old_venv, "--dry-run", "--format", "json", "--", "h5py>=3.14"))
+    assert doc["action"] == "refused" and "h5py" in doc["problems"]
+    (way,) = doc["alternatives"]
+    moved = {c["name"]: c["to"] for c in way["changes"]}
+    assert Version(moved["numpy"]) >= Version("2") and Version(moved["pandas"]) >= Version("2.2")
+    dry = cli("install", "--python", old_venv, "--dry-run", "--format", "json", "--", *way["args"])
+    assert dry.returncode == 0 and document(dry)["problems"] == {}, dry.stdout + dry.stderr
+    assert records(old_venv) == before
+
+
 def test_install_judges_exactly_the_command_it_runs(cli: Cli, old_venv: Path, tmp_path: Path) -> None:
     """`-U numpy` upgrades numpy alone (pandas 2.0.3 stays, now broken): the dry run must say so, not judge a
     resolution of the whole environment that would also have upgraded pandas. Options that install elsewhere,

@@ -137,7 +137,11 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
     if abi(numpy) >= NUMPY2 and len(too_old) < len(floors):
         ways.append([[*verdict.args, "numpy<2"]])
     if too_old:
-        ways.append([[*verdict.args, f"numpy>={max(too_old.values())}"]])
+        raised = max(too_old.values())
+        ways.append([[*verdict.args, f"numpy>={raised}"]])
+        moved = _first_builds_for(current, inspector, raised, {c.name for c in verdict.changes})
+        if moved:  # numpy raised for the new build, and what is built for NumPy 1.x moved along with it
+            ways.append([[*verdict.args, f"numpy>={raised}", *moved]])
     found_safe: list[Verdict] = []
     for variants in ways:
         for args in variants:
@@ -149,6 +153,23 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
                 found_safe.append(candidate)
                 break
     return found_safe
+
+
+def _first_builds_for(current: Scan, inspector: ReleaseInspector, numpy: Version, changing: set[str]) -> list[str]:
+    """`name>=first` for every installed distribution built for NumPy 1.x that the install leaves in place, its
+    first release built for `numpy` (a NumPy-2 one); [] when one has none, or when nothing needs moving."""
+    if abi(numpy) < NUMPY2:
+        return []
+    moved = []
+    for d in current.report.distributions:
+        key = canonical_name(d.name)
+        if key in changing or key == "numpy" or not any(b.facts.built_for is BuiltFor.NUMPY1 for b in d.binaries):
+            continue
+        found, _why = first_release(current.report, inspector, d.name, numpy)
+        if found is None:
+            return []
+        moved.append(f"{key}>={found}")
+    return moved
 
 
 def _floor(current: Scan, inspector: ReleaseInspector, name: str, version: str) -> Version | None:
