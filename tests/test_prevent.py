@@ -15,7 +15,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tests.support.build import numpy_extension
 from tests.support.sarif import artifact_path, assert_valid_sarif
 from tests.support.venvs import make_venv, site_packages, uv, uv_env
 from tests.support.wheels import build_wheel, corrupt_shared_objects, fetch_wheel
-from tests.test_remote import nobody_listens
+from tests.test_remote import WheelServer, nobody_listens
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -353,6 +354,60 @@ def test_install_without_a_usable_index_is_an_error_not_a_refusal(cli: Cli, old_
         capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
     assert fix.returncode == 2, fix.stdout + fix.stderr
     assert "no usable http(s) package index" in fix.stderr and "No safe plan" not in fix.stdout
+
+
+_INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_INDEX", "UV_EXTRA_INDEX_URL", "PIP_INDEX_URL",
+                    "PIP_EXTRA_INDEX_URL", "PIP_CONFIG_FILE")
+
+
+@pytest.fixture
+def local_only_index(tmp_path: Path) -> Iterator[str]:
+    """An index on 127.0.0.1 holding one project no other index has (abg-local-only 1.0, pure Python)."""
+    import hashlib
+
+    from abiguard.sources.index import JSON_TYPE
+
+    made = build_wheel(tmp_path / "served", "abg-local-only", "1.0", {"abg_local_only/__init__.py": b""}, [])
+    with zipfile.ZipFile(made) as zf:  # served apart (PEP 658): the server answers no HEAD for uv to probe
+        metadata = zf.read("abg_local_only-1.0.dist-info/METADATA")
+    server = WheelServer()
+    server.files[made.name] = made.read_bytes()
+    server.files[f"{made.name}.metadata"] = metadata
+    files = [{"filename": made.name, "url": f"../../ok/{made.name}",
+              "hashes": {"sha256": hashlib.sha256(made.read_bytes()).hexdigest()},
+              "core-metadata": {"sha256": hashlib.sha256(metadata).hexdigest()}}]
+    server.pages["/simple/abg-local-only/"] = (JSON_TYPE, json.dumps(
+        {"meta": {"api-version": "1.1"}, "name": "abg-local-only", "files": files}).encode())
+    yield f"{server.base}/simple/"
+    server.close()
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_install_takes_the_wheels_from_the_index_it_judged(tmp_path: Path, local_only_index: str,
+                                                           installer: str) -> None:
+    """The index is configured only where the other installer looks (pip's config file for uv, uv's variable
+    for pip): abiguard reads the wheels there, so the installer is told to resolve and install from there too,
+    and a project only that index has installs."""
+    py = make_venv(tmp_path / "venv")
+    env = {k: v for k, v in uv_env().items() if k not in _INDEX_VARIABLES and k != "CI"}
+    env.update({"ABIGUARD_STATE_DIR": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    if installer == "uv":
+        (tmp_path / "pip.conf").write_text(f"[global]\nindex-url = {local_only_index}\n")
+        env["PIP_CONFIG_FILE"] = str(tmp_path / "pip.conf")
+    else:
+        env["UV_INDEX_URL"] = local_only_index
+
+    def abiguard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "abiguard", "install", "--python", str(py), "--installer",
+                               installer, *args, "--", "abg-local-only"], capture_output=True, text=True, env=env,
+                              timeout=300, stdin=subprocess.DEVNULL)
+
+    dry = abiguard("--dry-run", "--format", "json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert [(c["name"], c["to"]) for c in document(dry)["changes"]] == [("abg-local-only", "1.0")]
+    done = abiguard()  # the install itself (the step `fix --apply` shares) goes to the same index
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert version_of(py, "abg-local-only") == "1.0"
 
 
 def test_install_with_a_missing_requirements_file_says_only_that(cli: Cli, old_venv: Path, tmp_path: Path) -> None:

@@ -443,7 +443,7 @@ def _install(args: argparse.Namespace) -> int:
         unmodelled_option,
     )
     from abiguard.report.markup import console, escape
-    from abiguard.sources.index import PackageIndexError
+    from abiguard.sources.index import PackageIndexError, load_index_config
 
     pip_args = [a for a in args.install_args if a != "--"] if args.install_args[:1] == ["--"] else args.install_args
     if not pip_args:
@@ -460,6 +460,9 @@ def _install(args: argparse.Namespace) -> int:
     log = ui.status if text and ui.interactive() else None
     try:
         installer = choose_installer(args.installer)
+        # the installer is told the indexes abiguard reads: one abiguard cannot read is the error to report,
+        # before the installer fails on it in its own words
+        load_index_config(index_url(pip_args))
         current = repair.scan(env, use_cache=not args.no_cache)
         inspector = IndexInspector(env, use_cache=not args.no_cache, index_url=index_url(pip_args))
         verdict = judge_install(current, pip_args, inspector, installer, log)
