@@ -722,6 +722,38 @@ def test_lock_check_numpy_not_pinned_in_requirements_is_not_broken(cli: Cli, tmp
     assert "not installed" not in text and "add numpy" not in text
 
 
+def test_lock_check_reports_the_declared_numpy_requirement_and_a_pin_that_breaks_it(cli: Cli, tmp_path: Path) -> None:
+    """pandas 3.1.1 is built for NumPy >= 1.20 but declares numpy>=2.0.2: next to numpy 1.26.4 its binaries are
+    fine, its requirement is not, and that is a conflict as `check` reports it (exit 1). pandas 1.5.3's own
+    requirement is reported with it; a complete lock without numpy lacks what it declares."""
+    pins = tmp_path / "requirements.txt"
+    pins.write_text("numpy==1.26.4\npandas==3.1.1\n")
+    proc = cli("lock-check", pins, *LINUX, "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert verdicts(doc) == {"pandas": "ok"} and doc["summary"]["declared"] == 1
+    (problem,) = doc["declared"]
+    assert problem["distribution"] == "pandas" and problem["problem"] == "conflict" and problem["installed"] == "1.26.4"
+    assert problem["requirement"].startswith("numpy>=2.0.2")
+    text = cli("lock-check", pins, *LINUX)
+    assert text.returncode == 1 and "No NumPy ABI conflicts" not in text.stdout
+    assert "Declared requirements the pins break" in text.stdout
+    assert "pandas 3.1.1 requires numpy>=2.0.2" in text.stdout and "but the lockfile pins 1.26.4" in text.stdout
+
+    pins.write_text("numpy==1.26.4\npandas==1.5.3\n")
+    proc = cli("lock-check", pins, *LINUX, "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = document(proc)
+    assert [(d["name"], d["numpy_requirement"]) for d in doc["distributions"]] == [
+        ("pandas", "numpy>=1.21.0,>=1.23.2")] and doc["declared"] == []
+
+    pylock = tmp_path / "pylock.toml"
+    pylock.write_text('lock-version = "1.0"\ncreated-by = "hand"\n[[packages]]\nname = "pandas"\n'
+                      'version = "1.5.3"\n')
+    doc = document(cli("lock-check", pylock, *LINUX, "--format", "json"))
+    assert [(p["problem"], p["installed"]) for p in doc["declared"]] == [("missing", None)]
+
+
 def test_lock_check_double_pin_is_an_error_and_a_repeated_pin_counts_once(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "np2.txt").write_text("numpy==2.0.2\n")
     (tmp_path / "base.txt").write_text("pandas==2.0.3\n")

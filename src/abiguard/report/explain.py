@@ -209,6 +209,17 @@ def headline(report: CheckReport) -> str:
     return f"Python {env.python_version} {where} {env.executable}, {numpy}{what_if}"
 
 
-def declared_line(p: DeclaredProblem) -> str:
-    have = f"{p.installed} is installed" if p.installed else "it is not installed"
+def declared_title(report: CheckReport) -> str:
+    """What the unmet declared requirements are to the user: what `pip check` says of an environment, and of a
+    lockfile what its installer's resolver refuses."""
+    if locked(report):
+        return "Declared requirements the pins break (what `pip check` would report)"
+    return "Declared requirements not satisfied (what `pip check` reports)"
+
+
+def declared_line(p: DeclaredProblem, is_locked: bool = False) -> str:
+    if is_locked:
+        have = f"the lockfile pins {p.installed}" if p.installed else "the lockfile does not list it"
+    else:
+        have = f"{p.installed} is installed" if p.installed else "it is not installed"
     return f"{p.distribution} {p.version} requires {p.requirement}, but {have}"

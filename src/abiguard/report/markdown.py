@@ -36,8 +36,8 @@ def render_markdown(report: CheckReport) -> str:
         lines += [f"- **{b.verdict.value}** {_code(b.path)}: {_text(explain.consequence(b))}" for b in unowned]
         lines.append("")
     if report.declared:
-        lines += ["### Declared requirements not satisfied (what `pip check` reports)", ""]
-        lines += [f"- {_text(explain.declared_line(p))}" for p in report.declared]
+        lines += [f"### {explain.declared_title(report)}", ""]
+        lines += [f"- {_text(explain.declared_line(p, explain.locked(report)))}" for p in report.declared]
         lines.append("")
     for title, items in (("Errors", report.errors), ("Notes", report.notes)):
         if items:

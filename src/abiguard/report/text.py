@@ -29,9 +29,10 @@ def render_check(report: CheckReport, out: Out, verbose: bool = False) -> None:
             out.print(f"  {_verdict(b.verdict)} {escape(b.path)}: {escape(explain.consequence(b))}")
         out.print()
     if report.declared:
-        out.print("[bold]Declared requirements not satisfied[/] (what `pip check` reports)")
+        title, _, why = explain.declared_title(report).partition(" (")
+        out.print(f"[bold]{escape(title)}[/] ({escape(why)}")
         for p in report.declared:
-            out.print(f"  {escape(explain.declared_line(p))}")
+            out.print(f"  {escape(explain.declared_line(p, explain.locked(report)))}")
         out.print()
     for message in report.notes:
         out.print(f"[cyan]note[/]: {escape(message)}")
