@@ -437,6 +437,9 @@ def test_uv_lock_graph_with_extras_cycles_and_workspace(tmp_path: Path) -> None:
         """))
     contents = read_lockfile(path)
     assert contents.errors == []
+    assert contents.notes == [  # the workspace members are built at install, as `uv export` says of them
+        f"package {m} 0.1.0 (editable: packages/{m}): built from source at install, not checked"
+        for m in ("app", "lib")]
     markers = {e.name: e.marker for e in contents.entries}
     # b is required by app directly, so a (via b) and c (via a) are always installed too; nothing asks for
     # b[slow], so e is reachable from no project: kept unconditionally, as over-checking is safe

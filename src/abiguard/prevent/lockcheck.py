@@ -45,15 +45,15 @@ from abiguard.sources.index import (
     target_tags,
 )
 from abiguard.sources.lockfile import (
-    BUILT_FROM_SOURCE,
     LockedPackage,
     LockedWheel,
     LockfileContents,
+    built_note,
     marker_environment,
     read_lockfile,
     select_entries,
 )
-from abiguard.sources.remote import HttpClient, RemoteError, redact
+from abiguard.sources.remote import HttpClient, RemoteError
 from abiguard.sources.wheel import (
     ReadPolicy,
     WheelOutcome,
@@ -135,8 +135,7 @@ def lock_check(
                 progress(done, len(entries))
             who = f"package {entry.name} {entry.version}".rstrip()
             if entry.origin is not None and not entry.wheels:
-                kind, _, place = entry.origin.partition(": ")
-                notes.append(f"{who} ({kind}: {redact(place)}): {BUILT_FROM_SOURCE}")
+                notes.append(built_note(entry.name, entry.version, entry.origin))
                 continue
             wheel: LockedWheel | None = None
             try:

@@ -51,6 +51,12 @@ SUPPORTED_KINDS = (
 BUILT_FROM_SOURCE = "built from source at install, not checked"
 
 
+def built_note(name: str, version: str, origin: str) -> str:
+    """The note for an entry built at install: `package demo 0.1.0 (editable: .): built from source ...`."""
+    kind, _, place = origin.partition(": ")
+    return f"{f'package {name} {version}'.rstrip()} ({kind}: {redact(place)}): {BUILT_FROM_SOURCE}"
+
+
 class LockfileError(Exception):
     """The file cannot be read as a lockfile at all; the message is one line for the user."""
 
@@ -500,15 +506,20 @@ def _read_uv_lock(path: Path, data: dict[str, Any]) -> LockfileContents:
         per_package[i] = _absorb(per_package.get(i, set()) | node_terms)
 
     entries: list[LockedPackage] = []
+    notes: list[str] = []
     for i, pkg in enumerate(packages):
-        if i in roots or pkg.source.keys() & {"virtual"}:
-            continue  # the project itself: not a locked artifact
+        if pkg.source.keys() & {"virtual"}:
+            continue  # a virtual project is not installed at all
+        if i in roots:  # the project itself, or a workspace member: built at install, as `uv export` says
+            kind = next((k for k in _MEMBER_SOURCES if k in pkg.source), "directory")
+            notes.append(built_note(str(pkg.table["name"]), pkg.version or "", f"{kind}: {pkg.source.get(kind)}"))
+            continue
         where = f"package {pkg.table.get('name')}"
         entry = _uv_entry(path, pkg, _marker_text(per_package.get(i, set())), errors, where)
         if entry is not None:
             entries.append(entry)
     environments = [m for m in data.get("supported-markers") or [] if isinstance(m, str)]
-    return LockfileContents(path, "uv.lock", entries, errors=errors,
+    return LockfileContents(path, "uv.lock", entries, errors=errors, notes=notes,
                             requires_python=_text(data.get("requires-python")), environments=environments)
 
 
