@@ -177,6 +177,7 @@ def lock_check(
         http.close()
         cache.close()
     errors += finder.errors()
+    notes += finder.notes()
     unjudged = [d.name for d in findings if any(b.facts.built_for in _USES_NUMPY for b in d.binaries)]
     if constrained and unjudged:
         notes.append(f"numpy is not pinned in {path}; its -c constraint numpy=={constrained} is the numpy the "
@@ -340,6 +341,10 @@ class _Finder:
                 except PackageIndexError as exc:
                     self.link_errors.append(str(exc))
         return self._linked
+
+    def notes(self) -> list[str]:
+        """An index of several that could not be read: the others answered, so it is a note, not an error."""
+        return list(self._index.failed.values()) if self._index is not None else []
 
     def errors(self) -> list[str]:
         found = list(self.link_errors)

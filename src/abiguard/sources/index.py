@@ -400,6 +400,7 @@ class IndexClient:
         self.config = config
         self.http = http or HttpClient(cafile=config.cafile)
         self.notes: list[str] = list(config.notes)
+        self.failed: dict[str, str] = {}  # index -> the note on its failure, while other indexes answered
         self._listings: dict[str, list[IndexFile]] = {}
 
     def files(self, project: str) -> list[IndexFile]:
@@ -411,26 +412,35 @@ class IndexClient:
 
     def _fetch(self, name: str, asked: str) -> list[IndexFile]:
         merged: dict[str, IndexFile] = {}
-        failures: list[str] = []
+        failures: list[tuple[str, str]] = []  # (index, why)
         answered = False
         for index in self.config.urls:
             try:
                 listing = self._listing(index, name)
             except (RemoteError, PackageIndexError) as exc:
-                failures.append(str(exc))
+                failures.append((index, str(exc)))
                 continue
             if listing is None:
                 continue
             answered = True
             for item in listing:
                 merged.setdefault(item.filename, item)
+        if failures and not answered:
+            raise IndexUnreachable(failures[0][1])
+        for index, why in failures:
+            self._failed(index, why)
         if not merged:
-            if failures and not answered:
-                raise IndexUnreachable(failures[0])
             where = ", ".join(redact(u) for u in self.config.urls)
             raise ProjectNotFound(f"no project named {asked!r} on the package index ({where})")
-        self.notes += [f"index error (other indexes answered): {f}" for f in failures]
         return list(merged.values())
+
+    def _failed(self, index: str, why: str) -> None:
+        """One note per index that failed while others answered: what it holds was not considered, and an
+        installer may take a file from it."""
+        if index not in self.failed:
+            self.failed[index] = (f"index {redact(index)} could not be read, so only the other indexes' files were "
+                                  f"considered: {why}")
+            self.notes.append(self.failed[index])
 
     def _listing(self, index: str, name: str) -> list[IndexFile] | None:
         url = urllib.parse.urljoin(index, f"{name}/")
