@@ -16,6 +16,7 @@ names no project, becomes a one-line `note`: it is not checked, but it is not an
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import shlex
 import sys
@@ -866,21 +867,36 @@ def _find_links_location(path: Path, value: str) -> str:
 
 
 def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
-    """Comments stripped and `\\` continuations joined, each with the number of its first physical line."""
+    """Each logical line with the number of its first physical line, as pip reads them: continuations joined,
+    then comments stripped, then `${VAR}` replaced by the environment's value (upper-case letters, digits and
+    `_`; a variable unset or empty stays as written)."""
+    for lineno, joined in _joined_lines(text):
+        line = _ENV_VAR.sub(_env_value, _COMMENT.sub("", joined)).strip()
+        if line:
+            yield lineno, line
+
+
+_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+def _env_value(match: re.Match[str]) -> str:
+    return os.environ.get(match.group(1)) or match.group(0)
+
+
+def _joined_lines(text: str) -> Iterator[tuple[int, str]]:
+    """pip's `join_lines`: a line ending in `\\` runs on into the next with nothing between them (`pan\\` then
+    `das` is `pandas`), unless it is a comment line; a comment line that ends a continuation gets a space before
+    it, so that it is still stripped as a comment."""
     pending: list[str] = []
     start = 0
     for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = _COMMENT.sub("", raw).rstrip()
         if not pending:
             start = lineno
-        if line.endswith("\\"):
-            pending.append(line[:-1])
+        is_comment = _COMMENT.match(raw) is not None
+        if raw.endswith("\\") and not is_comment:
+            pending.append(raw.strip("\\"))
             continue
-        pending.append(line)
-        joined = " ".join(p.strip() for p in pending).strip()
+        yield start, "".join([*pending, " " + raw if is_comment else raw])
         pending = []
-        if joined:
-            yield start, joined
-    joined = " ".join(p.strip() for p in pending).strip()
-    if joined:
-        yield start, joined
+    if pending:
+        yield start, "".join(pending)
