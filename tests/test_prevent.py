@@ -410,6 +410,20 @@ def test_install_takes_the_wheels_from_the_index_it_judged(tmp_path: Path, local
     assert version_of(py, "abg-local-only") == "1.0"
 
 
+def test_install_with_a_pip_option_uv_does_not_take_hints_at_pip(cli: Cli, tmp_path: Path) -> None:
+    """uv refuses `--upgrade-strategy` in its own words; the hint says pip takes it, and pip does."""
+    py = make_venv(tmp_path / "venv")
+    args = ("--dry-run", "--", "--upgrade-strategy", "eager", "six==1.16.0")
+    refused = cli("install", "--python", py, "--installer", "uv", *args)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "unexpected argument '--upgrade-strategy'" in refused.stderr and "Traceback" not in refused.stderr
+    hint = "hint: uv does not take that option; pip may: put --installer pip before --"
+    assert refused.stderr.rstrip().endswith(hint)
+    assert "Usage:" not in refused.stderr and "--output-format" not in refused.stderr  # uv's usage of abiguard's call
+    done = cli("install", "--python", py, "--installer", "pip", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_install_with_a_missing_requirements_file_says_only_that(cli: Cli, old_venv: Path, tmp_path: Path) -> None:
     proc = cli("install", "--python", old_venv, "--", "-r", tmp_path / "nonexist.txt")
     assert proc.returncode == 2

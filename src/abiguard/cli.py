@@ -440,6 +440,7 @@ def _install(args: argparse.Namespace) -> int:
         index_url,
         judge_install,
         recheck_new,
+        resolve_failure,
         unmodelled_option,
     )
     from abiguard.report.markup import console, escape
@@ -468,7 +469,8 @@ def _install(args: argparse.Namespace) -> int:
         verdict = judge_install(current, pip_args, inspector, installer, log)
         safe = [] if verdict.safe else alternatives(current, verdict, inspector, installer, log)
     except ResolveError as exc:
-        ui.error(f"the installer cannot resolve this install: {exc}")
+        message, hint = resolve_failure(str(exc))
+        ui.error(f"the installer cannot resolve this install: {message}", hint)
         return EXIT_ERROR
     except PackageIndexError as exc:
         ui.error(f"the package index cannot answer: {exc}",
