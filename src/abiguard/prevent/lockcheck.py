@@ -117,7 +117,8 @@ def lock_check(
         without_numpy = (Verdict.UNKNOWN, "uses NumPy's C-API, but numpy is pinned to more than one version: "
                                           "cannot be judged")
     elif unpinned:  # the installer will choose one: not a complete lock
-        without_numpy = (Verdict.UNKNOWN, "uses NumPy's C-API, but numpy is not pinned in the file: cannot be judged")
+        without_numpy = (Verdict.UNKNOWN, "uses NumPy's C-API, but numpy is not pinned to one version in the file: "
+                                          "cannot be judged")
     else:
         without_numpy = (Verdict.BROKEN, "uses NumPy's C-API but numpy is not in the lockfile: fails at import")
     target = f"Python {python_version} on {platform}"

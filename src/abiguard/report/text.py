@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abiguard.model import CheckReport, DistributionFinding, Verdict
 from abiguard.report import explain
-from abiguard.report.markup import Out, counted, escape
+from abiguard.report.markup import Out, escape
 
 _STYLE = {
     Verdict.BROKEN: "bold red",
@@ -51,12 +51,8 @@ def _verdict(v: Verdict) -> str:
 
 def _distribution(dist: DistributionFinding, report: CheckReport, out: Out, verbose: bool) -> None:
     affected = explain.shown(dist)
-    count = counted(len(dist.binaries), "shared object")
-    if affected:
-        count = f"{len(affected)} of {count}"
-    if dist.unread:  # lock-check stops reading a wheel once its verdict is settled
-        count += f" read; {len(dist.unread)} more not read, the verdict being settled"
-    out.print(f"{_verdict(dist.verdict)}  [bold]{escape(dist.name)} {escape(dist.version)}[/]  ({count})")
+    count = explain.counts(dist)
+    out.print(f"{_verdict(dist.verdict)}  [bold]{escape(dist.name)} {escape(dist.version)}[/]  ({escape(count)})")
     if not affected:
         if verbose:
             for b in dist.binaries:
