@@ -685,7 +685,14 @@ def test_lock_check_missing_file(cli: Cli, tmp_path: Path) -> None:
 def test_lock_check_help_says_what_exit_2_means(cli: Cli) -> None:
     out = " ".join(cli("lock-check", "--help").stdout.split())  # argparse wraps the epilog
     assert "unreadable lockfile" in out and "could not be checked" in out and "no network" in out
+    assert "1 conflicts found (also when some entries could not be checked)" in out
     assert "interpreter" not in out
+
+
+def test_install_help_keeps_the_lines_of_its_epilog(cli: Cli) -> None:
+    lines = cli("install", "--help").stdout.splitlines()
+    assert 'example: abiguard install -- "numpy>=2"' in lines
+    assert any(line.startswith("exit codes: 0 installed") for line in lines)
 
 
 @pytest.mark.parametrize("platform", ["aarch64-apple-darwin", "x86_64-manylinux_2_28", "x86_64-pc-windows-msvc",

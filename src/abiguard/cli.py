@@ -61,10 +61,14 @@ _WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", 
 
 class _Formatter(argparse.HelpFormatter):
     """argparse's formatter, told the width once: by default every argument added asks shutil for the
-    terminal's, and importing shutil is a fifth of a cached check's start-up."""
+    terminal's, and importing shutil is a fifth of a cached check's start-up. A description or epilog keeps its
+    line breaks (install's example, then its exit codes), each line wrapped on its own."""
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, width=_width())
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(super(_Formatter, self)._fill_text(line, width, indent) for line in text.splitlines())
 
 
 @functools.cache
@@ -245,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pick the wheel each entry of a pylock.toml, uv.lock or pinned requirements file would "
         "install on the target (by tags), read it remotely, and report conflicts exactly as `check` does. "
         "No environment is created and nothing is installed.",
-        epilog="exit codes: 0 no conflicts, 1 conflicts found, 2 error (bad arguments, unreadable lockfile, an "
-        "entry that could not be checked, no network); notes (what is built at install) do not change it",
+        epilog="exit codes: 0 no conflicts, 1 conflicts found (also when some entries could not be checked), 2 "
+        "error (bad arguments, unreadable lockfile, an entry that could not be checked, no network); notes (what is "
+        "built at install) do not change it",
     )
     lock.add_argument("file", metavar="FILE", help="pylock.toml, pylock.NAME.toml, uv.lock or requirements.txt")
     _add_target(lock)
