@@ -24,6 +24,7 @@ from abiguard.sources.index import (
     default_index_url,
     expand_platform,
     find_links_files,
+    installer_environ,
     load_index_config,
     parse_file,
     releases,
@@ -110,6 +111,25 @@ def test_uv_toml(tmp_path: Path) -> None:
     assert config.urls == ("https://corp.example/simple/", "https://x.example/simple/",
                            "https://more.example/simple/")
     assert load_index_config(None, (), env_for(tmp_path, UV_NO_CONFIG="1"), False).urls[0] != config.urls[0]
+
+
+def test_installers_are_told_the_indexes_abiguard_reads(tmp_path: Path) -> None:
+    """uv's settings reach pip in its own variables and pip's reach uv, the indexes abiguard reads and no other;
+    UV_DEFAULT_INDEX goes, since uv lets it beat an `--index-url` argument; with nothing configured, nothing is
+    set."""
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = https://pip.example/simple\n"
+                    "extra-index-url = https://pe.example/s file:///srv/simple\n")
+    env = env_for(tmp_path, PIP_CONFIG_FILE=str(conf), UV_INDEX="named=https://uvi.example/simple")
+    told_uv = installer_environ("uv", env, False)
+    assert told_uv["UV_INDEX_URL"] == "https://pip.example/simple/"
+    assert told_uv["UV_EXTRA_INDEX_URL"] == "https://uvi.example/simple/ https://pe.example/s/"  # not the local one
+    assert "UV_INDEX" not in told_uv and told_uv["PIP_CONFIG_FILE"] == str(conf)
+    uv_default = env_for(tmp_path, UV_DEFAULT_INDEX="https://uvd.example/simple")
+    told_pip = installer_environ("pip", uv_default, False)
+    assert told_pip["PIP_INDEX_URL"] == "https://uvd.example/simple/" and "PIP_EXTRA_INDEX_URL" not in told_pip
+    assert "UV_DEFAULT_INDEX" not in installer_environ("uv", uv_default, False)
+    assert installer_environ("uv", env_for(tmp_path), False) == env_for(tmp_path)
 
 
 def test_default_comes_from_pip(tmp_path: Path) -> None:

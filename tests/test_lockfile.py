@@ -289,6 +289,24 @@ def test_requirements_bad_lines_are_reported_and_the_rest_kept(tmp_path: Path) -
     assert not any("secret" in e for e in contents.errors + contents.notes)
 
 
+def test_requirements_expand_variables_and_join_continuations_as_pip_does(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip replaces `${VAR}` (upper case, digits, `_`) with its value, leaving an unset one as written, and joins
+    a line ending in `\\` to the next with nothing between them; a comment line ends a continuation."""
+    monkeypatch.setenv("PVER", "1.5.3")
+    monkeypatch.setenv("lower", "9")
+    monkeypatch.delenv("UNSET_ABIGUARD", raising=False)
+    path = tmp_path / "requirements.txt"
+    path.write_text("pandas==${PVER}\nnum\\\npy==1.26.4\nsix==${lower}\nh5py==${UNSET_ABIGUARD}\n"
+                    "scipy==1.13.1 \\\n# a comment\npytz==2024.1\n")
+    contents = read_lockfile(path)
+    assert [(e.name, e.version) for e in contents.entries] == [
+        ("pandas", "1.5.3"), ("numpy", "1.26.4"), ("scipy", "1.13.1"), ("pytz", "2024.1")]
+    assert [e.split(": ", 1)[0] for e in contents.errors] == [f"{path}:4", f"{path}:5"]
+    assert "${lower}" in contents.errors[0] and "${UNSET_ABIGUARD}" in contents.errors[1]
+    assert entry_lines(path) == {"pandas": 1, "numpy": 2, "six": 4, "h5py": 5, "scipy": 6, "pytz": 8}
+
+
 def test_select_entries_filters_by_marker(tmp_path: Path) -> None:
     path = tmp_path / "requirements.txt"
     path.write_text(textwrap.dedent("""\
@@ -437,6 +455,9 @@ def test_uv_lock_graph_with_extras_cycles_and_workspace(tmp_path: Path) -> None:
         """))
     contents = read_lockfile(path)
     assert contents.errors == []
+    assert contents.notes == [  # the workspace members are built at install, as `uv export` says of them
+        f"package {m} 0.1.0 (editable: packages/{m}): built from source at install, not checked"
+        for m in ("app", "lib")]
     markers = {e.name: e.marker for e in contents.entries}
     # b is required by app directly, so a (via b) and c (via a) are always installed too; nothing asks for
     # b[slow], so e is reachable from no project: kept unconditionally, as over-checking is safe

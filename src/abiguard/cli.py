@@ -57,13 +57,16 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return whole
 
 
-# writing the report failed: a full disk or quota, a file too large, an I/O error
 class _Formatter(argparse.HelpFormatter):
     """argparse's formatter, told the width once: by default every argument added asks shutil for the
-    terminal's, and importing shutil is a fifth of a cached check's start-up."""
+    terminal's, and importing shutil is a fifth of a cached check's start-up. A description or epilog keeps its
+    line breaks (install's example, then its exit codes), each line wrapped on its own."""
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, width=_width())
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(super(_Formatter, self)._fill_text(line, width, indent) for line in text.splitlines())
 
 
 @functools.cache
@@ -249,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pick the wheel each entry of a pylock.toml, uv.lock or pinned requirements file would "
         "install on the target (by tags), read it remotely, and report conflicts exactly as `check` does. "
         "No environment is created and nothing is installed.",
-        epilog="exit codes: 0 no conflicts, 1 conflicts found, 2 error (bad arguments, unreadable lockfile, an "
-        "entry that could not be checked, no network); notes (what is built at install) do not change it",
+        epilog="exit codes: 0 no conflicts, 1 conflicts found (also when some entries could not be checked), 2 "
+        "error (bad arguments, unreadable lockfile, an entry that could not be checked, no network); notes (what is "
+        "built at install) do not change it",
     )
     lock.add_argument("file", metavar="FILE", help="pylock.toml, pylock.NAME.toml, uv.lock or requirements.txt")
     _add_target(lock)
@@ -444,10 +448,11 @@ def _install(args: argparse.Namespace) -> int:
         index_url,
         judge_install,
         recheck_new,
+        resolve_failure,
         unmodelled_option,
     )
     from abiguard.report.markup import console, escape
-    from abiguard.sources.index import PackageIndexError
+    from abiguard.sources.index import PackageIndexError, load_index_config
 
     pip_args = [a for a in args.install_args if a != "--"] if args.install_args[:1] == ["--"] else args.install_args
     if not pip_args:
@@ -463,13 +468,17 @@ def _install(args: argparse.Namespace) -> int:
     text = args.format == "text"
     log = ui.status if text and ui.interactive() else None
     try:
+        # the installer is told the indexes abiguard reads: one abiguard cannot read is the error to report,
+        # before the installer fails on it in its own words
+        load_index_config(index_url(pip_args))
         current = repair.scan(env, use_cache=not args.no_cache)
         installer = choose_installer(args.installer, env)
         inspector = IndexInspector(env, use_cache=not args.no_cache, index_url=index_url(pip_args))
         verdict = judge_install(current, pip_args, inspector, installer, log)
         safe = [] if verdict.safe else alternatives(current, verdict, inspector, installer, log)
     except ResolveError as exc:
-        ui.error(f"the installer cannot resolve this install: {exc}")
+        message, hint = resolve_failure(str(exc))
+        ui.error(f"the installer cannot resolve this install: {message}", hint)
         return EXIT_ERROR
     except PackageIndexError as exc:
         ui.error(f"the package index cannot answer: {exc}",

@@ -205,7 +205,7 @@ class DistributionFinding:
     verdict: Verdict
     binaries: tuple[BinaryFinding, ...]
     numpy_requirement: str | None = None  # its declared numpy requirement, e.g. "numpy>=1.23.2"
-    unread: tuple[str, ...] = ()  # lock-check: members of its wheel not read once the verdict was settled
+    unread: tuple[str, ...] = ()  # lock-check: members of its wheel not read once one built for NumPy 1.x was found
 
     @property
     def affected(self) -> tuple[BinaryFinding, ...]:

@@ -56,6 +56,7 @@ from typing import Any
 from abiguard import paths
 from abiguard.fix.resolver import find_uv, pip_command
 from abiguard.model import TargetEnvironment, canonical_name
+from abiguard.sources.index import installer_environ
 
 SCHEMA = 1
 DEFAULT_LOCK_TIMEOUT = 30.0  # seconds a second abiguard waits for the environment before giving up
@@ -222,9 +223,10 @@ def apply_changes(
 
         t_install = time.monotonic()
         try:
-            proc = subprocess.run(
+            proc = subprocess.run(  # from the indexes the change was judged by (see `installer_environ`)
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 text=True, encoding="utf-8", errors="replace", pass_fds=lock.inheritable_fds(),
+                env=installer_environ(installer),
             )
         except OSError as exc:
             result = undo(f"cannot run {installer}: {exc.strerror or exc}", None, "", 0.0)

@@ -131,9 +131,14 @@ def resolve(
         return _pip(env, installed, requirements, extra, tmp, timeout)
 
 
-def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str], timeout: float, installer: str) -> subprocess.CompletedProcess[str]:
+    """`cmd` run with the indexes abiguard reads named to `installer` (`installer_environ`): the changes it
+    reports are then made of the wheels that are judged."""
+    from abiguard.sources.index import installer_environ
+
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              env=installer_environ(installer))
     except subprocess.TimeoutExpired:
         raise ResolveError(f"{os.path.basename(cmd[0])} did not finish resolving within {timeout:.0f} s") from None
     except OSError as exc:
@@ -151,7 +156,7 @@ def _uv(env: TargetEnvironment, requirements: Sequence[str], extra: list[str], t
         raise ResolveError("uv is not available")
     cmd = [uv, "pip", "install", "--python", env.executable, "--dry-run", "--output-format", "json",
            *extra, *requirements]
-    proc = _run(cmd, timeout)
+    proc = _run(cmd, timeout, "uv")
     if proc.returncode != 0:
         raise _failure(proc)
     try:
@@ -178,7 +183,7 @@ def _pip(env: TargetEnvironment, installed: dict[str, str], requirements: Sequen
         raise ResolveError(f"pip is neither installed in {env.prefix} nor importable by abiguard; use --installer uv")
     cmd = [*base, "install", "--dry-run", "--quiet", "--disable-pip-version-check", "--report", report,
            *extra, *requirements]
-    proc = _run(cmd, timeout)
+    proc = _run(cmd, timeout, "pip")
     if proc.returncode != 0:
         raise _failure(proc)
     with open(report) as fh:

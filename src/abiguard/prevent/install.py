@@ -75,6 +75,17 @@ def index_url(args: Sequence[str]) -> str | None:
     return None
 
 
+def resolve_failure(message: str) -> tuple[str, str | None]:
+    """The installer's refusal to resolve, and a hint. uv refuses an option it does not take (most are pip's:
+    `--upgrade-strategy`) in its argument parser's words, followed by its usage line, which spells the
+    arguments abiguard added and asks for uv's `--help`: that tail is dropped, and the hint names pip."""
+    if "unexpected argument" not in message:
+        return message, None
+    lines = message.splitlines()
+    kept = lines[: next((i for i, ln in enumerate(lines) if ln.startswith("Usage:")), len(lines))]
+    return "\n".join(kept), "uv does not take that option; pip may: put --installer pip before --"
+
+
 def abiguard_command() -> list[str]:
     """This abiguard, spelled to run when pasted: by name when the shell finds this very one, else by path, else
     as a module of the interpreter running it (`python -m abiguard`, or a PATH without it)."""

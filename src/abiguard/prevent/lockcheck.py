@@ -23,6 +23,7 @@ from abiguard.model import (
     BinaryFinding,
     BuiltFor,
     CheckReport,
+    DeclaredProblem,
     DistributionFinding,
     TargetEnvironment,
     Verdict,
@@ -30,6 +31,8 @@ from abiguard.model import (
 )
 from abiguard.report.markup import counted
 from abiguard.rules import numpy as numpy_rule
+from abiguard.rules.declared import check_declared
+from abiguard.sources.environment import InstalledDistribution
 from abiguard.sources.index import (
     IndexClient,
     IndexFile,
@@ -42,16 +45,23 @@ from abiguard.sources.index import (
     target_tags,
 )
 from abiguard.sources.lockfile import (
-    BUILT_FROM_SOURCE,
     LockedPackage,
     LockedWheel,
     LockfileContents,
+    built_note,
     marker_environment,
     read_lockfile,
     select_entries,
 )
-from abiguard.sources.remote import HttpClient, RemoteError, redact
-from abiguard.sources.wheel import ReadPolicy, WheelReport, inspect_local_wheel, inspect_remote_wheel, unreadable
+from abiguard.sources.remote import HttpClient, RemoteError
+from abiguard.sources.wheel import (
+    ReadPolicy,
+    WheelOutcome,
+    WheelReport,
+    inspect_local_wheel,
+    inspect_remote_wheel,
+    unreadable,
+)
 
 
 class LockCheckError(Exception):
@@ -86,7 +96,8 @@ def lock_check(
     platform = platform or default_platform()
     try:
         contents = read_lockfile(path)
-        entries = select_entries(contents, marker_environment(python_version, platform))
+        markers = marker_environment(python_version, platform)
+        entries = select_entries(contents, markers)
         tags = target_tags(python_version, platform)
     except (LockfileError, PackageIndexError, ValueError) as exc:
         raise LockCheckError(str(exc)) from None
@@ -106,7 +117,8 @@ def lock_check(
         without_numpy = (Verdict.UNKNOWN, "uses NumPy's C-API, but numpy is pinned to more than one version: "
                                           "cannot be judged")
     elif unpinned:  # the installer will choose one: not a complete lock
-        without_numpy = (Verdict.UNKNOWN, "uses NumPy's C-API, but numpy is not pinned in the file: cannot be judged")
+        without_numpy = (Verdict.UNKNOWN, "uses NumPy's C-API, but numpy is not pinned to one version in the file: "
+                                          "cannot be judged")
     else:
         without_numpy = (Verdict.BROKEN, "uses NumPy's C-API but numpy is not in the lockfile: fails at import")
     target = f"Python {python_version} on {platform}"
@@ -114,6 +126,8 @@ def lock_check(
     http = HttpClient()
     finder = _Finder(http, index_url, contents, tags, python_version, target)
     findings: list[DistributionFinding] = []
+    declared: list[DeclaredProblem] = []
+    complete = contents.kind != "requirements" and "numpy" not in doubled  # numpy's absence is then a fact
     bytes_read = bytes_total = 0
     checked = 0  # wheels read: numpy's own is not, and what is built at install cannot be
     try:
@@ -122,8 +136,7 @@ def lock_check(
                 progress(done, len(entries))
             who = f"package {entry.name} {entry.version}".rstrip()
             if entry.origin is not None and not entry.wheels:
-                kind, _, place = entry.origin.partition(": ")
-                notes.append(f"{who} ({kind}: {redact(place)}): {BUILT_FROM_SOURCE}")
+                notes.append(built_note(entry.name, entry.version, entry.origin))
                 continue
             wheel: LockedWheel | None = None
             try:
@@ -156,13 +169,16 @@ def lock_check(
             checked += 1
             bytes_read += report.bytes_read
             bytes_total += report.wheel_size
-            finding = _judge(entry, report, judged, without_numpy)
+            requirement, problem = _declared(entry, report, markers, numpy_version, complete)
+            declared += [problem] if problem is not None else []
+            finding = _judge(entry, report, judged, without_numpy, requirement)
             if finding is not None:
                 findings.append(finding)
     finally:
         http.close()
         cache.close()
     errors += finder.errors()
+    notes += finder.notes()
     unjudged = [d.name for d in findings if any(b.facts.built_for in _USES_NUMPY for b in d.binaries)]
     if constrained and unjudged:
         notes.append(f"numpy is not pinned in {path}; its -c constraint numpy=={constrained} is the numpy the "
@@ -173,7 +189,8 @@ def lock_check(
     findings.sort(key=lambda d: (-d.verdict.rank, d.name.lower()))
     return CheckReport(
         environment=env, numpy=str(judged) if judged else None, numpy_installed=numpy_version, hypothetical=False,
-        distributions=tuple(findings), unowned=(), declared=(), bytes_read=bytes_read, bytes_total=bytes_total,
+        distributions=tuple(findings), unowned=(), declared=tuple(declared), bytes_read=bytes_read,
+        bytes_total=bytes_total,
         errors=tuple(errors), notes=tuple(notes), checked=checked,
     )
 
@@ -196,11 +213,34 @@ def _one_per_name(entries: list[LockedPackage], errors: list[str]) -> tuple[list
 
 
 def _inspect(wheel: LockedWheel, http: HttpClient, cache: Cache | None) -> WheelReport:
-    """A wheel the lockfile names by path (a `file:` URL) is read from disk, as `abiguard inspect` reads one."""
+    """A wheel the lockfile names by path (a `file:` URL) is read from disk, as `abiguard inspect` reads one.
+    Its declared requirements are read too, whatever its binaries say: a pin can break them either way."""
     if wheel.url.startswith("file:"):
-        return inspect_local_wheel(url2pathname(urlsplit(wheel.url).path), ReadPolicy(sample=None), cache)
+        return inspect_local_wheel(url2pathname(urlsplit(wheel.url).path), ReadPolicy(sample=None), cache,
+                                   requires=_always)
     return inspect_remote_wheel(wheel.url, http, wheel.filename, wheel.size, wheel.sha256, ReadPolicy(sample=None),
-                                cache)
+                                cache, requires=_always)
+
+
+def _always(_outcome: WheelOutcome) -> bool:
+    return True
+
+
+def _declared(entry: LockedPackage, report: WheelReport, markers: dict[str, str], numpy: str | None,
+              complete: bool) -> tuple[str | None, DeclaredProblem | None]:
+    """The entry's declared numpy requirement for the target, and how the lock breaks it, as `check` finds it in
+    an environment: the numpy pinned does not satisfy it, or a complete lock has no numpy (a requirements file
+    leaves that choice to the installer). (None, None) when it declares none or its METADATA cannot be read."""
+    if report.requires is None:
+        return None, None
+    dist = InstalledDistribution(entry.name, entry.version, "", "", list(report.requires))
+    found = check_declared([dist], markers, {"numpy": numpy} if numpy else {})
+    requirement = found.numpy_requirements.get(dist.key)
+    if requirement is None:
+        return None, None
+    if numpy:  # only numpy has a version here, so a conflict is numpy's (the others are "missing": not asked)
+        return requirement, next((p for p in found.problems if p.problem == "conflict"), None)
+    return requirement, DeclaredProblem(entry.name, entry.version, requirement, "missing", None) if complete else None
 
 
 def _hash_allowed(entry: LockedPackage, sha256: str | None) -> bool:
@@ -303,6 +343,10 @@ class _Finder:
                     self.link_errors.append(str(exc))
         return self._linked
 
+    def notes(self) -> list[str]:
+        """An index of several that could not be read: the others answered, so it is a note, not an error."""
+        return list(self._index.failed.values()) if self._index is not None else []
+
     def errors(self) -> list[str]:
         found = list(self.link_errors)
         if self.unreachable is not None and self.not_asked:
@@ -344,9 +388,10 @@ _USES_NUMPY = (BuiltFor.NUMPY1, BuiltFor.NUMPY2)
 
 
 def _judge(entry: LockedPackage, report: WheelReport, numpy: Version | None,
-           without_numpy: tuple[Verdict, str]) -> DistributionFinding | None:
+           without_numpy: tuple[Verdict, str], requirement: str | None) -> DistributionFinding | None:
     """The entry's finding; `without_numpy` is the verdict for a binary using NumPy when the lock gives no numpy
-    version, which depends on the kind of file (a requirements file leaves the choice to the installer)."""
+    version, which depends on the kind of file (a requirements file leaves the choice to the installer);
+    `requirement`: its declared numpy requirement."""
     members = report.outcome.members
     if not members and not report.outcome.unread:
         return None
@@ -356,4 +401,4 @@ def _judge(entry: LockedPackage, report: WheelReport, numpy: Version | None,
         verdict, consequence = without_numpy if numpy is None and uses_numpy else numpy_rule.judge(m.facts, numpy)
         binaries.append(BinaryFinding(m.path, m.module, m.facts, verdict, consequence))
     return DistributionFinding(entry.name, entry.version, Verdict.worst([b.verdict for b in binaries]),
-                               tuple(binaries), None, report.outcome.unread)
+                               tuple(binaries), requirement, report.outcome.unread)

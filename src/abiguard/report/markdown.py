@@ -23,10 +23,8 @@ def render_markdown(report: CheckReport) -> str:
         lines += ["| verdict | distribution | shared objects | consequence |", "|---|---|---|---|"]
         for d in shown:
             affected = explain.shown(d)
-            unread = f" ({len(d.unread)} more not read, the verdict being settled)" if d.unread else ""
             lines.append(f"| **{d.verdict.value}** | {_cell(f'{d.name} {d.version}')} | "
-                         f"{len(affected)} of {len(d.binaries)}{unread} | "
-                         f"{_cell(explain.consequence(affected[0]))} |")
+                         f"{_cell(explain.counts(d))} | {_cell(explain.consequence(affected[0]))} |")
         lines.append("")
         for d in shown:
             lines += _details(d, report)
@@ -36,8 +34,8 @@ def render_markdown(report: CheckReport) -> str:
         lines += [f"- **{b.verdict.value}** {_code(b.path)}: {_text(explain.consequence(b))}" for b in unowned]
         lines.append("")
     if report.declared:
-        lines += ["### Declared requirements not satisfied (what `pip check` reports)", ""]
-        lines += [f"- {_text(explain.declared_line(p))}" for p in report.declared]
+        lines += [f"### {explain.declared_title(report)}", ""]
+        lines += [f"- {_text(explain.declared_line(p, explain.locked(report)))}" for p in report.declared]
         lines.append("")
     for title, items in (("Errors", report.errors), ("Notes", report.notes)):
         if items:

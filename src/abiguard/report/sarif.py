@@ -59,7 +59,7 @@ def sarif_document(report: CheckReport, lines: Mapping[str, int] | None = None) 
             results.append(_result(b.verdict, message, [_binary_location(b, report)], f"unowned:{b.path}", {}))
     for p in report.declared:
         where = [_lock_location(env.executable, (lines or {}).get(canonical_name(p.distribution)))] if locked else []
-        results.append(_result("declared-requirement", explain.declared_line(p), where,
+        results.append(_result("declared-requirement", explain.declared_line(p, locked), where,
                                f"declared:{p.distribution}:{p.requirement}", {"problem": p.problem}))
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "abiguard", "version": __version__, "semanticVersion": __version__,

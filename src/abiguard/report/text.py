@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abiguard.model import CheckReport, DistributionFinding, Verdict
 from abiguard.report import explain
-from abiguard.report.markup import Out, counted, escape
+from abiguard.report.markup import Out, escape
 
 _STYLE = {
     Verdict.BROKEN: "bold red",
@@ -29,9 +29,10 @@ def render_check(report: CheckReport, out: Out, verbose: bool = False) -> None:
             out.print(f"  {_verdict(b.verdict)} {escape(b.path)}: {escape(explain.consequence(b))}")
         out.print()
     if report.declared:
-        out.print("[bold]Declared requirements not satisfied[/] (what `pip check` reports)")
+        title, _, why = explain.declared_title(report).partition(" (")
+        out.print(f"[bold]{escape(title)}[/] ({escape(why)}")
         for p in report.declared:
-            out.print(f"  {escape(explain.declared_line(p))}")
+            out.print(f"  {escape(explain.declared_line(p, explain.locked(report)))}")
         out.print()
     for message in report.notes:
         out.print(f"[cyan]note[/]: {escape(message)}")
@@ -50,12 +51,8 @@ def _verdict(v: Verdict) -> str:
 
 def _distribution(dist: DistributionFinding, report: CheckReport, out: Out, verbose: bool) -> None:
     affected = explain.shown(dist)
-    count = counted(len(dist.binaries), "shared object")
-    if affected:
-        count = f"{len(affected)} of {count}"
-    if dist.unread:  # lock-check stops reading a wheel once its verdict is settled
-        count += f" read; {len(dist.unread)} more not read, the verdict being settled"
-    out.print(f"{_verdict(dist.verdict)}  [bold]{escape(dist.name)} {escape(dist.version)}[/]  ({count})")
+    count = explain.counts(dist)
+    out.print(f"{_verdict(dist.verdict)}  [bold]{escape(dist.name)} {escape(dist.version)}[/]  ({escape(count)})")
     if not affected:
         if verbose:
             for b in dist.binaries:

@@ -122,6 +122,15 @@ def load_index_config(
     `system_files=False` skips /etc files.
     """
     env = os.environ if environ is None else environ
+    found = _configured(index_url, extra_index_urls, env, system_files)
+    if not found.primary:
+        found.primary.append((default_index_url(), "pip's default"))
+    return _finish(found, env)
+
+
+def _configured(index_url: str | None, extra_index_urls: Sequence[str], env: Mapping[str, str],
+                system_files: bool) -> _Found:
+    """Every index the arguments, uv's and pip's settings name, in the order they rank."""
     found = _Found()
     if index_url:
         found.primary.append((index_url, "--index-url"))
@@ -129,9 +138,34 @@ def load_index_config(
     _from_env(env, found)
     _from_uv_files(env, found, system_files)
     _from_pip_files(env, found, system_files)
-    if not found.primary:
-        found.primary.append((default_index_url(), "pip's default"))
-    return _finish(found, env)
+    return found
+
+
+_INSTALLER_VARIABLES = {  # installer: (its primary index, its extra indexes, variables whose indexes these replace)
+    "uv": ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", ("UV_DEFAULT_INDEX", "UV_INDEX")),
+    "pip": ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", ()),
+}
+
+
+def installer_environ(installer: str, environ: Mapping[str, str] | None = None,
+                      system_files: bool = True) -> dict[str, str]:
+    """The environment to run `installer` in, naming in its own variables the indexes abiguard reads wheels
+    from: uv ignores pip's configuration and pip uv's, so left alone either could install wheels from an index
+    other than the one that was judged. Only the indexes abiguard reads are named (not the local ones it skips
+    with a note). Installer arguments (`--index-url`) still win over these variables, as they win when abiguard
+    reads; `UV_DEFAULT_INDEX` is replaced, not kept, since uv lets it beat `--index-url`. With no primary index
+    configured none is set: both installers then use the default one, which abiguard reads too."""
+    env = dict(os.environ if environ is None else environ)
+    found = _configured(None, (), env, system_files)
+    urls, _skipped = _readable([*found.primary[:1], *found.extras])
+    primary_var, extras_var, replaced = _INSTALLER_VARIABLES[installer]
+    for var in replaced:
+        env.pop(var, None)
+    if found.primary and urls:
+        env[primary_var], urls = urls[0], urls[1:]
+    if urls:
+        env[extras_var] = " ".join(urls)
+    return env
 
 
 def _split(value: str) -> list[str]:
@@ -242,9 +276,18 @@ def _from_pip_files(env: Mapping[str, str], found: _Found, system_files: bool) -
 
 
 def _finish(found: _Found, env: Mapping[str, str]) -> IndexConfig:
+    urls, notes = _readable([found.primary[0], *found.extras])
+    if not urls:
+        why = "; ".join(notes) if notes else "none configured"
+        raise PackageIndexError(f"no usable http(s) package index ({why}); pass --index-url https://...")
+    return IndexConfig(tuple(urls), tuple(notes), found.cafile)
+
+
+def _readable(indexes: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """The http(s) indexes among (url, where it came from), once each, and a note for each one skipped."""
     urls: list[str] = []
     notes: list[str] = []
-    for url, where in [found.primary[0], *found.extras]:
+    for url, where in indexes:
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         if scheme in ("http", "https"):
             if url.rstrip("/") + "/" not in urls:
@@ -253,10 +296,7 @@ def _finish(found: _Found, env: Mapping[str, str]) -> IndexConfig:
             notes.append(f"skipped local index {redact(url)} (from {where}): only http(s) indexes are read")
         else:
             notes.append(f"skipped index {redact(url)} (from {where}): not an http(s) URL")
-    if not urls:
-        why = "; ".join(notes) if notes else "none configured"
-        raise PackageIndexError(f"no usable http(s) package index ({why}); pass --index-url https://...")
-    return IndexConfig(tuple(urls), tuple(notes), found.cafile)
+    return urls, notes
 
 
 # --- listings ----------------------------------------------------------------------------------------
@@ -360,6 +400,7 @@ class IndexClient:
         self.config = config
         self.http = http or HttpClient(cafile=config.cafile)
         self.notes: list[str] = list(config.notes)
+        self.failed: dict[str, str] = {}  # index -> the note on its failure, while other indexes answered
         self._listings: dict[str, list[IndexFile]] = {}
 
     def files(self, project: str) -> list[IndexFile]:
@@ -371,26 +412,35 @@ class IndexClient:
 
     def _fetch(self, name: str, asked: str) -> list[IndexFile]:
         merged: dict[str, IndexFile] = {}
-        failures: list[str] = []
+        failures: list[tuple[str, str]] = []  # (index, why)
         answered = False
         for index in self.config.urls:
             try:
                 listing = self._listing(index, name)
             except (RemoteError, PackageIndexError) as exc:
-                failures.append(str(exc))
+                failures.append((index, str(exc)))
                 continue
             if listing is None:
                 continue
             answered = True
             for item in listing:
                 merged.setdefault(item.filename, item)
+        if failures and not answered:
+            raise IndexUnreachable(failures[0][1])
+        for index, why in failures:
+            self._failed(index, why)
         if not merged:
-            if failures and not answered:
-                raise IndexUnreachable(failures[0])
             where = ", ".join(redact(u) for u in self.config.urls)
             raise ProjectNotFound(f"no project named {asked!r} on the package index ({where})")
-        self.notes += [f"index error (other indexes answered): {f}" for f in failures]
         return list(merged.values())
+
+    def _failed(self, index: str, why: str) -> None:
+        """One note per index that failed while others answered: what it holds was not considered, and an
+        installer may take a file from it."""
+        if index not in self.failed:
+            self.failed[index] = (f"index {redact(index)} could not be read, so only the other indexes' files were "
+                                  f"considered: {why}")
+            self.notes.append(self.failed[index])
 
     def _listing(self, index: str, name: str) -> list[IndexFile] | None:
         url = urllib.parse.urljoin(index, f"{name}/")

@@ -16,6 +16,7 @@ names no project, becomes a one-line `note`: it is not checked, but it is not an
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import shlex
 import sys
@@ -49,6 +50,12 @@ SUPPORTED_KINDS = (
 
 
 BUILT_FROM_SOURCE = "built from source at install, not checked"
+
+
+def built_note(name: str, version: str, origin: str) -> str:
+    """The note for an entry built at install: `package demo 0.1.0 (editable: .): built from source ...`."""
+    kind, _, place = origin.partition(": ")
+    return f"{f'package {name} {version}'.rstrip()} ({kind}: {redact(place)}): {BUILT_FROM_SOURCE}"
 
 
 class LockfileError(Exception):
@@ -500,15 +507,20 @@ def _read_uv_lock(path: Path, data: dict[str, Any]) -> LockfileContents:
         per_package[i] = _absorb(per_package.get(i, set()) | node_terms)
 
     entries: list[LockedPackage] = []
+    notes: list[str] = []
     for i, pkg in enumerate(packages):
-        if i in roots or pkg.source.keys() & {"virtual"}:
-            continue  # the project itself: not a locked artifact
+        if pkg.source.keys() & {"virtual"}:
+            continue  # a virtual project is not installed at all
+        if i in roots:  # the project itself, or a workspace member: built at install, as `uv export` says
+            kind = next((k for k in _MEMBER_SOURCES if k in pkg.source), "directory")
+            notes.append(built_note(str(pkg.table["name"]), pkg.version or "", f"{kind}: {pkg.source.get(kind)}"))
+            continue
         where = f"package {pkg.table.get('name')}"
         entry = _uv_entry(path, pkg, _marker_text(per_package.get(i, set())), errors, where)
         if entry is not None:
             entries.append(entry)
     environments = [m for m in data.get("supported-markers") or [] if isinstance(m, str)]
-    return LockfileContents(path, "uv.lock", entries, errors=errors,
+    return LockfileContents(path, "uv.lock", entries, errors=errors, notes=notes,
                             requires_python=_text(data.get("requires-python")), environments=environments)
 
 
@@ -855,21 +867,36 @@ def _find_links_location(path: Path, value: str) -> str:
 
 
 def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
-    """Comments stripped and `\\` continuations joined, each with the number of its first physical line."""
+    """Each logical line with the number of its first physical line, as pip reads them: continuations joined,
+    then comments stripped, then `${VAR}` replaced by the environment's value (upper-case letters, digits and
+    `_`; a variable unset or empty stays as written)."""
+    for lineno, joined in _joined_lines(text):
+        line = _ENV_VAR.sub(_env_value, _COMMENT.sub("", joined)).strip()
+        if line:
+            yield lineno, line
+
+
+_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+def _env_value(match: re.Match[str]) -> str:
+    return os.environ.get(match.group(1)) or match.group(0)
+
+
+def _joined_lines(text: str) -> Iterator[tuple[int, str]]:
+    """pip's `join_lines`: a line ending in `\\` runs on into the next with nothing between them (`pan\\` then
+    `das` is `pandas`), unless it is a comment line; a comment line that ends a continuation gets a space before
+    it, so that it is still stripped as a comment."""
     pending: list[str] = []
     start = 0
     for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = _COMMENT.sub("", raw).rstrip()
         if not pending:
             start = lineno
-        if line.endswith("\\"):
-            pending.append(line[:-1])
+        is_comment = _COMMENT.match(raw) is not None
+        if raw.endswith("\\") and not is_comment:
+            pending.append(raw.strip("\\"))
             continue
-        pending.append(line)
-        joined = " ".join(p.strip() for p in pending).strip()
+        yield start, "".join([*pending, " " + raw if is_comment else raw])
         pending = []
-        if joined:
-            yield start, joined
-    joined = " ".join(p.strip() for p in pending).strip()
-    if joined:
-        yield start, joined
+    if pending:
+        yield start, "".join(pending)
