@@ -12,6 +12,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ def test_sarif_and_markdown_say_what_json_says(broken_env: Path) -> None:
     proc = run("check", "--python", str(broken_env), "--format", "markdown")
     assert proc.returncode == 1, proc.stderr
     md = proc.stdout
-    assert f"| **broken** | pandas 2.0.3 | {len(broken)} of {len(pandas['binaries'])} |" in md
+    assert f"| **broken** | pandas 2.0.3 | {len(broken)} of {len(pandas['binaries'])} shared objects |" in md
     assert "<details><summary>broken: pandas 2.0.3</summary>" in md and md.count("<details>") == 1
     assert "`pandas._libs.algos`" in md
     assert 'numpy&lt;2' in md  # HTML-escaped: `<2"` must not start a tag
@@ -285,6 +286,19 @@ def test_a_way_out_never_moves_numpy_below_what_a_judged_distribution_declares(t
     assert ("moving numpy cannot help: no numpy fits every binary and numpy requirement installed (numpy<2 for "
             "h5py 3.9.0: ") in out, out
     assert "numpy>=2.0.2 for pandas 3.1.0 declares numpy>=2.0.2" in out, out
+
+
+def test_a_distribution_with_broken_and_at_risk_modules_counts_each_kind(tmp_path: Path) -> None:
+    """matplotlib 3.7.1 under numpy 2: most modules fail at import, `_tri` (pybind11 < 2.12) imports and may
+    misbehave. The text and Markdown say how many of each, not all as the distribution's verdict."""
+    python = make_venv(tmp_path / "v", "numpy==2.0.2", "matplotlib==3.7.1")
+    _, doc = check_json(python)
+    mpl = dist(doc, "matplotlib")
+    kinds = Counter(b["verdict"] for b in mpl["binaries"])
+    assert kinds["broken"] and kinds["at-risk"], kinds
+    said = f"{kinds['broken']} broken, {kinds['at-risk']} at risk, of {len(mpl['binaries'])} shared objects"
+    assert f"broken  matplotlib 3.7.1  ({said})" in run("check", "--python", str(python)).stdout
+    assert f"| {said} |" in run("check", "--python", str(python), "--format", "markdown").stdout
 
 
 def test_missing_interpreter_is_exit_2_with_one_line(tmp_path: Path) -> None:

@@ -36,6 +36,10 @@ def counts(dist: DistributionFinding) -> str:
     always the verdict: with no numpy pinned there is none), so then the count says how many were read."""
     affected = shown(dist)
     total = counted(len(dist.binaries), "shared object")
+    kinds = [v for v in BAD if any(b.verdict is v for b in affected)]
+    if len(kinds) > 1:  # broken and at risk: a count of both kinds, not all as the distribution's verdict
+        each = ", ".join(f"{sum(b.verdict is v for b in affected)} {v.value.replace('-', ' ')}" for v in kinds)
+        return f"{each}, of {total}" + (f" read; {len(dist.unread)} more not read" if dist.unread else "")
     if not dist.unread:
         return f"{len(affected)} of {total}" if affected else total
     read = f"{len(affected)} {dist.verdict.value} of the {total} read" if affected else f"{total} read"
