@@ -411,6 +411,13 @@ def test_declared_requirements_match_pip_check(tmp_path: Path) -> None:
     assert {(d, n.lower()) for d, n in ours} == theirs
     assert all(p["problem"] == "missing" for p in doc["declared"])
     assert dist(doc, "pandas")["verdict"] == "ok"
+    sarif = json.loads(run("check", "--python", str(python), "--format", "sarif").stdout)
+    declared = [r for r in assert_valid_sarif(sarif) if r["ruleId"] == "declared-requirement"]
+    assert len(declared) == len(doc["declared"])
+    for result in declared:  # where the requirement is declared: code scanning drops a result without a place
+        (location,) = result["locations"]
+        target = artifact_path(sarif, location)
+        assert target.name == "METADATA" and target.parent.name.startswith("pandas-2.0.3") and target.is_file()
 
 
 def test_declared_check_is_remembered_until_requirements_change(tmp_path: Path) -> None:

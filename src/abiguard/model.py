@@ -178,6 +178,7 @@ class DeclaredProblem:
     requirement: str
     problem: str  # "missing" or "conflict"
     installed: str | None  # the installed version of the required distribution, if any
+    metadata: str | None = None  # the METADATA file that declares it (an installed distribution's), for SARIF
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -7,6 +7,7 @@ it is the distribution's first affected shared object, relative to its site-pack
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,10 @@ def sarif_document(report: CheckReport, lines: Mapping[str, int] | None = None) 
             message = f"unowned shared object {b.path} is {b.verdict.value}: {explain.consequence(b)}"
             results.append(_result(b.verdict, message, [_binary_location(b, report)], f"unowned:{b.path}", {}))
     for p in report.declared:
-        where = [_lock_location(env.executable, (lines or {}).get(canonical_name(p.distribution)))] if locked else []
+        if locked:
+            where = [_lock_location(env.executable, (lines or {}).get(canonical_name(p.distribution)))]
+        else:
+            where = [_file_location(p.metadata, report)] if p.metadata else []
         results.append(_result("declared-requirement", explain.declared_line(p, locked), where,
                                f"declared:{p.distribution}:{p.requirement}", {"problem": p.problem}))
     run: dict[str, Any] = {
@@ -115,16 +119,28 @@ def _result(kind: Verdict | str, message: str, locations: list[dict[str, Any]], 
 
 def _binary_location(b: BinaryFinding, report: CheckReport) -> dict[str, Any]:
     """The path relative to its site-packages directory, whose absolute URI the run names (`originalUriBaseIds`)."""
-    sites = report.environment.site_packages
-    artifact: dict[str, Any] = {"uri": quote(b.path)}
-    if b.root in sites:
-        artifact["uriBaseId"] = f"{_SITE}{sites.index(b.root)}"
-    elif b.root is not None:
-        artifact["uri"] = (Path(b.root) / b.path).absolute().as_uri()
-    location: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact}}
+    location = _artifact(b.root, b.path, report)
     if b.module:
         location["logicalLocations"] = [{"fullyQualifiedName": b.module, "kind": "module"}]
     return location
+
+
+def _file_location(path: str, report: CheckReport) -> dict[str, Any]:
+    """An absolute path, relative to the site-packages directory it lies in when it lies in one."""
+    for site in report.environment.site_packages:
+        if path.startswith(site.rstrip("/") + "/"):
+            return _artifact(site, path[len(site.rstrip("/")) + 1:], report)
+    return _artifact(os.path.dirname(path), os.path.basename(path), report)
+
+
+def _artifact(root: str | None, path: str, report: CheckReport) -> dict[str, Any]:
+    sites = report.environment.site_packages
+    artifact: dict[str, Any] = {"uri": quote(path)}
+    if root in sites:
+        artifact["uriBaseId"] = f"{_SITE}{sites.index(root)}"
+    elif root is not None:
+        artifact["uri"] = (Path(root) / path).absolute().as_uri()
+    return {"physicalLocation": {"artifactLocation": artifact}}
 
 
 def _lock_location(path: str, line: int | None) -> dict[str, Any]:

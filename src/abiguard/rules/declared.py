@@ -47,6 +47,7 @@ def check_declared(
     problems = []
     numpy_requirements = {}
     for dist in dists:
+        where = dist.metadata or None
         numpy_specs = []
         for req in applicable(dist.requires, marker_env):
             name = canonical_name(req.name)
@@ -54,14 +55,14 @@ def check_declared(
                 numpy_specs.append(req.specifier)
             have = versions.get(name)
             if have is None:
-                problems.append(DeclaredProblem(dist.name, dist.version, str(req), "missing", None))
+                problems.append(DeclaredProblem(dist.name, dist.version, str(req), "missing", None, where))
                 continue
             try:
                 ok = req.specifier.contains(Version(have), prereleases=True)
             except InvalidVersion:
                 ok = True
             if not ok:
-                problems.append(DeclaredProblem(dist.name, dist.version, str(req), "conflict", have))
+                problems.append(DeclaredProblem(dist.name, dist.version, str(req), "conflict", have, where))
         if numpy_specs:
             numpy_requirements[dist.key] = f"numpy{functools.reduce(operator.and_, numpy_specs, SpecifierSet())}"
     return Declared(tuple(problems), numpy_requirements)

@@ -299,6 +299,7 @@ class InstalledDistribution:
     # Top-level names whose whole tree it owns: an egg-info that lists no files but names its packages
     # (Debian's python3-numpy), so that what is found there is attributed to it.
     claims: list[str] = field(default_factory=list)
+    metadata: str = ""  # the file its name, version and requirements were read from (METADATA, PKG-INFO)
 
     key: str = field(init=False)  # canonical name, computed once: it is looked up per binary
 
@@ -517,7 +518,7 @@ def _distribution(site: str, entry: str, memo: Memo, problems: list[str]) -> Ins
         else:
             problems.append(f"{info}: {listing} {exc}: {_AS_UNOWNED}")
     return InstalledDistribution(name=name, version=version, site_dir=site, dist_info=info, requires=requires,
-                                 shared=shared, top_levels=tops, recorded=recorded, claims=claims)
+                                 shared=shared, top_levels=tops, recorded=recorded, claims=claims, metadata=meta)
 
 
 def _the_installed_one(site: str, group: list[InstalledDistribution], problems: list[str]) -> InstalledDistribution:
