@@ -293,6 +293,11 @@ def test_install_into_an_already_broken_env_is_not_undone_for_old_conflicts(cli:
     (iniconfig: six, the obvious small one, comes with older python-dateutil releases) does not make it worse."""
     py = make_venv(tmp_path / "broken", "numpy==2.0.2", "pandas==2.0.3")
     assert not list(site_packages(py).glob("iniconfig-*.dist-info"))
+    dry = cli("install", "--python", py, "--dry-run", "--", "iniconfig==2.0.0").stdout
+    assert dry.startswith(f"Python {sys.version.split()[0]} at {py}, numpy 2.0.2\n"), dry  # which environment
+    assert "note: the environment already has ABI conflicts, which this install leaves as they are: pandas 2.0.3 " \
+           "(broken)" in dry
+    assert "Dry run: this install breaks nothing more; nothing was installed." in dry  # not "safe"
     proc = cli("install", "--python", py, "--format", "json", "--", "iniconfig==2.0.0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = document(proc)

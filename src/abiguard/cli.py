@@ -442,6 +442,7 @@ def _install(args: argparse.Namespace) -> int:
     from abiguard.fix.apply import ApplyError, apply_changes
     from abiguard.fix.inspector import IndexInspector
     from abiguard.fix.resolver import ResolveError, choose_installer
+    from abiguard.model import Verdict
     from abiguard.prevent.install import (
         abiguard_command,
         alternatives,
@@ -451,6 +452,7 @@ def _install(args: argparse.Namespace) -> int:
         resolve_failure,
         unmodelled_option,
     )
+    from abiguard.report.explain import headline
     from abiguard.report.markup import console, escape
     from abiguard.sources.index import PackageIndexError, load_index_config
 
@@ -496,11 +498,17 @@ def _install(args: argparse.Namespace) -> int:
         "notes": list(verdict.notes),
         "alternative": ways[0] if ways else None, "alternatives": ways,
     }
+    already = [f"{d.name} {d.version} ({d.verdict.value})" for d in current.report.distributions
+               if d.verdict in (Verdict.BROKEN, Verdict.AT_RISK)]
     if text:
+        out.print(escape(headline(current.report)))
         for c in verdict.changes:
             out.print(_change_line(c))
         for note in verdict.notes:
             out.print(f"  note: {escape(note)}")
+        if already:
+            out.print(f"  note: the environment already has ABI conflicts, which this install leaves as they are: "
+                      f"{escape(', '.join(already))}; `abiguard fix` plans their repair")
     refused = not verdict.safe and (not args.force or args.dry_run)  # a dry run has nothing to force
     if not verdict.safe and text:
         out.print()
@@ -539,8 +547,9 @@ def _install(args: argparse.Namespace) -> int:
     elif text and not verdict.changes:
         out.print("Nothing to install: the requirements are already satisfied.")
     elif text and args.dry_run:
+        safe_words = "breaks nothing more" if already else "is safe"
         out.print("Dry run: nothing was installed." if refused or not verdict.safe
-                  else "Dry run: this install is safe; nothing was installed.")
+                  else f"Dry run: this install {safe_words}; nothing was installed.")
     doc["action"] = action
     if not text:
         from abiguard.report.json import dumps, envelope
