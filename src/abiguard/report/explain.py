@@ -30,12 +30,13 @@ def shown(dist: DistributionFinding) -> tuple[BinaryFinding, ...]:
     return ()
 
 
-def counts(dist: DistributionFinding) -> str:
-    """How many shared objects make its verdict, of how many: `37 of 43 shared objects`. lock-check stops
-    reading a wheel at the first member built for NumPy 1.x, which decides what the wheel is built for (not
-    always the verdict: with no numpy pinned there is none), so then the count says how many were read."""
+def counts(dist: DistributionFinding, noun: bool = True) -> str:
+    """How many shared objects make its verdict, of how many: `37 of 43 shared objects` (`37 of 43` without
+    the noun, under a heading that names it). lock-check stops reading a wheel at the first member built for
+    NumPy 1.x, which decides what the wheel is built for (not always the verdict: with no numpy pinned there is
+    none), so then the count says how many were read."""
     affected = shown(dist)
-    total = counted(len(dist.binaries), "shared object")
+    total = counted(len(dist.binaries), "shared object") if noun else str(len(dist.binaries))
     if not dist.unread:
         return f"{len(affected)} of {total}" if affected else total
     read = f"{len(affected)} {dist.verdict.value} of the {total} read" if affected else f"{total} read"
