@@ -30,19 +30,22 @@ def shown(dist: DistributionFinding) -> tuple[BinaryFinding, ...]:
     return ()
 
 
-def counts(dist: DistributionFinding) -> str:
-    """How many shared objects make its verdict, of how many: `37 of 43 shared objects`. lock-check stops
-    reading a wheel at the first member built for NumPy 1.x, which decides what the wheel is built for (not
-    always the verdict: with no numpy pinned there is none), so then the count says how many were read."""
+def counts(dist: DistributionFinding, noun: bool = True) -> str:
+    """How many shared objects make its verdict, of how many: `37 of 43 shared objects` (`37 of 43` without
+    the noun, under a heading that names it). lock-check stops reading a wheel at the first member built for
+    NumPy 1.x, which decides what the wheel is built for (not always the verdict: with no numpy pinned there is
+    none), so then the count says how many were read."""
     affected = shown(dist)
-    total = counted(len(dist.binaries), "shared object")
+    total = counted(len(dist.binaries), "shared object") if noun else str(len(dist.binaries))
     kinds = [v for v in BAD if any(b.verdict is v for b in affected)]
-    if len(kinds) > 1:  # broken and at risk: a count of both kinds, not all as the distribution's verdict
-        each = ", ".join(f"{sum(b.verdict is v for b in affected)} {v.value.replace('-', ' ')}" for v in kinds)
-        return f"{each}, of {total}" + (f" read; {len(dist.unread)} more not read" if dist.unread else "")
+    if len(kinds) > 1:  # broken and at risk: how many of each, not all under the distribution's verdict
+        part = ", ".join(f"{sum(b.verdict is v for b in affected)} {v.value.replace('-', ' ')}" for v in kinds) + ","
+    else:
+        part = str(len(affected))
     if not dist.unread:
-        return f"{len(affected)} of {total}" if affected else total
-    read = f"{len(affected)} {dist.verdict.value} of the {total} read" if affected else f"{total} read"
+        return f"{part} of {total}" if affected else total
+    kind = "" if len(kinds) > 1 else f" {dist.verdict.value}"
+    read = f"{part}{kind} of the {total} read" if affected else f"{total} read"
     return f"{read}; {len(dist.unread)} more not read, since one built for NumPy 1.x was found"
 
 

@@ -24,7 +24,7 @@ def render_markdown(report: CheckReport) -> str:
         for d in shown:
             affected = explain.shown(d)
             lines.append(f"| **{d.verdict.value}** | {_cell(f'{d.name} {d.version}')} | "
-                         f"{_cell(explain.counts(d))} | {_cell(explain.consequence(affected[0]))} |")
+                         f"{_cell(explain.counts(d, noun=False))} | {_cell(explain.consequence(affected[0]))} |")
         lines.append("")
         for d in shown:
             lines += _details(d, report)
