@@ -11,13 +11,11 @@ import io
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from abiguard import __version__, ui
 
 if TYPE_CHECKING:
-    from _typeshed import SupportsWrite
-
     from abiguard.fix.apply import ApplyResult
     from abiguard.fix.planner import Plan
     from abiguard.fix.resolver import Change
@@ -78,6 +76,10 @@ def _width() -> int:
     return max(columns - 2, 20)
 
 
+class _Writable(Protocol):
+    def write(self, text: str, /) -> object: ...
+
+
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Formatter)
@@ -87,7 +89,7 @@ class _Parser(argparse.ArgumentParser):
         ui.error(message, f"see `{self.prog} --help`")
         raise SystemExit(EXIT_ERROR)
 
-    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+    def _print_message(self, message: str, file: _Writable | None = None) -> None:
         """As argparse's, but a help text that could not be written is not swallowed: it is never exit 0."""
         if message:
             (file or sys.stderr).write(message)

@@ -76,6 +76,9 @@ def why(dist: DistributionFinding, report: CheckReport) -> str | None:
             return None
         return (f"{dist.name} {dist.version} declares no numpy requirement, so no installer relates the two; "
                 "the ABI bound exists only in its binaries")
+    if report.numpy is None and locked(report):
+        return (f"{dist.name} {dist.version} requires {req!r}, but numpy is not in the lockfile; see declared "
+                "requirements")
     if report.numpy is None:
         return (f"{dist.name} {dist.version} requires {req!r}, but numpy is not installed (`pip uninstall` and "
                 "`pip install --no-deps` do not ask what needs it); pip check reports this one, see declared "
