@@ -23,6 +23,7 @@ from abiguard.model import (
     Verdict,
     canonical_name,
 )
+from abiguard.rules.declared import admits
 from abiguard.rules.numpy import NUMPY2, abi
 
 
@@ -327,15 +328,6 @@ def _mixed(
     return plan if plan.verified_static else Rejected("mixed", "; ".join(plan.problems))
 
 
-def _admits(requirement: str, numpy: str) -> bool:
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        return Requirement(requirement).specifier.contains(numpy, prereleases=True)
-    except InvalidRequirement:
-        return True
-
-
 def _verify(
     strategy: str,
     requirements: list[str],
@@ -359,7 +351,7 @@ def _verify(
     declared = {canonical_name(d.name): d.numpy_requirement for d in report.distributions if d.numpy_requirement}
     for c in resolution.changes:
         req = declared.get(canonical_name(c.name))
-        if numpy is not None and req is not None and c.old is not None and not _admits(req, numpy):
+        if numpy is not None and req is not None and c.old is not None and not admits(req, numpy):
             why.setdefault(c.name, f"{c.name} {c.old} declares {req}, which numpy {numpy} does not meet")
         why.setdefault(c.name, "required by the resolver for a consistent set")
     return Plan(strategy, tuple(requirements), tuple(constraints), resolution.changes, not problems,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from abiguard.model import CheckReport, Verdict
+from abiguard.rules.declared import admits
 from abiguard.rules.numpy import Bound, numpy_bounds, satisfiable
 
 
@@ -57,14 +58,8 @@ def render(report: CheckReport) -> str:
     for b in found.bounds:
         lines += [f"#   numpy{b.specifier}: {r}" for r in b.reasons]
     installed = report.numpy_installed
-    if installed is not None and not _admits(found.line, installed):
+    if installed is not None and not admits(found.line, installed):
         lines.append(f"# the installed numpy {installed} does not meet this: the environment is broken now, and "
                      "`abiguard fix` plans the repair")
     lines.append(found.line)
     return "\n".join(lines) + "\n"
-
-
-def _admits(line: str, version: str) -> bool:
-    from packaging.requirements import Requirement
-
-    return Requirement(line).specifier.contains(version, prereleases=True)

@@ -66,9 +66,7 @@ def locked(report: CheckReport) -> bool:
 
 def why(dist: DistributionFinding, report: CheckReport) -> str | None:
     """Why pip and uv let this happen; None for a lockfile entry that declares no numpy (nothing to say)."""
-    from packaging.requirements import Requirement
-
-    from abiguard.rules.declared import has_upper_bound
+    from abiguard.rules.declared import admits, has_upper_bound
 
     req = dist.numpy_requirement
     if req is None:
@@ -83,7 +81,7 @@ def why(dist: DistributionFinding, report: CheckReport) -> str | None:
         return (f"{dist.name} {dist.version} requires {req!r}, but numpy is not installed (`pip uninstall` and "
                 "`pip install --no-deps` do not ask what needs it); pip check reports this one, see declared "
                 "requirements")
-    if not Requirement(req).specifier.contains(report.numpy, prereleases=True):
+    if not admits(req, report.numpy):
         return f"{dist.name} {dist.version} requires {req!r}, which pip check enforces; see declared requirements"
     need = floor(dist)
     if need is not None:

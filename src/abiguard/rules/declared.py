@@ -68,6 +68,15 @@ def check_declared(
     return Declared(tuple(problems), numpy_requirements)
 
 
+def admits(requirement: str, version: str) -> bool:
+    """Whether `requirement` (`numpy>=2.0.2`) accepts `version`, pre-releases too; one that cannot be parsed holds
+    nothing back."""
+    try:
+        return Requirement(requirement).specifier.contains(version, prereleases=True)
+    except InvalidRequirement:
+        return True
+
+
 def has_upper_bound(requirement: str | None) -> bool:
     if requirement is None:
         return False
