@@ -49,8 +49,6 @@ def main() -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown escaped, not a crash
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    from abiguard import ui
-
     try:
         code = answer(argv) if argv[:1] == ["check"] else None  # only writing can raise: a failed read is None
         if code is None:
@@ -60,10 +58,19 @@ def main() -> int:
     except SystemExit as exc:  # argparse: --help and --version (0), a usage error (2)
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     except OSError as exc:  # an error message that standard error could not take, for one
+        from abiguard import ui
+
         if not ui.lost_write(exc):
             raise
         code = ui.output_lost(exc)
-    return ui.finish(code)
+    try:  # what is still buffered may not fit either; `ui` (imports a recalled answer need not make) sees to it
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        from abiguard import ui
+
+        code = ui.finish(code)
+    return code
 
 
 def answer(argv: Sequence[str]) -> int | None:

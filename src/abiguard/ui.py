@@ -8,7 +8,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+
+TYPE_CHECKING = False  # typing itself costs a recalled check (which imports this module) a sixth of its time
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def interactive() -> bool:
