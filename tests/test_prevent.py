@@ -237,6 +237,18 @@ def test_install_raises_numpy_and_moves_the_numpy1_builds_along_when_only_that_i
     assert records(old_venv) == before
 
 
+def test_install_offers_the_way_out_with_the_fewest_changes_first(cli: Cli, old_venv: Path) -> None:
+    """opencv-python-headless would bring numpy 2 and break pandas 2.0.3. Moving pandas along turns out needless
+    once resolved (the resolver then takes an opencv that keeps numpy 1.x), so `numpy<2` alone, one change
+    fewer, is the first way out offered."""
+    doc = document(cli("install", "--python", old_venv, "--dry-run", "--format", "json", "--",
+                       "opencv-python-headless"))
+    ways = doc["alternatives"]
+    assert len(ways) == 2, ways
+    assert [len(w["changes"]) for w in ways] == sorted(len(w["changes"]) for w in ways)
+    assert ways[0]["args"] == ["opencv-python-headless", "numpy<2"] and doc["alternative"] == ways[0]
+
+
 def test_install_judges_exactly_the_command_it_runs(cli: Cli, old_venv: Path, tmp_path: Path) -> None:
     """`-U numpy` upgrades numpy alone (pandas 2.0.3 stays, now broken): the dry run must say so, not judge a
     resolution of the whole environment that would also have upgraded pandas. Options that install elsewhere,

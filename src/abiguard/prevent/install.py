@@ -113,7 +113,7 @@ def judge_install(current: Scan, args: Sequence[str], inspector: ReleaseInspecto
 
 def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, installer: str,
                  log: Log | None = None) -> list[Verdict]:
-    """The safe variants of the install, at most one per way out, best first: move what it would break exactly
+    """The safe variants of the install, at most one per way out, fewest changes first: move what it would break exactly
     as far as needed (as `fix` does: up to its first release built for the numpy the install leaves, or back
     to the newest one when its build needs a newer numpy), else anywhere from there; or keep numpy where those
     builds work. Each is resolved and judged like the install itself."""
@@ -163,7 +163,9 @@ def alternatives(current: Scan, verdict: Verdict, inspector: ReleaseInspector, i
             if candidate.safe:
                 found_safe.append(candidate)
                 break
-    return found_safe
+    # fewest changes first: moving what the install breaks may turn out needless once resolved (the resolver
+    # took a release of the new package that keeps numpy), while "numpy<2" changes nothing else
+    return sorted(found_safe, key=lambda v: len(v.changes))
 
 
 def _first_builds_for(current: Scan, inspector: ReleaseInspector, numpy: Version, changing: set[str]) -> list[str]:
