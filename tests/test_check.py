@@ -637,6 +637,9 @@ def test_a_file_name_that_is_not_utf8_is_judged_and_shown_escaped(tmp_path: Path
         proc = run("check", "--python", str(python), env={"PYTHONIOENCODING": "utf-8:strict"})
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "broken bad\\udcffname" in proc.stdout
+    doc = json.loads(run("check", "--python", str(python), "--format", "json").stdout)
+    (path,) = [b["path"] for b in doc["unowned"] if b["path"].startswith("bad")]
+    assert path.startswith("bad\\udcffname") and path.encode("utf-8")  # as the text says it; valid Unicode
 
 
 def test_editable_installs_and_pth_directories_are_on_the_path_and_checked(tmp_path: Path) -> None:

@@ -63,7 +63,25 @@ def check_document(report: CheckReport) -> dict[str, Any]:
 
 
 def dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2)
+    return json.dumps(_unicode(document), indent=2)
+
+
+def _unicode(value: Any) -> Any:
+    """`value` with every lone surrogate (a file name's byte that is not UTF-8, as Python keeps it) spelled
+    `\\udcff`, as the text report shows it: strict JSON parsers refuse a lone surrogate."""
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_unicode(k): _unicode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unicode(v) for v in value]
+    return value
 
 
 def fix_document(fix: FixPlan, installer: str, applied: ApplyResult | None) -> dict[str, Any]:
