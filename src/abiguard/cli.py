@@ -1,6 +1,7 @@
 """Command line: options, output formats and exit codes. The work happens in the modules it calls.
 
-Exit codes: 0 clean / done, 1 conflicts found (or no safe plan, or install refused), 2 error.
+Exit codes: 0 clean / done, 1 conflicts found (or no safe plan, or install refused), 2 error (for `check` and
+`lock-check` also what could not be checked, when nothing conflicts).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_CONFLICT, EXIT_ERROR = 0, 1, 2
 
-_EPILOG = ("exit codes: 0 no conflicts, 1 conflicts found (also when some errors were found too), 2 error (bad "
-           "arguments, unusable interpreter, a damaged install or a distribution that could not be read, output "
-           "that could not be written), 130 interrupted")
+_EPILOG = ("exit codes: 0 no conflicts, 1 conflicts found (even with errors beside them), 2 error (bad arguments, "
+           "unusable interpreter, a damaged install or a distribution that could not be read, output that could "
+           "not be written), 130 interrupted")
 
 
 def _seconds(text: str) -> float:
