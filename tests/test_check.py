@@ -22,7 +22,16 @@ import pytest
 from abiguard.binary import is_shared_object_name
 from tests.support.build import numpy_extension
 from tests.support.sarif import artifact_path, assert_valid_sarif
-from tests.support.venvs import cached_venv, make_venv, site_packages, system_site_venv, user_site, uv, uv_env
+from tests.support.venvs import (
+    as_egg_info,
+    cached_venv,
+    make_venv,
+    site_packages,
+    system_site_venv,
+    user_site,
+    uv,
+    uv_env,
+)
 from tests.support.wheels import build_wheel
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
@@ -606,13 +615,7 @@ def test_an_egg_info_install_is_a_distribution(tmp_path: Path) -> None:
     """Debian's python3-numpy is an egg-info directory with PKG-INFO and top_level.txt and no file list: numpy
     is installed (pandas is fine with it), and the shared objects under numpy/ are numpy's own."""
     python = make_venv(tmp_path / "v", "numpy==1.26.4", "pandas==2.0.3")
-    site = site_packages(python)
-    (info,) = site.glob("numpy-*.dist-info")
-    egg = site / "numpy-1.26.4.egg-info"
-    egg.mkdir()
-    (egg / "PKG-INFO").write_bytes((info / "METADATA").read_bytes())
-    (egg / "top_level.txt").write_text("numpy\n")
-    shutil.rmtree(info)
+    as_egg_info(site_packages(python), "numpy-*.dist-info", "numpy")
     code, doc = check_json(python)
     assert code == 0, doc
     assert doc["environment"]["numpy"] == "1.26.4" and doc["declared"] == []

@@ -22,7 +22,7 @@ import pytest
 
 from abiguard import recall, stamps
 from tests.support.build import numpy_extension
-from tests.support.venvs import make_venv, site_packages, uv, uv_env
+from tests.support.venvs import as_egg_info, make_venv, site_packages, uv, uv_env
 from tests.support.wheels import build_wheel
 
 pytestmark = [pytest.mark.venv, pytest.mark.network]
@@ -147,13 +147,7 @@ def test_an_egg_info_claiming_another_tree_makes_a_full_check(envs: Callable[[st
     """What an egg-info's top_level.txt claims decides whose shared objects are whose: an edit of it in place
     (its directory's mtime unchanged) must not be answered from before."""
     python = envs("egg-info")
-    site = site_packages(python)
-    (info,) = site.glob("oldext-1.0.dist-info")
-    egg = site / "oldext-1.0.egg-info"
-    egg.mkdir()
-    (egg / "PKG-INFO").write_bytes((info / "METADATA").read_bytes())
-    (egg / "top_level.txt").write_text("elsewhere\n")
-    shutil.rmtree(info)
+    egg = as_egg_info(site_packages(python), "oldext-1.0.dist-info", "elsewhere")
     time.sleep(SETTLE_S)
     _code, before = kept_then_recalled(python)
     assert "Shared objects that no installed distribution owns" in before

@@ -79,3 +79,15 @@ def user_site(base: Path, *requirements: str) -> tuple[dict[str, str], Path]:
     subprocess.run([uv(), "pip", "install", "--quiet", "--python", sys.executable, "--target", str(site), "--no-deps",
                     *requirements], check=True, env=uv_env())
     return {"PYTHONUSERBASE": str(base)}, site
+
+
+def as_egg_info(site: Path, dist_info: str, top_level: str) -> Path:
+    """Turn the installed `dist_info` (a glob, e.g. `numpy-*.dist-info`) into an egg-info directory with PKG-INFO
+    and a top_level.txt naming `top_level`, and no file list: how Debian's packages look."""
+    (info,) = site.glob(dist_info)
+    egg = site / (info.name.removesuffix(".dist-info") + ".egg-info")
+    egg.mkdir()
+    (egg / "PKG-INFO").write_bytes((info / "METADATA").read_bytes())
+    (egg / "top_level.txt").write_text(f"{top_level}\n")
+    shutil.rmtree(info)
+    return egg
