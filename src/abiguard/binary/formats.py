@@ -74,26 +74,27 @@ _pread: Callable[[int, int, int], bytes] | None = getattr(os, "pread", None)
 def open_regular(path: str) -> int:
     """A read-only descriptor of `path`, or OSError unless it is a regular file: opening a FIFO that carries a
     library's (or a RECORD's) name would wait forever for a writer, and a device never ends."""
+    return _open_regular(path)[0]
+
+
+def _open_regular(path: str) -> tuple[int, int]:
+    """`open_regular`, and the file's size from the same fstat."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
     except OSError:
         os.close(fd)
         raise
-    return fd
+    return fd, st.st_size
 
 
 class FileReader:
     """Reads ranges of a local file with pread and counts the bytes it read."""
 
     def __init__(self, path: str) -> None:
-        self._fd = open_regular(path)
-        try:
-            self.size = os.fstat(self._fd).st_size
-        except OSError:
-            os.close(self._fd)
-            raise
+        self._fd, self.size = _open_regular(path)
         self.bytes_read = 0
 
     def read(self, offset: int, length: int) -> bytes:
